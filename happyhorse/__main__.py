@@ -1,0 +1,3 @@
+from happyhorse.cli import main
+
+main()

@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from happyhorse.cli import app
+from happyhorse.media import read_video
+
+runner = CliRunner()
+
+
+def test_world_sample_writes_mp4_and_sidecar(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "world",
+            "sample",
+            "--seed",
+            "5",
+            "--count",
+            "2",
+            "--split",
+            "test",
+            "--size",
+            "96x64",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["test_000005.json", "test_000005.mp4", "test_000006.json", "test_000006.mp4"]
+    meta = json.loads((tmp_path / "test_000005.json").read_text())
+    assert meta["split"] == "test" and meta["size"] == [96, 64] and meta["caption"]
+    clip = read_video(tmp_path / "test_000005.mp4")
+    assert clip.frames.shape == (24, 64, 96, 3) and clip.audio.shape == (1, 32000)
+
+
+def test_world_sample_rejects_bad_arguments_by_name(tmp_path):
+    for args, needle in [
+        (["--size", "64"], "--size"),
+        (["--size", "8x8"], "--size"),
+        (["--split", "val"], "--split"),
+        (["--fps", "0"], "--fps"),
+        (["--count", "0"], "--count"),
+    ]:
+        result = runner.invoke(app, ["world", "sample", "--out", str(tmp_path), *args])
+        assert result.exit_code == 2, args
+        assert needle in result.output, (args, result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "happyhorse", "--help"], capture_output=True, text=True, check=True)
+    assert "world" in out.stdout
