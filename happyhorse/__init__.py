@@ -1,0 +1,29 @@
+"""HappyHorse: joint video + audio generation with a single-stream Transformer."""
+
+from .media import Clip, MediaError, read_audio, read_image, read_video, save_audio, save_video
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the pipeline pulls in torch and the model: imported on first use, so `happyhorse world` starts fast
+    if name in ("HappyHorsePipeline", "HappyHorseOutput", "SchedulerConfig", "build_pipeline"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'happyhorse' has no attribute {name!r}")
+
+
+__all__ = [
+    "Clip",
+    "HappyHorseOutput",
+    "HappyHorsePipeline",
+    "MediaError",
+    "SchedulerConfig",
+    "build_pipeline",
+    "read_audio",
+    "read_image",
+    "read_video",
+    "save_audio",
+    "save_video",
+]

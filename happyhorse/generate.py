@@ -1,0 +1,64 @@
+"""Generation to files: one request -> NAME.mp4 (H.264 + AAC) + NAME.json (every setting, timings).
+
+Shared by the CLI and the web service, so both write the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .media import save_video, write_json_atomic
+from .pipeline import HappyHorsePipeline
+
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    image: str | Path | None = None
+    audio: str | Path | None = None
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
+    return HappyHorsePipeline.from_pretrained(model)
+
+
+def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str | Path, callback=None) -> dict:
+    """Generate one clip and write it with its sidecar; returns the sidecar's content."""
+    start = time.perf_counter()
+    result = pipe(
+        request.prompt,
+        image=str(request.image) if request.image else None,
+        audio=str(request.audio) if request.audio else None,
+        seconds=request.seconds,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        seed=request.seed,
+        height=request.height,
+        width=request.width,
+        callback=callback,
+    )
+    output = Path(output)
+    t0 = time.perf_counter()
+    save_video(output, result.frames[0], result.fps, result.audio[0], result.sample_rate)
+    timings = {**result.timings, "write_s": time.perf_counter() - t0, "total_s": time.perf_counter() - start}
+    sidecar = {
+        "prompt": request.prompt,
+        "mode": result.mode,
+        "seed": request.seed,
+        "model": pipe.name,
+        "image": str(request.image) if request.image else None,
+        "audio": str(request.audio) if request.audio else None,
+        "settings": result.settings,
+        "timings": timings,
+    }
+    write_json_atomic(output.with_suffix(".json"), json.dumps(sidecar, indent=1))
+    return sidecar

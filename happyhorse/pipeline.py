@@ -1,0 +1,449 @@
+"""`HappyHorsePipeline`: prompt (+ image, + audio) -> video with sound, diffusers-style.
+
+The mode follows from the inputs: T2V (prompt), TI2V (+ first frame), TA2V (+ soundtrack),
+TIA2V (all three). A given image becomes the clean latent of frame 0, a given sound the clean audio
+latents; both stay clean through sampling ("unified conditioning", DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .codecs import Codec, PatchAudioCodec, PatchVideoCodec, TextEncoder
+from .diffusion import SAMPLERS, get_schedule, predicted_x0, sample
+from .media import read_audio, read_image, resample
+from .model import SingleStreamTransformer, TransformerConfig
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
+MAX_PROMPT_CHARS = 2000
+MAX_SECONDS = 20.0
+
+
+@dataclass
+class SchedulerConfig:
+    """Sampling defaults stored with a model: chosen by measurement for that model."""
+
+    sampler: str = "euler"
+    num_inference_steps: int = 16
+    shift: float = 1.0
+    guidance_scale: float = 1.0  # video; 1 = no classifier-free guidance (one forward per step)
+    audio_guidance_scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SchedulerConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class HappyHorseOutput:
+    frames: np.ndarray  # uint8 [B, T, H, W, 3]
+    audio: np.ndarray  # float32 [B, C, N]
+    fps: float
+    sample_rate: int
+    mode: str
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def video_positions(grid: tuple[int, int, int], patch_t: int) -> torch.Tensor:
+    """(t, h, w) of each video latent token [t*h*w, 3]; t in units of pt frames, frame 0 at 0."""
+    t, h, w = grid
+    centres = torch.tensor([0.0] + [((k - 1) * patch_t + 1 + (patch_t - 1) / 2) / patch_t for k in range(1, t)])
+    tt, hh, ww = torch.meshgrid(
+        centres, torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
+    return torch.stack([tt, hh, ww], dim=-1).reshape(-1, 3)
+
+
+def audio_positions(num_tokens: int, seconds_per_token: float, fps: float, patch_t: int, grid_hw) -> torch.Tensor:
+    """Audio tokens sit on the video's time axis at their centre time, in the middle of the frame."""
+    centre = (torch.arange(num_tokens, dtype=torch.float32) + 0.5) * seconds_per_token * fps / patch_t
+    h, w = grid_hw
+    return torch.stack([centre, torch.full_like(centre, (h - 1) / 2), torch.full_like(centre, (w - 1) / 2)], -1)
+
+
+def sequence_positions(grid, num_audio, num_text, video_codec, audio_codec, fps) -> torch.Tensor:
+    """Positions of the packed [video | audio | text] sequence; text rows are zero (not rotated)."""
+    return torch.cat(
+        [
+            video_positions(grid, video_codec.patch_t),
+            audio_positions(num_audio, audio_codec.seconds_per_token, fps, video_codec.patch_t, grid[1:]),
+            torch.zeros(num_text, 3),
+        ]
+    )
+
+
+class HappyHorsePipeline:
+    def __init__(
+        self,
+        transformer: SingleStreamTransformer,
+        video_codec: PatchVideoCodec,
+        audio_codec: PatchAudioCodec,
+        text_encoder: TextEncoder,
+        scheduler: SchedulerConfig | None = None,
+        defaults: dict | None = None,
+    ):
+        self.transformer = transformer.eval()
+        self.video_codec, self.audio_codec, self.text_encoder = video_codec, audio_codec, text_encoder
+        self.scheduler = scheduler or SchedulerConfig()
+        self.defaults = {"width": 64, "height": 64, "fps": 12.0, "seconds": 2.0, **(defaults or {})}
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.name = "happyhorse"
+
+    # ------------------------------------------------------------------------------ save / load
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the model directory (DESIGN.md section 4) next to the target, then swap it in."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            tdir = staging / "transformer"
+            tdir.mkdir()
+            (tdir / "config.json").write_text(json.dumps(self.transformer.cfg.to_dict(), indent=1))
+            state = {k: v.detach().float().contiguous().cpu() for k, v in self.transformer.state_dict().items()}
+            save_file(state, str(tdir / "model.safetensors"))
+            self.video_codec.save_pretrained(staging / "video_codec")
+            self.audio_codec.save_pretrained(staging / "audio_codec")
+            self.text_encoder.save_pretrained(staging / "text_encoder")
+            (staging / "scheduler").mkdir()
+            (staging / "scheduler" / "config.json").write_text(json.dumps(asdict(self.scheduler), indent=1))
+            index = {
+                "_class_name": "HappyHorsePipeline",
+                "transformer": "SingleStreamTransformer",
+                "video_codec": self.video_codec.type,
+                "audio_codec": self.audio_codec.type,
+                "text_encoder": self.text_encoder.type,
+                "scheduler": "SchedulerConfig",
+                "defaults": self.defaults,
+            }
+            (staging / "model_index.json").write_text(json.dumps(index, indent=1))
+            old = None
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+                os.replace(directory, old)
+            os.replace(staging, directory)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike | None = None, device: str | None = None):
+        """Load a model directory; with no directory, the embedded default model."""
+        directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+        index_path = directory / "model_index.json"
+        if not index_path.is_file():
+            if directory == DEFAULT_MODEL_DIR:
+                raise FileNotFoundError(
+                    f"no embedded default model at {directory}; pass a model directory (--model DIR), "
+                    "e.g. the DIR/model written by `happyhorse train`"
+                )
+            raise FileNotFoundError(f"model: {directory} is not a model directory (no model_index.json)")
+        index = json.loads(index_path.read_text())
+        cfg = TransformerConfig.from_dict(json.loads((directory / "transformer" / "config.json").read_text()))
+        transformer = SingleStreamTransformer(cfg)
+        transformer.load_state_dict(load_file(str(directory / "transformer" / "model.safetensors")))
+        scheduler = SchedulerConfig.from_dict(json.loads((directory / "scheduler" / "config.json").read_text()))
+        pipe = cls(
+            transformer,
+            Codec.from_pretrained(directory / "video_codec"),
+            Codec.from_pretrained(directory / "audio_codec"),
+            Codec.from_pretrained(directory / "text_encoder"),
+            scheduler,
+            index.get("defaults"),
+        )
+        pipe.name = directory.resolve().name if directory != DEFAULT_MODEL_DIR else "happyhorse-default"
+        return pipe.to(device) if device else pipe
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> HappyHorsePipeline:
+        self.device = torch.device(device)
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.transformer.to(self.device, self.dtype)
+        return self
+
+    # ------------------------------------------------------------------------------ inputs
+
+    def check_inputs(self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler):
+        """Fail early, naming the argument, the value and what is allowed."""
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt: must be a string or a non-empty list of strings, got {type(prompt).__name__}")
+        for p in prompts:
+            if len(p) > MAX_PROMPT_CHARS:
+                raise ValueError(f"prompt: at most {MAX_PROMPT_CHARS} characters, got {len(p)}")
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+            raise ValueError(f"seconds: must be in (0, {MAX_SECONDS}], got {seconds}")
+        ph, pw = self.video_codec.patch_h, self.video_codec.patch_w
+        for name, value, patch in (("height", height, ph), ("width", width, pw)):
+            if not isinstance(value, int) or value < patch or value > 2048 or value % patch:
+                raise ValueError(f"{name}: must be a multiple of {patch} in [{patch}, 2048] pixels, got {value}")
+        if not isinstance(steps, int) or not 1 <= steps <= 1000:
+            raise ValueError(f"num_inference_steps: must be an integer in 1..1000, got {steps}")
+        for name, value in (("guidance_scale", guidance), ("audio_guidance_scale", audio_guidance)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
+                raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):
+            raise ValueError(f"image: must be a path or a uint8 [H, W, 3] array, got {type(image).__name__}")
+        if audio is not None and not isinstance(audio, str | os.PathLike | tuple):
+            raise ValueError(
+                f"audio: must be a path or an (array [C, N], sample_rate) tuple, got {type(audio).__name__}"
+            )
+        return prompts
+
+    def _prepare_image(self, image, height: int, width: int) -> torch.Tensor:
+        """Path or array -> uint8 [H, W, 3] at the output size: scaled to cover, then centre-cropped."""
+        from PIL import Image
+
+        array = read_image(image) if not isinstance(image, np.ndarray) else image
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 2:
+            raise ValueError(f"image: must be uint8 [H, W, 3] with H, W >= 2, got {array.dtype} {list(array.shape)}")
+        h, w = array.shape[:2]
+        scale = max(height / h, width / w)
+        resized = Image.fromarray(array).resize(
+            (max(width, round(w * scale)), max(height, round(h * scale))), Image.LANCZOS
+        )
+        left, top = (resized.width - width) // 2, (resized.height - height) // 2
+        return torch.from_numpy(np.asarray(resized.crop((left, top, left + width, top + height))).copy())
+
+    def _prepare_audio(self, audio) -> np.ndarray:
+        """Path or (array, rate) -> float32 [C, N] at the codec's rate and channel count."""
+        sr, channels = self.audio_codec.sample_rate, self.audio_codec.channels
+        if isinstance(audio, tuple):
+            if len(audio) != 2:
+                raise ValueError("audio: a tuple must be (array [C, N] or [N], sample_rate)")
+            array, rate = np.asarray(audio[0], dtype=np.float32), int(audio[1])
+            if array.ndim == 1:
+                array = array[None]
+            if array.ndim != 2 or array.shape[0] not in (1, 2) or array.shape[1] < 1 or not np.isfinite(array).all():
+                raise ValueError(f"audio: array must be finite [C, N] with C in 1..2, got {list(array.shape)}")
+            if rate < 8000:
+                raise ValueError(f"audio: sample rate must be >= 8000 Hz, got {rate}")
+            array = resample(np.clip(array, -1, 1), rate, sr)
+        else:
+            array, _ = read_audio(audio, sample_rate=sr, max_seconds=MAX_SECONDS)
+        if array.shape[0] != channels:
+            array = array.mean(0, keepdims=True) if channels == 1 else np.repeat(array[:1], 2, axis=0)
+        return array
+
+    # ------------------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        image: Any = None,
+        audio: Any = None,
+        seconds: float | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        audio_guidance_scale: float | None = None,
+        seed: int = 0,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float | None = None,
+        sampler: str | None = None,
+        shift: float | None = None,
+        progress: bool = False,
+        callback=None,
+    ) -> HappyHorseOutput:
+        timings = {}
+        start = time.perf_counter()
+        sch = self.scheduler
+        steps = num_inference_steps if num_inference_steps is not None else sch.num_inference_steps
+        guidance = guidance_scale if guidance_scale is not None else sch.guidance_scale
+        audio_guidance = audio_guidance_scale if audio_guidance_scale is not None else sch.audio_guidance_scale
+        sampler = sampler or sch.sampler
+        shift = shift if shift is not None else sch.shift
+        height = height or self.defaults["height"]
+        width = width or self.defaults["width"]
+        fps = float(fps or self.defaults["fps"])
+        given_audio = self._prepare_audio(audio) if audio is not None else None
+        if seconds is None:
+            seconds = (
+                given_audio.shape[1] / self.audio_codec.sample_rate
+                if given_audio is not None
+                else self.defaults["seconds"]
+            )
+            seconds = min(seconds, MAX_SECONDS)
+        # 1. check inputs
+        prompts = self.check_inputs(
+            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler
+        )
+        batch = len(prompts)
+        vc, ac = self.video_codec, self.audio_codec
+        num_frames = vc.num_frames(max(1, round(seconds * fps)))
+        num_samples = round(num_frames / fps * ac.sample_rate)
+        grid = vc.latent_shape(num_frames, height, width)
+        num_video, num_audio = grid[0] * grid[1] * grid[2], ac.num_tokens(num_samples)
+        mode = "T" + ("I" if image is not None else "") + ("A" if audio is not None else "") + "2V"
+        # 2. encode the conditions
+        text, text_mask = self.text_encoder.encode(prompts)
+        use_cfg = guidance != 1.0 or audio_guidance != 1.0
+        if use_cfg:
+            null, null_mask = self.text_encoder.encode([""] * batch)
+            text, text_mask = torch.cat([text, null]), torch.cat([text_mask, null_mask])
+        clean = [None, None]
+        if image is not None:
+            first = self._prepare_image(image, height, width)
+            frames0 = first[None, None].expand(batch, num_frames, -1, -1, -1)
+            z = vc.encode(frames0).reshape(batch, num_video, -1)
+            mask = torch.zeros(batch, num_video, dtype=torch.bool)
+            mask[:, : grid[1] * grid[2]] = True  # latent frame 0
+            clean[0] = (mask, z)
+        if given_audio is not None:
+            wave = torch.zeros(batch, ac.channels, num_samples)
+            n = min(num_samples, given_audio.shape[1])
+            wave[:, :, :n] = torch.from_numpy(given_audio[:, :n])
+            mask = torch.zeros(batch, num_audio, dtype=torch.bool)
+            mask[:, : n // ac.patch] = True  # only whole patches of given sound are kept clean
+            clean[1] = (mask, ac.encode(wave))
+        positions = sequence_positions(grid, num_audio, text.shape[1], vc, ac, fps).to(self.device)
+        timings["encode_s"] = time.perf_counter() - start
+        # 3. noise, from a seeded CPU generator so a seed gives the same clip on every device
+        gen = torch.Generator().manual_seed(int(seed))
+        noise = [
+            torch.randn(batch, num_video, vc.latent_dim, generator=gen),
+            torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
+        ]
+        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance)
+        sigmas = get_schedule(steps, shift)
+        # 4. sample
+        t0 = time.perf_counter()
+        bar = _progress_bar(steps) if progress else None
+        try:
+
+            def on_step(i, n):
+                if bar is not None:
+                    bar[0].update(bar[1], completed=i)
+                if callback is not None:
+                    callback(i, n)
+
+            video_lat, audio_lat = sample(denoise, noise, sigmas, sampler, clean, gen, on_step)
+        finally:
+            if bar is not None:
+                bar[0].stop()
+        timings["denoise_s"] = time.perf_counter() - t0
+        # 5. decode
+        t0 = time.perf_counter()
+        frames = vc.decode(video_lat.reshape(batch, *grid, -1)).numpy()
+        if image is not None:  # the given first frame is the output's first frame, exactly
+            frames[:, 0] = first.numpy()
+        sound = ac.decode(audio_lat, num_samples).numpy().astype(np.float32)
+        if given_audio is not None:
+            n = min(num_samples, given_audio.shape[1])
+            sound[:, :, :n] = given_audio[None, :, :n]
+        timings["decode_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - start
+        settings = {
+            "seconds": num_frames / fps,
+            "num_frames": num_frames,
+            "height": height,
+            "width": width,
+            "fps": fps,
+            "sample_rate": ac.sample_rate,
+            "num_inference_steps": steps,
+            "guidance_scale": guidance,
+            "audio_guidance_scale": audio_guidance,
+            "sampler": sampler,
+            "shift": shift,
+            "seed": int(seed),
+        }
+        return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
+
+    def _denoiser(self, text, text_mask, positions, clean, use_cfg, guidance, audio_guidance):
+        """The x0 predictor the samplers call: model + per-modality classifier-free guidance."""
+        model, device, dtype = self.transformer, self.device, self.dtype
+        prediction = model.cfg.prediction
+        text, text_mask = text.to(device, dtype), text_mask.to(device)
+        video_clean = clean[0][0] if clean[0] is not None else None
+        audio_clean = clean[1][0] if clean[1] is not None else None
+
+        def denoise(xs, sigma: float):
+            video, audio = xs
+            b = video.shape[0]
+            reps = 2 if use_cfg else 1
+            vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
+            aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
+            sig_tokens = torch.cat([(~vclean).float(), (~aclean).float()], dim=1) * sigma  # clean tokens: 0
+            out = model(
+                video.repeat(reps, 1, 1).to(device, dtype),
+                audio.repeat(reps, 1, 1).to(device, dtype),
+                text,
+                text_mask,
+                positions,
+                vclean.repeat(reps, 1).to(device),
+                aclean.repeat(reps, 1).to(device),
+                sig_tokens.repeat(reps, 1).to(device, dtype),
+            )
+            sig = torch.tensor(sigma)
+            x0v = predicted_x0(out.video.float().cpu(), video.repeat(reps, 1, 1), sig, prediction)
+            x0a = predicted_x0(out.audio.float().cpu(), audio.repeat(reps, 1, 1), sig, prediction)
+            if use_cfg:
+                x0v = x0v[b:] + guidance * (x0v[:b] - x0v[b:])
+                x0a = x0a[b:] + audio_guidance * (x0a[:b] - x0a[b:])
+            return [x0v, x0a]
+
+        return denoise
+
+
+def _progress_bar(total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    bar.start()
+    return bar, bar.add_task("denoise", total=total)
+
+
+def build_pipeline(
+    model: str | TransformerConfig = "tiny",
+    text_encoder: str = "minilm",
+    video_patch: tuple[int, int, int] = (4, 8, 8),
+    audio_patch: int = 400,
+    sample_rate: int = 16000,
+    channels: int = 1,
+    audio_scale: float = 3.0,
+    defaults: dict | None = None,
+    scheduler: SchedulerConfig | None = None,
+    **overrides,
+) -> HappyHorsePipeline:
+    """A freshly initialised pipeline: codecs first, then a transformer whose input widths match them."""
+    from .codecs import HashTextEncoder, MiniLMTextEncoder
+    from .model import CONFIGS
+
+    vc = PatchVideoCodec(*video_patch)
+    ac = PatchAudioCodec(audio_patch, sample_rate, channels, audio_scale)
+    te = (
+        MiniLMTextEncoder()
+        if text_encoder == "minilm"
+        else HashTextEncoder(**({"dim": 64} if text_encoder == "hash" else {}))
+    )
+    if isinstance(model, str):
+        if model not in CONFIGS:
+            raise ValueError(f"model: unknown config {model!r}; known: {', '.join(CONFIGS)}")
+        base = CONFIGS[model].to_dict()
+    else:
+        base = model.to_dict()
+    base.update(video_in=vc.latent_dim, audio_in=ac.latent_dim, text_in=te.dim, **overrides)
+    transformer = SingleStreamTransformer(TransformerConfig.from_dict(base))
+    return HappyHorsePipeline(transformer, vc, ac, te, scheduler, defaults)
+
+
+__all__ = ["HappyHorseOutput", "HappyHorsePipeline", "SchedulerConfig", "build_pipeline"]

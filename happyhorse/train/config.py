@@ -1,0 +1,113 @@
+"""Training run configuration: one typed dataclass, named presets, and TOML/JSON files.
+
+A run is rebuilt from its saved config alone (`RUN/config.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    # model and codecs
+    model: str = "tiny"  # a preset of happyhorse.model.CONFIGS
+    model_overrides: dict = field(default_factory=dict)  # e.g. {"prediction": "v", "depth": 8}
+    text_encoder: str = "minilm"  # minilm | hash (instant, for tests)
+    video_patch: tuple[int, int, int] = (4, 8, 8)
+    audio_patch: int = 400
+    audio_scale: float = 3.0
+    # data: world clips; frames = 1 + k * patch_t so that frame 0 has a latent frame of its own
+    width: int = 64
+    height: int = 64
+    fps: float = 12.0
+    num_frames: int = 25
+    sample_rate: int = 16000
+    channels: int = 1
+    # optimisation
+    batch_size: int = 16  # per process
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    # flow matching
+    sigma_mean: float = 0.0  # logit-normal location
+    sigma_std: float = 1.0
+    shift: float = 1.0
+    audio_loss_weight: float = 1.0
+    text_dropout: float = 0.1  # prompts replaced by "" so the model also learns the unconditional
+    p_image: float = 0.3  # chance a sample is given its first frame (TI2V)
+    p_audio: float = 0.3  # chance a sample is given its soundtrack (TA2V); both: TIA2V
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 200
+    num_workers: int = 1
+    fsdp: bool = False  # shard parameters across processes (large configs under torchrun)
+    # sampling defaults written into the model directory
+    sampler: str = "euler"
+    num_inference_steps: int = 16
+    guidance_scale: float = 1.0
+    audio_guidance_scale: float = 1.0
+
+    def __post_init__(self):
+        self.video_patch = tuple(self.video_patch)
+        self.betas = tuple(self.betas)
+        if (self.num_frames - 1) % self.video_patch[0]:
+            raise ValueError(
+                f"num_frames ({self.num_frames}) must be 1 + a multiple of patch_t ({self.video_patch[0]})"
+            )
+        if self.width % self.video_patch[2] or self.height % self.video_patch[1]:
+            raise ValueError(f"width/height must be multiples of the patch size {self.video_patch[1:]}")
+        if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
+            raise ValueError("batch_size and max_steps must be >= 1 and lr > 0")
+        for name in ("text_dropout", "p_image", "p_audio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def seconds(self) -> float:
+        return self.num_frames / self.fps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, dict] = {
+    # minutes on a laptop CPU: the hash text encoder, small batches
+    "tiny": {"model": "tiny", "text_encoder": "hash", "batch_size": 8, "lr": 2e-3, "warmup_steps": 50},
+    "small": {"model": "small", "batch_size": 16, "lr": 1e-3},
+    "base": {"model": "base", "batch_size": 32, "lr": 5e-4, "width": 128, "height": 128},
+}
+
+
+def load_config(name_or_path: str, overrides: dict | None = None) -> TrainConfig:
+    """A preset name (`tiny`, `small`, ...) or a .toml/.json file; a file may name a `preset` to extend."""
+    path = Path(name_or_path)
+    if name_or_path in PRESETS:
+        values = dict(PRESETS[name_or_path])
+    elif path.suffix in (".toml", ".json") and path.is_file():
+        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        base = raw.pop("preset", None)
+        if base is not None and base not in PRESETS:
+            raise ValueError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {base!r}")
+        values = {**(PRESETS[base] if base else {}), **raw}
+    else:
+        raise ValueError(f"CONFIG: {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a .toml/.json file")
+    values.update(overrides or {})
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,425 @@
+"""Flow-matching training of the single-stream model on world clips: one process, or DDP/FSDP
+under `torchrun`.
+
+Everything random in a step is a function of (seed, step, global sample index): which clips, which
+noise level, which noise, whether the prompt is dropped, whether the first frame or the soundtrack is
+given. So a resumed run continues the same loss curve exactly, and N processes with batch B compute
+the same gradients as one process with batch N x B.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset
+
+from ..diffusion import add_noise, flow_loss, shift_sigma
+from ..media import write_json_atomic
+from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions
+from ..world import WorldConfig, make_clip
+from .checkpoint import load_checkpoint, load_optimizer, save_checkpoint
+from .config import TrainConfig
+
+SIGMA_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SAMPLE_PROMPT_SEEDS = (0, 1, 2, 3)  # test-split clips whose captions (and first frames) are sampled
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of one training sample, from (run seed, step, global sample index)."""
+    state = np.random.SeedSequence([seed, step, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def clip_seed(cfg: TrainConfig, step: int, index: int, global_batch: int) -> int:
+    """World seed of a training sample: every (step, index) sees a new clip, for 2^31 clips."""
+    return (cfg.seed * 7919 + step * global_batch + index) % (2**31)
+
+
+class StepBatches(IterableDataset):
+    """World clips for steps [start, end) of one process: rank r takes samples [rB, (r+1)B)."""
+
+    def __init__(self, cfg: TrainConfig, start: int, end: int, rank: int = 0, world_size: int = 1):
+        self.cfg, self.start, self.end, self.rank, self.world_size = cfg, start, end, rank, world_size
+        self.world = WorldConfig(cfg.width, cfg.height, cfg.fps, cfg.seconds, cfg.sample_rate, cfg.channels)
+
+    def __iter__(self):
+        cfg, b = self.cfg, self.cfg.batch_size
+        for step in range(self.start, self.end):
+            indices = range(self.rank * b, (self.rank + 1) * b)
+            clips = [
+                make_clip(clip_seed(cfg, step, i, b * self.world_size), "train", self.world, ground_truth=False)
+                for i in indices
+            ]
+            yield {
+                "step": step,
+                "indices": list(indices),
+                "video": torch.from_numpy(np.stack([c.frames for c in clips])),
+                "audio": torch.from_numpy(np.stack([c.audio for c in clips])),
+                "captions": [c.caption for c in clips],
+            }
+
+
+# ------------------------------------------------------------------------------------------ step
+
+
+@dataclass
+class StepInputs:
+    video_x0: torch.Tensor  # [B, Nv, Cv]
+    audio_x0: torch.Tensor  # [B, Na, Ca]
+    video_t: torch.Tensor
+    audio_t: torch.Tensor
+    video_noise: torch.Tensor
+    audio_noise: torch.Tensor
+    sigma: torch.Tensor  # [B]
+    video_clean: torch.Tensor  # [B, Nv] bool
+    audio_clean: torch.Tensor  # [B, Na] bool
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    positions: torch.Tensor
+
+
+def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
+    """Encode a batch and draw its per-sample noise level, noise, prompt dropout and conditions."""
+    vc, ac = pipe.video_codec, pipe.audio_codec
+    b = batch["video"].shape[0]
+    grid = vc.latent_shape(*batch["video"].shape[1:4])
+    video_x0 = vc.encode(batch["video"]).reshape(b, -1, vc.latent_dim)
+    audio_x0 = ac.encode(batch["audio"])
+    nv, na = video_x0.shape[1], audio_x0.shape[1]
+    sigmas, vnoise, anoise, prompts = [], [], [], []
+    vclean = torch.zeros(b, nv, dtype=torch.bool)
+    aclean = torch.zeros(b, na, dtype=torch.bool)
+    for k, index in enumerate(batch["indices"]):
+        g = sample_generator(cfg.seed, batch["step"], index)
+        u = torch.rand(4, generator=g)
+        sigmas.append(torch.sigmoid(torch.randn(1, generator=g) * cfg.sigma_std + cfg.sigma_mean))
+        vnoise.append(torch.randn(nv, vc.latent_dim, generator=g))
+        anoise.append(torch.randn(na, ac.latent_dim, generator=g))
+        prompts.append("" if u[0] < cfg.text_dropout else batch["captions"][k])
+        if u[1] < cfg.p_image:
+            vclean[k, : grid[1] * grid[2]] = True  # latent frame 0 is the given first image
+        if u[2] < cfg.p_audio:
+            aclean[k] = True
+    sigma = shift_sigma(torch.cat(sigmas), cfg.shift)
+    vnoise, anoise = torch.stack(vnoise), torch.stack(anoise)
+    s = sigma[:, None, None]
+    video_t = torch.where(vclean[..., None], video_x0, add_noise(video_x0, vnoise, s))
+    audio_t = torch.where(aclean[..., None], audio_x0, add_noise(audio_x0, anoise, s))
+    text, text_mask = pipe.text_encoder.encode(prompts)
+    positions = sequence_positions(grid, na, text.shape[1], vc, ac, cfg.fps)
+    move = lambda t: t.to(device)  # noqa: E731
+    return StepInputs(
+        *map(
+            move,
+            (video_x0, audio_x0, video_t, audio_t, vnoise, anoise, sigma, vclean, aclean, text, text_mask, positions),
+        )
+    )
+
+
+def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
+    """Mean flow loss over the batch, and its per-sample video and audio parts for logging."""
+    x = inputs
+    token_sigma = torch.cat(
+        [(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], dim=1
+    )
+    out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
+    s = x.sigma[:, None, None]
+    loss_v = flow_loss(out.video, x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
+    loss_a = flow_loss(out.audio, x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
+    # a sample whose audio is all given has no audio loss: average only where there is something to learn
+    has_audio = (~x.audio_clean).any(-1).float()
+    loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).sum() / has_audio.sum().clamp(min=1)
+    return loss, {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 1024) -> float:
+    """Measured dense matmul FLOP/s on this device: the denominator of MFU."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    reps, start = 8, time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
+    torch.manual_seed(cfg.seed)
+    scheduler = SchedulerConfig(
+        cfg.sampler, cfg.num_inference_steps, cfg.shift, cfg.guidance_scale, cfg.audio_guidance_scale
+    )
+    defaults = {"width": cfg.width, "height": cfg.height, "fps": cfg.fps, "seconds": cfg.seconds}
+    return build_pipeline(
+        cfg.model,
+        text_encoder=cfg.text_encoder,
+        video_patch=cfg.video_patch,
+        audio_patch=cfg.audio_patch,
+        sample_rate=cfg.sample_rate,
+        channels=cfg.channels,
+        audio_scale=cfg.audio_scale,
+        defaults=defaults,
+        scheduler=scheduler,
+        **cfg.model_overrides,
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    max_steps: int | None = None,
+    minutes: float | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Train until max_steps (or `minutes` of wall time); return a summary. Writes, under `out`:
+    config.json, log.jsonl, checkpoint/, model/ (EMA weights, loadable by --model), samples/, loss.png."""
+    out = Path(out)
+    rank, world_size = _distributed()
+    device = _device()
+    is_main = rank == 0
+    end_step = max_steps if max_steps is not None else cfg.max_steps
+    ckpt_dir = out / "checkpoint"
+    if (out / "config.json").exists() and resume:
+        saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        if saved.to_dict() != cfg.to_dict():
+            diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)
+            log(f"resume: using the run's saved config; CONFIG differs in {diff}")
+        cfg = saved
+    pipe = build_run_pipeline(cfg)
+    model = pipe.transformer.train().to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    start_step, history = 0, []
+    if resume and (ckpt_dir / "state.json").exists():
+        model_state, ema_state, opt_tensors, state = load_checkpoint(ckpt_dir)
+        model.load_state_dict(model_state)
+        ema.load_state_dict(ema_state)
+        load_optimizer(optimizer, opt_tensors, state["optimizer"])
+        start_step = state["step"]
+        log(f"resumed from step {start_step}")
+    elif resume:
+        log(f"resume: no checkpoint in {ckpt_dir}; starting from step 0")
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        if start_step == 0 and (out / "log.jsonl").exists():
+            (out / "log.jsonl").unlink()
+    wrapped = model
+    if world_size > 1:
+        if cfg.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in model.blocks:
+                fully_shard(block)
+            wrapped = fully_shard(model)
+        else:
+            wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    prediction = model.cfg.prediction
+    loader = DataLoader(
+        StepBatches(cfg, start_step, end_step, rank, world_size),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        prefetch_factor=2 if cfg.num_workers else None,
+        persistent_workers=False,
+    )
+    peak = matmul_peak_flops(device)
+    tokens_per_sample = None
+    started = time.perf_counter()
+    window = {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]]}
+    bar = _progress(end_step, start_step) if (progress and is_main) else None
+    step = start_step
+    summary = {}
+    try:
+        for batch in loader:
+            step = batch["step"]
+            inputs = prepare_step(cfg, pipe, batch, device)
+            if tokens_per_sample is None:
+                tokens_per_sample = inputs.positions.shape[0]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            loss, parts = step_loss(wrapped, inputs, cfg, prediction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            with torch.no_grad():
+                decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # EMA warms up with the run
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(pm.detach(), 1 - decay)
+            window["steps"] += 1
+            window["loss"].append(loss.item())
+            per_sample = parts["video"].cpu() + cfg.audio_loss_weight * parts["audio"].cpu() * parts["has_audio"].cpu()
+            for s, l_ in zip(inputs.sigma.cpu().tolist(), per_sample.tolist(), strict=True):
+                window["bins"][min(int(s / 0.2), 4)].append(l_)
+            done = step + 1
+            if is_main and (done % cfg.log_every == 0 or done == end_step):
+                elapsed = time.perf_counter() - window["t"]
+                sps = window["steps"] / elapsed
+                tokens = sps * cfg.batch_size * world_size * tokens_per_sample
+                record = {
+                    "step": done,
+                    "loss": float(np.mean(window["loss"])),
+                    "loss_by_sigma": {
+                        f"{SIGMA_BINS[i]:.1f}-{SIGMA_BINS[i + 1]:.1f}": (float(np.mean(v)) if v else None)
+                        for i, v in enumerate(window["bins"])
+                    },
+                    "lr": lr_at(cfg, step),
+                    "grad_norm": float(grad_norm),
+                    "steps_per_s": sps,
+                    "tokens_per_s": tokens,
+                    "mfu": tokens * model.flops_per_token(tokens_per_sample) / (peak * world_size),
+                    "elapsed_s": time.perf_counter() - started,
+                }
+                history.append(record)
+                with open(out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                window = {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]]}
+                if bar is not None:
+                    bar[0].update(bar[1], completed=done, description=f"loss {record['loss']:.4f}")
+            out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
+            if done % cfg.checkpoint_every == 0 or done == end_step or out_of_time:
+                _save(cfg, out, pipe, model, ema, optimizer, done, is_main)
+            if is_main and (done % cfg.sample_every == 0 or done == end_step or out_of_time):
+                write_samples(pipe, ema, out / "samples" / f"step_{done:06d}", cfg)
+            if out_of_time:
+                log(f"stopping after {minutes} minutes at step {done}")
+                break
+        summary = {"step": step + 1, "log": history[-1] if history else None, "out": str(out)}
+        if is_main:
+            plot_loss(out)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if dist.is_initialized():
+            dist.barrier()
+    return summary
+
+
+def _save(cfg, out, pipe, model, ema, optimizer, step, is_main):
+    """Checkpoint for resuming, and the EMA model as a model directory (`out/model`)."""
+    if dist.is_initialized() and cfg.fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(model, options=opts)
+    else:
+        model_state = model.state_dict()
+    if not is_main:
+        return
+    save_checkpoint(
+        out / "checkpoint", model_state, ema.state_dict(), optimizer, {"step": step, "config": cfg.to_dict()}
+    )
+    export = HappyHorsePipeline(
+        ema, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, pipe.scheduler, pipe.defaults
+    )
+    export.save_pretrained(out / "model")
+
+
+def write_samples(pipe: HappyHorsePipeline, ema, directory: Path, cfg: TrainConfig) -> None:
+    """A fixed set of test-split prompts with the EMA model: T2V, and TI2V from the clip's frame 0."""
+    from ..media import save_video
+
+    world = WorldConfig(cfg.width, cfg.height, cfg.fps, cfg.seconds, cfg.sample_rate, cfg.channels)
+    sampler = HappyHorsePipeline(
+        ema, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, pipe.scheduler, pipe.defaults
+    )
+    sampler.to(next(ema.parameters()).device)
+    for seed in SAMPLE_PROMPT_SEEDS:
+        clip = make_clip(seed, "test", world, ground_truth=False)
+        image = clip.frames[0] if seed % 2 else None
+        result = sampler(clip.caption, image=image, seed=seed)
+        save_video(
+            directory / f"{seed:02d}_{result.mode}.mp4",
+            result.frames[0],
+            result.fps,
+            result.audio[0],
+            result.sample_rate,
+        )
+        (directory / f"{seed:02d}_{result.mode}.txt").write_text(clip.caption + "\n")
+    ema.eval()
+
+
+def plot_loss(out: Path) -> None:
+    """loss.png: total loss and loss per noise-level bin against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    if not records:
+        return
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["loss"] for r in records], label="loss", color="black", lw=2)
+    for key in records[-1]["loss_by_sigma"]:
+        ax.plot(steps, [r["loss_by_sigma"].get(key) or float("nan") for r in records], label=f"sigma {key}", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow loss (v MSE)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+def _progress(total: int, start: int):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    )
+    bar.start()
+    return bar, bar.add_task("training", total=total, completed=start)
