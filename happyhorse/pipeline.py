@@ -272,9 +272,13 @@ class HappyHorsePipeline:
         audio_guidance = audio_guidance_scale if audio_guidance_scale is not None else sch.audio_guidance_scale
         sampler = sampler or sch.sampler
         shift = shift if shift is not None else sch.shift
-        height = height or self.defaults["height"]
-        width = width or self.defaults["width"]
+        height = self.defaults["height"] if height is None else height
+        width = self.defaults["width"] if width is None else width
         fps = float(fps or self.defaults["fps"])
+        if audio is not None and not isinstance(audio, str | os.PathLike | tuple):
+            raise ValueError(
+                f"audio: must be a path or an (array [C, N], sample_rate) tuple, got {type(audio).__name__}"
+            )
         given_audio = self._prepare_audio(audio) if audio is not None else None
         if seconds is None:
             seconds = (

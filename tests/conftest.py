@@ -25,3 +25,28 @@ def world_clip():
     from happyhorse.world import make_clip
 
     return make_clip(3)
+
+
+def tiny_pipeline(seed: int = 0):
+    """A pipeline small enough to sample in milliseconds, with non-zero output heads."""
+    import torch
+
+    from happyhorse.model import TransformerConfig
+    from happyhorse.pipeline import SchedulerConfig, build_pipeline
+
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(dim=32, depth=2, sandwich=1, heads=2, kv_heads=1, mlp_hidden=64)
+    pipe = build_pipeline(
+        cfg,
+        text_encoder="hash",
+        defaults={"width": 32, "height": 32, "fps": 12.0, "seconds": 0.75},
+        scheduler=SchedulerConfig(num_inference_steps=3),
+    )
+    for head in (pipe.transformer.video_out, pipe.transformer.audio_out):
+        torch.nn.init.normal_(head.weight, std=0.05)
+    return pipe
+
+
+@pytest.fixture
+def pipe():
+    return tiny_pipeline()

@@ -37,9 +37,27 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> tor
     return (1 - sigma) * x0 + sigma * noise
 
 
+DATA_STD = 0.5  # assumed spread of clean latents, for the "edm" parameterisation
+
+
+def edm_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_skip, c_out of EDM (Karras et al. 2022) for x_sigma = (1 - sigma) x0 + sigma eps.
+
+    x0 = c_skip x_sigma + c_out F: near sigma = 0 it passes the input through, near 1 it is the
+    network's x0, and the v error never carries a 1/sigma factor. Uses sigma outside the network only:
+    the network itself still sees no timestep.
+    """
+    alpha = 1 - sigma
+    denom = alpha**2 * DATA_STD**2 + sigma**2
+    return alpha * DATA_STD**2 / denom, sigma * DATA_STD / denom.sqrt()
+
+
 def predicted_x0(output: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
     if prediction == "x0":
         return output
+    if prediction == "edm":
+        c_skip, c_out = edm_coefficients(sigma)
+        return c_skip * x_t + c_out * output
     if prediction == "v":
         return x_t - sigma * output
     if prediction == "eps":
@@ -52,6 +70,8 @@ def predicted_velocity(output: torch.Tensor, x_t: torch.Tensor, sigma: torch.Ten
         return output
     if prediction == "x0":
         return (x_t - output) / sigma.clamp(min=SIGMA_FLOOR)
+    if prediction == "edm":
+        return (x_t - predicted_x0(output, x_t, sigma, prediction)) / sigma.clamp(min=1e-4)
     x0 = predicted_x0(output, x_t, sigma, prediction)
     return output - x0
 

@@ -35,9 +35,10 @@ class TransformerConfig:
     text_in: int = 384  # width of the text encoder's states
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-6
-    prediction: str = "x0"  # what the network outputs: x0 | v | eps (the loss is always on v)
+    prediction: str = "x0"  # what the network outputs: x0 | v | eps | edm (the loss is always on v)
     timestep_conditioning: bool = False  # ablation only: add an embedding of each token's sigma
     condition_embedding: bool = True  # a learned flag on clean (given) tokens: image frame, audio
+    absolute_positions: bool = False  # also add sinusoidal (t, h, w) features at the input
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -46,8 +47,8 @@ class TransformerConfig:
             raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads})")
         if not 0 <= 2 * self.sandwich <= self.depth:
             raise ValueError(f"sandwich ({self.sandwich}) must be in 0..depth/2 (depth {self.depth})")
-        if self.prediction not in ("x0", "v", "eps"):
-            raise ValueError(f"prediction must be x0, v or eps, got {self.prediction!r}")
+        if self.prediction not in ("x0", "v", "eps", "edm"):
+            raise ValueError(f"prediction must be x0, v, eps or edm, got {self.prediction!r}")
         if self.head_dim % 2 or self.head_dim < 8:
             raise ValueError(f"head_dim ({self.head_dim}) must be even and >= 8")
 
@@ -191,6 +192,20 @@ def sigma_embedding(sigma: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+POSITION_FREQUENCIES = 8
+
+
+def position_features(positions: torch.Tensor) -> torch.Tensor:
+    """Sinusoidal features of (t, h, w) positions [N, 3] -> [N, 3 * 2 * POSITION_FREQUENCIES].
+
+    RoPE tells a token only where others are relative to it; these tell it where it is (top, bottom),
+    which a model predicting x0 from nearly pure noise needs. Geometric frequencies, 0.02..3 rad/cell.
+    """
+    freqs = torch.exp(torch.linspace(math.log(0.02), math.log(3.0), POSITION_FREQUENCIES, device=positions.device))
+    args = positions.float()[..., None] * freqs  # (N, 3, F)
+    return torch.cat([args.sin(), args.cos()], dim=-1).flatten(1)
+
+
 # ------------------------------------------------------------------------------------------ model
 
 
@@ -211,6 +226,8 @@ class SingleStreamTransformer(nn.Module):
         self.modality = nn.Parameter(torch.zeros(len(MODALITIES), cfg.dim))
         if cfg.condition_embedding:
             self.clean_flag = nn.Parameter(torch.zeros(cfg.dim))
+        if cfg.absolute_positions:
+            self.position_in = nn.Linear(3 * 2 * POSITION_FREQUENCIES, cfg.dim)
         if cfg.timestep_conditioning:
             self.sigma_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.blocks = nn.ModuleList(
@@ -267,6 +284,9 @@ class SingleStreamTransformer(nn.Module):
             if audio_clean is not None:
                 ha = ha + audio_clean[..., None].to(ha.dtype) * self.clean_flag
         x = torch.cat([hv, ha, ht], dim=1)  # (B, N, dim)
+        if cfg.absolute_positions:  # text rows stay zero: text has no position
+            features = position_features(positions[: nv + na])
+            x = x + F.pad(self.position_in(features.to(x.dtype)), (0, 0, 0, nt))
         if cfg.timestep_conditioning:
             if sigma is None:
                 raise ValueError("sigma: required when timestep_conditioning is on")

@@ -47,7 +47,7 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     log_every: int = 10
-    sample_every: int = 500
+    sample_every: int = 500  # 0: never write sample clips
     checkpoint_every: int = 200
     num_workers: int = 1
     fsdp: bool = False  # shard parameters across processes (large configs under torchrun)

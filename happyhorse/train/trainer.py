@@ -138,9 +138,10 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     s = x.sigma[:, None, None]
     loss_v = flow_loss(out.video, x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
     loss_a = flow_loss(out.audio, x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
-    # a sample whose audio is all given has no audio loss: average only where there is something to learn
+    # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
+    # samples with audio loss) keeps N processes x B samples equal to one process with N x B
     has_audio = (~x.audio_clean).any(-1).float()
-    loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).sum() / has_audio.sum().clamp(min=1)
+    loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
     return loss, {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
 
 
@@ -324,7 +325,7 @@ def train(
             out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
             if done % cfg.checkpoint_every == 0 or done == end_step or out_of_time:
                 _save(cfg, out, pipe, model, ema, optimizer, done, is_main)
-            if is_main and (done % cfg.sample_every == 0 or done == end_step or out_of_time):
+            if is_main and cfg.sample_every > 0 and (done % cfg.sample_every == 0 or done == end_step or out_of_time):
                 write_samples(pipe, ema, out / "samples" / f"step_{done:06d}", cfg)
             if out_of_time:
                 log(f"stopping after {minutes} minutes at step {done}")

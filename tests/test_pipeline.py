@@ -1,0 +1,124 @@
+"""HappyHorsePipeline: modes, conditioning, determinism, save/load, input checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from happyhorse import HappyHorsePipeline
+from happyhorse.media import save_audio, save_video
+from tests.conftest import tiny_pipeline
+
+
+def test_every_mode_has_the_right_shapes(pipe):
+    image = np.zeros((32, 32, 3), np.uint8)
+    audio = (np.zeros((1, 12000), np.float32), 16000)
+    for kwargs, mode in [
+        ({}, "T2V"),
+        ({"image": image}, "TI2V"),
+        ({"audio": audio}, "TA2V"),
+        ({"image": image, "audio": audio}, "TIA2V"),
+    ]:
+        out = pipe("a red ball", seed=0, **kwargs)
+        assert out.mode == mode
+        assert out.frames.shape == (1, 9, 32, 32, 3) and out.frames.dtype == np.uint8
+        assert out.audio.shape == (1, 1, 12000) and out.audio.dtype == np.float32
+        assert out.fps == 12.0 and out.sample_rate == 16000
+
+
+def test_batch_of_prompts_and_other_sizes(pipe):
+    out = pipe(["a red ball", "a blue box"], seconds=1.0, width=48, height=16)
+    assert out.frames.shape == (2, 13, 16, 48, 3)  # 12 frames rounded up to 1 + 4k
+    assert out.audio.shape == (2, 1, round(13 / 12 * 16000))
+
+
+def test_same_seed_same_clip_other_seed_other_clip(pipe):
+    a, b, c = pipe("x", seed=3), pipe("x", seed=3), pipe("x", seed=4)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_ti2v_keeps_the_image_and_ta2v_keeps_the_sound(pipe, tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    out = pipe("x", image=image)
+    assert np.array_equal(out.frames[0, 0], image)
+    # frame 0's latent was kept clean; decoding it alone gives the image back within codec error
+    sound = (0.3 * np.sin(np.arange(12000) / 7)).astype(np.float32)
+    save_audio(tmp_path / "s.wav", sound[None], 16000)
+    out = pipe("x", audio=str(tmp_path / "s.wav"))
+    assert np.abs(out.audio[0, 0] - sound).max() < 1e-3
+    # an image of another size is scaled and centre-cropped to the output size
+    out = pipe("x", image=rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    assert out.frames.shape[2:4] == (32, 32)
+
+
+def test_audio_sets_the_length_when_seconds_is_not_given(pipe):
+    out = pipe("x", audio=(np.zeros(24000, np.float32), 16000))
+    assert out.frames.shape[1] == 21  # 1.5 s at 12 fps = 18 frames -> 21 (1 + 4k)
+
+
+def test_guidance_runs_two_branches_and_changes_the_result(pipe):
+    a = pipe("a red ball", seed=0, guidance_scale=1.0)
+    b = pipe("a red ball", seed=0, guidance_scale=4.0, audio_guidance_scale=2.0)
+    assert not np.array_equal(a.frames, b.frames)
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    before = pipe("a green triangle", seed=1)
+    pipe.save_pretrained(tmp_path / "m")
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["audio_codec", "model_index.json", "scheduler", "text_encoder", "transformer", "video_codec"]
+    for component in ("transformer", "video_codec", "audio_codec", "text_encoder", "scheduler"):
+        assert (tmp_path / "m" / component / "config.json").is_file()
+    assert (tmp_path / "m" / "transformer" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "m" / "model_index.json").read_text())["_class_name"] == "HappyHorsePipeline"
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    after = loaded("a green triangle", seed=1)
+    assert np.array_equal(before.frames, after.frames) and np.array_equal(before.audio, after.audio)
+    # saving again over an existing directory replaces it whole
+    tiny_pipeline(seed=5).save_pretrained(tmp_path / "m")
+    assert not np.array_equal(
+        HappyHorsePipeline.from_pretrained(tmp_path / "m")("a green triangle", seed=1).frames, before.frames
+    )
+
+
+def test_loading_a_non_model_directory_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        HappyHorsePipeline.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"width": 30}, "width"),
+        ({"height": 0}, "height"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"audio_guidance_scale": -1}, "audio_guidance_scale"),
+        ({"seconds": 0}, "seconds"),
+        ({"seconds": 500}, "seconds"),
+        ({"sampler": "heun"}, "sampler"),
+        ({"image": np.zeros((8, 8), np.uint8)}, "image"),
+        ({"image": np.zeros((8, 8, 3), np.float32)}, "image"),
+        ({"audio": (np.zeros((3, 100)), 16000)}, "audio"),
+        ({"audio": (np.zeros(100), 100)}, "audio"),
+        ({"audio": [0.0, 1.0]}, "audio"),
+    ],
+)
+def test_check_inputs_names_the_bad_argument(pipe, kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        pipe("x", **kwargs)
+
+
+def test_bad_prompt_and_unreadable_files(pipe, tmp_path):
+    with pytest.raises(ValueError, match="prompt"):
+        pipe(["x", 3])
+    with pytest.raises(ValueError, match="prompt"):
+        pipe("x" * 5000)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        pipe("x", image=str(tmp_path / "bad.png"))
+    save_video(tmp_path / "silent.mp4", np.zeros((4, 16, 16, 3), np.uint8), 12)
+    with pytest.raises(ValueError, match="no audio stream"):
+        pipe("x", audio=str(tmp_path / "silent.mp4"))

@@ -1,0 +1,209 @@
+"""Training: overfitting one clip, exact resume, DDP gradients equal to one process, CLI end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from happyhorse.cli import app
+from happyhorse.media import read_video
+from happyhorse.train import TrainConfig, load_config, train
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, prepare_step, step_loss
+
+SMALL = {
+    "model": "tiny",
+    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+    "text_encoder": "hash",
+    "width": 32,
+    "height": 32,
+    "num_frames": 9,
+    "batch_size": 2,
+    "num_workers": 0,
+    "warmup_steps": 2,
+    "log_every": 1,
+    "sample_every": 0,
+    "checkpoint_every": 1000,
+}
+
+
+def test_tiny_model_overfits_one_clip():
+    """Loss on fixed noise draws of one clip (32 draws, all noise levels) falls >= 10x in 150 steps."""
+    cfg = TrainConfig.from_dict({**SMALL, "batch_size": 8, "text_dropout": 0.0, "p_image": 0.0, "p_audio": 0.0})
+    pipe = build_run_pipeline(cfg)
+    model = pipe.transformer.train()
+    batch = next(iter(StepBatches(cfg, 0, 1)))
+
+    def one_clip(t):
+        return t[:1].expand(8, *t.shape[1:])
+
+    batch.update(video=one_clip(batch["video"]), audio=one_clip(batch["audio"]), captions=batch["captions"][:1] * 8)
+
+    def held_out_loss():
+        with torch.no_grad():
+            draws = [prepare_step(cfg, pipe, {**batch, "step": 10**6 + k}, "cpu") for k in range(4)]
+            return np.mean([step_loss(model, d, cfg, "x0")[0].item() for d in draws])
+
+    before = held_out_loss()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(150):
+        loss, _ = step_loss(model, prepare_step(cfg, pipe, {**batch, "step": step}, "cpu"), cfg, "x0")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = held_out_loss()
+    assert after < before / 10, (before, after)
+
+
+def test_resume_continues_the_same_curve(tmp_path):
+    cfg = TrainConfig.from_dict(SMALL)
+    straight = train(cfg, tmp_path / "a", max_steps=6, progress=False, log=lambda *a: None)
+    train(cfg, tmp_path / "b", max_steps=3, progress=False, log=lambda *a: None)
+    resumed = train(cfg, tmp_path / "b", resume=True, max_steps=6, progress=False, log=lambda *a: None)
+    assert straight["step"] == resumed["step"] == 6
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_b] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in log_a], [r["loss"] for r in log_b], rtol=1e-5)
+    a = load_file(str(tmp_path / "a" / "checkpoint" / "ema.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint" / "ema.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+
+
+DDP_SCRIPT = """
+import os, sys, torch, torch.distributed as dist
+from safetensors.torch import save_file
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, prepare_step, step_loss
+from happyhorse.train import TrainConfig
+import json
+cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+out = sys.argv[2]
+ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+if ddp:
+    dist.init_process_group("gloo")
+rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+torch.set_num_threads(1)
+pipe = build_run_pipeline(cfg)
+model = pipe.transformer.train()
+wrapped = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+batch = next(iter(StepBatches(cfg, 5, 6, rank, world)))
+loss, _ = step_loss(wrapped, prepare_step(cfg, pipe, batch, "cpu"), cfg, model.cfg.prediction)
+loss.backward()
+if rank == 0:
+    save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, out)
+if ddp:
+    dist.destroy_process_group()
+"""
+
+
+def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path):
+    script = tmp_path / "grad.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cfg = {**SMALL, "p_image": 0.5, "p_audio": 0.5}
+    single = subprocess.run(
+        [sys.executable, str(script), json.dumps({**cfg, "batch_size": 4}), str(tmp_path / "one.safetensors")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert single.returncode == 0, single.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517"]
+    ddp = subprocess.run(
+        [*torchrun, str(script), json.dumps({**cfg, "batch_size": 2}), str(tmp_path / "two.safetensors")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
+    assert one.keys() == two.keys() and len(one) > 10
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-6, rtol=1e-4)
+
+
+def test_config_files_and_presets(tmp_path):
+    assert load_config("tiny").text_encoder == "hash"
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "tiny"\nlr = 0.0005\nwidth = 32\nheight = 32\n')
+    cfg = load_config(str(path))
+    assert cfg.lr == 0.0005 and cfg.model == "tiny" and cfg.width == 32
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_config("nonexistent")
+    path.write_text("batch = 3\n")
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        load_config(str(path))
+    with pytest.raises(ValueError, match="num_frames"):
+        TrainConfig(num_frames=24)
+
+
+def test_train_then_generate_every_mode_from_the_cli(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "sample_every": 2}))
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(config), "--out", str(run), "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert (run / "model" / "model_index.json").is_file() and (run / "loss.png").is_file()
+    assert len(list((run / "samples" / "step_000002").glob("*.mp4"))) == 4
+    image = tmp_path / "first.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)
+    sound = tmp_path / "sound.wav"
+    from happyhorse.media import save_audio
+
+    save_audio(sound, (0.2 * np.sin(np.arange(12000) / 5))[None].astype(np.float32), 16000)
+    for extra, mode in [
+        ([], "T2V"),
+        (["--image", str(image)], "TI2V"),
+        (["--audio", str(sound)], "TA2V"),
+        (["--image", str(image), "--audio", str(sound)], "TIA2V"),
+    ]:
+        out = tmp_path / f"{mode}.mp4"
+        result = runner.invoke(
+            app, ["generate", "a red ball drops", "--model", str(run / "model"), "--output", str(out), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        sidecar = json.loads(out.with_suffix(".json").read_text())
+        assert sidecar["mode"] == mode and sidecar["prompt"] == "a red ball drops" and "total_s" in sidecar["timings"]
+        clip = read_video(out)
+        assert clip.frames.shape[1:3] == (32, 32) and clip.audio is not None
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball\n\na blue box\n")
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--prompts-file",
+            str(prompts),
+            "--model",
+            str(run / "model"),
+            "--output",
+            str(tmp_path / "many.mp4"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("many_*.mp4")) == ["many_000.mp4", "many_001.mp4"]
+
+
+def test_generate_errors_name_the_argument(tmp_path):
+    runner = CliRunner()
+    for args, needle in [
+        (["x", "--model", str(tmp_path)], "--model"),
+        (["x", "--image", str(tmp_path / "nope.png")], "--image"),
+        (["x", "--output", "clip.avi"], "--output"),
+        ([], "PROMPT"),
+        (["x", "--size", "big"], "--size"),
+    ]:
+        result = runner.invoke(app, ["generate", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output, (args, result.output)
+    assert not Path("clip.avi").exists()
