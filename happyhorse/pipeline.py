@@ -299,11 +299,9 @@ class HappyHorsePipeline:
         num_video, num_audio = grid[0] * grid[1] * grid[2], ac.num_tokens(num_samples)
         mode = "T" + ("I" if image is not None else "") + ("A" if audio is not None else "") + "2V"
         # 2. encode the conditions
-        text, text_mask = self.text_encoder.encode(prompts)
         use_cfg = guidance != 1.0 or audio_guidance != 1.0
-        if use_cfg:
-            null, null_mask = self.text_encoder.encode([""] * batch)
-            text, text_mask = torch.cat([text, null]), torch.cat([text_mask, null_mask])
+        # with guidance, the empty prompt is the unconditional branch; one call pads both alike
+        text, text_mask = self.text_encoder.encode(prompts + [""] * batch if use_cfg else prompts)
         clean = [None, None]
         if image is not None:
             first = self._prepare_image(image, height, width)

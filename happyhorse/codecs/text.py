@@ -32,15 +32,17 @@ class TextEncoder(Codec):
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token states float [B, max_tokens, dim] (zero where padded) and mask bool [B, max_tokens]."""
+        """Token states float [B, L, dim] (zero where padded) and mask bool [B, L], with L the longest
+        prompt's token count (at most max_tokens): padding costs attention time, so none is kept."""
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
         if missing:
             for prompt, states in zip(missing, self._encode_one(missing), strict=True):
                 self._cache[prompt] = states[: self.max_tokens].float().cpu()
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        states = torch.zeros(len(prompts), self.max_tokens, self.dim)
-        mask = torch.zeros(len(prompts), self.max_tokens, dtype=torch.bool)
+        longest = max(self._cache[p].shape[0] for p in prompts)
+        states = torch.zeros(len(prompts), longest, self.dim)
+        mask = torch.zeros(len(prompts), longest, dtype=torch.bool)
         for i, prompt in enumerate(prompts):
             s = self._cache[prompt]
             self._cache.move_to_end(prompt)

@@ -301,8 +301,28 @@ class SingleStreamTransformer(nn.Module):
         out_a = self.audio_out(self.audio_norm(x[:, nv : nv + na]))
         return TransformerOutput(video=out_v, audio=out_a)
 
-    def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (forward + backward, 6N + attention), as in nanoGPT's MFU."""
-        n = self.num_parameters()
-        attn = 12 * self.cfg.depth * self.cfg.dim * seq_len
-        return 6 * n + attn
+    def active_parameters(self, lengths: tuple[int, int, int]) -> float:
+        """Parameters one token multiplies by, averaged over the [video, audio, text] mix: a token
+        passes only its own modality's copy of a sandwich layer and its own input/output layers."""
+        shared = sum(p.numel() for b in self.blocks if not b.separate for p in b.parameters())
+        per_modality = [0, 0, 0]
+        for block in self.blocks:
+            if block.separate:
+                for module in block.modules():
+                    if isinstance(module, PerModality):
+                        for m, part in enumerate(module.parts):
+                            per_modality[m] += sum(p.numel() for p in part.parameters(recurse=True))
+        io = [
+            self.video_in.weight.numel() + self.video_out.weight.numel(),
+            self.audio_in.weight.numel() + self.audio_out.weight.numel(),
+            self.text_in.weight.numel(),
+        ]
+        total = sum(lengths)
+        return shared + sum(n * (per_modality[m] + io[m]) for m, n in enumerate(lengths)) / max(total, 1)
+
+    def flops_per_token(self, lengths: tuple[int, int, int] | int) -> float:
+        """Training FLOPs per token (forward + backward): 6 x active parameters + attention (nanoGPT's
+        12 L d T), for a sequence of `lengths` = (video, audio, text) tokens."""
+        if isinstance(lengths, int):
+            lengths = (lengths, 0, 0)
+        return 6 * self.active_parameters(lengths) + 12 * self.cfg.depth * self.cfg.dim * sum(lengths)

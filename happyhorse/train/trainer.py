@@ -280,7 +280,9 @@ def train(
             step = batch["step"]
             inputs = prepare_step(cfg, pipe, batch, device)
             if tokens_per_sample is None:
-                tokens_per_sample = inputs.positions.shape[0]
+                lengths = (inputs.video_t.shape[1], inputs.audio_t.shape[1], inputs.text.shape[1])
+                tokens_per_sample = sum(lengths)
+                flops_per_token = model.flops_per_token(lengths)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
             loss, parts = step_loss(wrapped, inputs, cfg, prediction)
@@ -313,7 +315,7 @@ def train(
                     "grad_norm": float(grad_norm),
                     "steps_per_s": sps,
                     "tokens_per_s": tokens,
-                    "mfu": tokens * model.flops_per_token(tokens_per_sample) / (peak * world_size),
+                    "mfu": tokens * flops_per_token / (peak * world_size),
                     "elapsed_s": time.perf_counter() - started,
                 }
                 history.append(record)

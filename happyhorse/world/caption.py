@@ -40,14 +40,21 @@ AMBIENCE_WORDS = {
 }
 
 
-def scene_facts(scene: Scene, events: list[dict]) -> dict:
+VISIBLE_REBOUND_S = 0.15  # a bounce this close to the clip's end is not seen rising again: not counted
+
+
+def scene_facts(scene: Scene, events: list[dict], seconds: float = float("inf")) -> dict:
     """What a caption may state, per object: description, motion, direction, visible bounces, hits."""
     facts = []
     for i, o in enumerate(scene.objects):
         bounces = sum(
             1
             for e in events
-            if e["kind"] == "bounce" and e.get("surface") == "floor" and e["objects"] == [i] and e["rebound"]
+            if e["kind"] == "bounce"
+            and e.get("surface") == "floor"
+            and e["objects"] == [i]
+            and e["rebound"]
+            and e["time"] <= seconds - VISIBLE_REBOUND_S
         )
         walls = sum(
             1 for e in events if e["kind"] == "bounce" and "wall" in e.get("surface", "") and e["objects"] == [i]
@@ -101,9 +108,11 @@ def _motion(o: dict, rng: np.random.Generator) -> str:
     return str(rng.choice(["rests on the floor", "sits still on the floor"]))
 
 
-def captions(scene: Scene, events: list[dict], rng: np.random.Generator, n: int = 3) -> list[str]:
+def captions(
+    scene: Scene, events: list[dict], rng: np.random.Generator, n: int = 3, seconds: float = float("inf")
+) -> list[str]:
     """`n` different phrasings of the same scene; the first is the clip's caption."""
-    facts = scene_facts(scene, events)
+    facts = scene_facts(scene, events, seconds)
     objs = facts["objects"]
     out: list[str] = []
     for k in range(n * 4):

@@ -74,7 +74,7 @@ MATERIAL_LOOK = {  # (highlight strength, opacity, grain) per material
     "rubber": (0.0, 1.0, 0.0),
     "wood": (0.0, 1.0, 0.18),
     "metal": (0.75, 1.0, 0.0),
-    "glass": (0.55, 0.72, 0.0),
+    "glass": (0.55, 0.85, 0.0),  # translucent, but not so much that the room tints its hue
     "plastic": (0.3, 1.0, 0.0),
 }
 

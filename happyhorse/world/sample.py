@@ -16,6 +16,7 @@ from .scene import sample_scene
 from .sound import soundtrack
 
 MAX_ATTEMPTS = 16  # scenes whose simulation is ill-posed are redrawn (deterministically)
+FIRST_CONTACT_S = 0.25  # objects that collide sooner never show the motion their caption states
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ def make_clip(seed: int, split: str = "train", config: WorldConfig | None = None
         scene = sample_scene(seed if attempt == 0 else seed + attempt * 1_000_003, split, config.width, config.height)
         try:
             trajectory = simulate(scene, seconds)
-            break
         except SimulationError:
             continue
+        if not any(e["kind"] == "collision" and e["time"] < FIRST_CONTACT_S for e in trajectory.events):
+            break
     else:
         raise SimulationError(f"seed {seed}: no well-posed scene in {MAX_ATTEMPTS} attempts")
     scene.seed = int(seed)
@@ -80,10 +82,11 @@ def make_clip(seed: int, split: str = "train", config: WorldConfig | None = None
         config.channels,
         rng,
     )
-    texts = captions(scene, trajectory.events, rng)
+    texts = captions(scene, trajectory.events, rng, seconds=seconds)
     meta = {"seed": int(seed), "split": split, "captions": texts}
     if ground_truth:
         meta.update(_ground_truth(scene, trajectory.events, onsets, positions, velocities, times, config))
+        meta["facts"] = scene_facts(scene, trajectory.events, seconds)
     return Clip(
         frames=frames,
         fps=config.fps,
@@ -141,7 +144,6 @@ def _ground_truth(scene, events, onsets, positions, velocities, times, config: W
         "channels": config.channels,
         "num_frames": config.num_frames,
         "scene": scene_json,
-        "facts": scene_facts(scene, events),
         "frames": frames,
         "events": records,
     }
