@@ -137,5 +137,57 @@ def generate_command(
             console.print(f"{path} ({result['mode']}, {result['timings']['total_s']:.2f} s)")
 
 
+@app.command("eval")
+def eval_command(
+    clips: Path = typer.Option(None, help="Directory of NAME.mp4 (+ NAME.json sidecars) to evaluate."),
+    model: Path = typer.Option(None, help="Model directory: generate the world test prompts, then evaluate."),
+    default_model: bool = typer.Option(False, "--default-model", help="Evaluate the embedded default model."),
+    suite: str = typer.Option("all", help="world, temporal or all."),
+    out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
+    count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
+    compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
+) -> None:
+    """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
+    from .eval import compare_reports, evaluate_clips, evaluate_model, write_report
+
+    if compare:
+        if len(compare) != 2:
+            raise typer.BadParameter(f"give exactly two reports, got {len(compare)}", param_hint="--compare")
+        for path in compare:
+            if not path.is_file():
+                raise typer.BadParameter(f"no such report: {path}", param_hint="--compare")
+        json_path, html_path = compare_reports(compare[0], compare[1], out)
+        console.print(f"wrote {json_path} and {html_path}")
+        return
+    if suite not in ("world", "temporal", "all"):
+        raise typer.BadParameter(f"must be world, temporal or all, got {suite!r}", param_hint="--suite")
+    chosen = [
+        name for name, value in (("--clips", clips), ("--model", model), ("--default-model", default_model)) if value
+    ]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
+        )
+    with progress() as bar:
+        if clips is not None:
+            if not clips.is_dir():
+                raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
+            task = bar.add_task("evaluating", total=len(list(clips.glob("*.mp4"))))
+            try:
+                report = evaluate_clips(clips, suite, progress=lambda: bar.advance(task))
+            except FileNotFoundError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--clips") from None
+        else:
+            task = bar.add_task("generating", total=count)
+            try:
+                report = evaluate_model(model, out, suite, count, progress=lambda: bar.advance(task))
+            except FileNotFoundError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--model") from None
+    json_path, html_path = write_report(report, out)
+    for name, entry in report["metrics"].items():
+        console.print(f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}")
+    console.print(f"wrote {json_path} and {html_path}")
+
+
 def main() -> None:
     app()

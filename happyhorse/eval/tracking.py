@@ -14,7 +14,7 @@ import numpy as np
 
 from ..world.scene import COLOURS, FLOOR_FRACTION, ROOM_HEIGHT, SIZES
 
-MIN_SATURATION = 0.33  # HSV saturation; the world's backgrounds stay below 0.3
+MIN_SATURATION = 0.4  # HSV saturation: the world's rooms stay below 0.15, its objects above 0.45
 MIN_VALUE = 0.2
 MAX_HUE_DISTANCE = 20.0  # degrees; edge pixels blended with the room drift further and are left out
 
@@ -52,20 +52,48 @@ class Blob:
         return self.box[1] + self.box[3]
 
     def shape_features(self) -> tuple[float, float]:
-        """(fill ratio of the bounding box, share of the area in the box's upper half)."""
+        """(fill of the bounding box's four corners, share of the area in the box's upper half)."""
         c, r, w, h = self.box
-        crop = self.mask[r : r + h, c : c + w]
-        fill = crop.sum() / max(1, w * h)
+        crop = self.mask[r : r + h, c : c + w].astype(np.float32)
+        k = max(1, round(0.25 * min(w, h)))
+        corners = np.concatenate([crop[:k, :k], crop[:k, -k:], crop[-k:, :k], crop[-k:, -k:]], axis=None)
         top = crop[: h // 2].sum() + (crop[h // 2].sum() / 2 if h % 2 else 0)
-        return float(fill), float(top / max(1, crop.sum()))
+        return float(corners.mean()), float(top / max(1, crop.sum()))
 
 
-def classify_shape(fill: float, top_share: float) -> str:
-    """Triangles hold about a quarter of their area in their upper half; boxes fill their box;
-    balls fill pi / 4 of it."""
+def classify_shape(corner_fill: float, top_share: float) -> str:
+    """Triangles hold about a quarter of their area in their upper half; boxes fill the corners of
+    their bounding box, balls leave them empty."""
     if top_share < 0.38:
         return "triangle"
-    return "box" if fill > 0.88 else "ball"
+    return "box" if corner_fill > 0.6 else "ball"
+
+
+def refine_mask(frame: np.ndarray, blob: Blob, pad: int = 2) -> Blob:
+    """Sharpen a blob's outline with full-resolution luma: H.264 keeps chroma at half resolution, so
+    hue masks of small objects are blurred. Each pixel near the blob goes to whichever is nearer in
+    RGB, the blob's median colour or the surrounding room's."""
+    h, w = frame.shape[:2]
+    c, r, bw, bh = blob.box
+    c0, r0, c1, r1 = max(0, c - pad), max(0, r - pad), min(w, c + bw + pad), min(h, r + bh + pad)
+    region = frame[r0:r1, c0:c1].astype(np.float32)
+    inside = blob.mask[r0:r1, c0:c1]
+    ring = np.ones_like(inside)
+    ring[pad : pad + bh, pad : pad + bw] = False
+    ring &= ~inside
+    if inside.sum() < 3 or ring.sum() < 3:
+        return blob
+    fg, bg = np.median(region[inside], axis=0), np.median(region[ring], axis=0)
+    d_fg, d_bg = np.linalg.norm(region - fg, axis=-1), np.linalg.norm(region - bg, axis=-1)
+    mask = d_fg < d_bg
+    count, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return blob
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    full = np.zeros_like(blob.mask)
+    full[r0:r1, c0:c1] = comp == k
+    x, y, bw2, bh2 = (int(v) for v in stats[k, :4])
+    return Blob(float(stats[k, cv2.CC_STAT_AREA]), blob.centre, (c0 + x, r0 + y, bw2, bh2), full)
 
 
 def blobs(labels: np.ndarray, colour_index: int, min_area: float) -> list[Blob]:
@@ -135,7 +163,7 @@ def track_colours(frames: np.ndarray, colours: list[str] | None = None) -> dict[
             centres.append(best.centre)
             areas.append(best.area)
             bottoms.append(best.bottom)
-            fill, top = best.shape_features()
+            fill, top = refine_mask(frames[t], best).shape_features()
             if best.box[0] > 0 and best.box[1] > 0 and best.box[0] + best.box[2] < w and best.area >= 2 * min_area:
                 shapes.append(classify_shape(fill, top))
         tracks[colour] = Track(colour, centres, areas, counts, bottoms, shapes, boxes)

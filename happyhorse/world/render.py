@@ -70,12 +70,14 @@ def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarra
     return np.minimum(np.maximum(0.5 - sd, 0.0), 1.0)
 
 
-MATERIAL_LOOK = {  # (highlight strength, opacity, grain) per material
+# (highlight strength, opacity, grain) per material. Highlights stay faint and glass nearly opaque, so
+# that every object keeps its saturated colour (and its outline) for the colour tracker of `eval`.
+MATERIAL_LOOK = {
     "rubber": (0.0, 1.0, 0.0),
     "wood": (0.0, 1.0, 0.18),
-    "metal": (0.75, 1.0, 0.0),
-    "glass": (0.55, 0.85, 0.0),  # translucent, but not so much that the room tints its hue
-    "plastic": (0.3, 1.0, 0.0),
+    "metal": (0.35, 1.0, 0.0),
+    "glass": (0.3, 0.85, 0.0),
+    "plastic": (0.15, 1.0, 0.0),
 }
 
 

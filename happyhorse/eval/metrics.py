@@ -1,0 +1,244 @@
+"""All metrics of one clip, each as {value, unit, score} with the score in [0, 1] (higher is better).
+
+The metric names are the contract of DESIGN.md section 7. `METRICS` documents each: what it
+measures, its unit and how its score is derived; the README's evaluation section is generated from
+the same table's wording.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import sync, temporal, world
+from .tracking import track_colours
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    family: str
+    unit: str
+    meaning: str
+    score: str  # how the score in [0, 1] follows from the value
+
+
+METRICS: dict[str, MetricInfo] = {
+    "temporal_flickering": MetricInfo(
+        "temporal",
+        "fraction",
+        "VBench: 1 - MAE/255 of consecutive frames on static pixels (flow < 0.2 px)",
+        "the value",
+    ),
+    "dynamic_degree": MetricInfo(
+        "temporal",
+        "fraction",
+        "VBench: share of clips whose top-5 % Farneback flow passes 6 min(H,W)/256 px in round(4T/16) frame pairs",
+        "the value",
+    ),
+    "mean_top5_flow_px": MetricInfo(
+        "temporal",
+        "px/frame",
+        "mean of the top-5 % flow magnitudes (the quantity dynamic degree thresholds)",
+        "min(1, value / 2 px)",
+    ),
+    "motion_smoothness": MetricInfo(
+        "temporal",
+        "fraction",
+        "VBench with classical flow: 1 - MAE/255 of odd frames rebuilt by flow-warped interpolation, "
+        "over changing pixels",
+        "the value",
+    ),
+    "subject_consistency_proxy": MetricInfo(
+        "temporal",
+        "cosine",
+        "proxy of VBench (DINO): hue-saturation histogram and layout of saturated pixels, "
+        "similarity to first and previous frame",
+        "the value",
+    ),
+    "background_consistency_proxy": MetricInfo(
+        "temporal",
+        "cosine",
+        "proxy of VBench (CLIP): 8x8 blurred frame, similarity to first and previous frame",
+        "the value",
+    ),
+    "imaging_sharpness_proxy": MetricInfo(
+        "temporal", "px^2", "variance of the Laplacian (blur lowers it)", "value / (value + 100)"
+    ),
+    "imaging_colourfulness_proxy": MetricInfo(
+        "temporal", "M (Hasler-Suesstrunk)", "colourfulness of the frames", "min(1, value / 60)"
+    ),
+    "imaging_exposure_proxy": MetricInfo(
+        "temporal", "fraction", "share of pixels neither crushed (< 5) nor blown (> 250)", "the value"
+    ),
+    "physics_residual_px": MetricInfo(
+        "world",
+        "px",
+        "RMS distance of tracked centres from constant-acceleration fits between impacts",
+        "exp(-value / 1 px)",
+    ),
+    "gravity_consistency": MetricInfo(
+        "world", "fraction", "1 - |fitted fall acceleration / world gravity - 1| over airborne runs", "the value"
+    ),
+    "object_permanence": MetricInfo(
+        "world",
+        "fraction",
+        "share of frames in which each prompted object is exactly one blob (none vanishes, splits or appears)",
+        "the value",
+    ),
+    "size_constancy": MetricInfo("world", "fraction", "1 - CV(blob area) / 0.5 per object", "the value"),
+    "colour_accuracy": MetricInfo("world", "fraction", "prompted colours present in >= half the frames", "the value"),
+    "shape_accuracy": MetricInfo(
+        "world",
+        "fraction",
+        "prompted objects whose tracked shape (corner fill, top-half share; mode over frames) is the prompted one",
+        "the value",
+    ),
+    "size_accuracy": MetricInfo(
+        "world", "fraction", "prompted objects of the prompted size (small / large)", "the value"
+    ),
+    "count_accuracy": MetricInfo(
+        "world", "fraction", "clips with exactly the prompted number of coloured objects", "the value"
+    ),
+    "direction_accuracy": MetricInfo(
+        "world", "fraction", "thrown / sliding objects that first move in the prompted direction", "the value"
+    ),
+    "motion_accuracy": MetricInfo(
+        "world", "fraction", "objects whose first motion (drop, throw, slide) is the prompted one", "the value"
+    ),
+    "bounce_count_accuracy": MetricInfo(
+        "world",
+        "fraction",
+        "dropped / thrown objects (not struck by others) with the prompted number of floor bounces",
+        "the value",
+    ),
+    "av_align": MetricInfo(
+        "sync",
+        "fraction",
+        "AV-Align (Yariv et al. 2024): audio onsets and optical-flow peaks matched within 1 frame",
+        "the value",
+    ),
+    "av_offset_ms": MetricInfo(
+        "sync",
+        "ms",
+        "median |sound onset - visual impact| over floor and wall impacts (no sound within 500 ms counts 500)",
+        "share of impacts within one frame",
+    ),
+    "first_frame_psnr": MetricInfo(
+        "fidelity", "dB", "TI2V: PSNR of frame 0 against the given image", "min(1, value / 40 dB)"
+    ),
+    "first_frame_ssim": MetricInfo(
+        "fidelity", "fraction", "TI2V: SSIM of frame 0 against the given image", "the value"
+    ),
+    "seconds_per_clip": MetricInfo(
+        "speed",
+        "s",
+        "wall time to generate the clip (from its sidecar)",
+        "min(1, clip length / value): real time or faster is 1",
+    ),
+}
+
+
+def _entry(name: str, value, score) -> dict:
+    info = METRICS[name]
+    if value is None:
+        return {"value": None, "unit": info.unit, "score": None}
+    return {"value": float(value), "unit": info.unit, "score": float(min(1.0, max(0.0, score)))}
+
+
+def temporal_metrics(frames: np.ndarray) -> dict:
+    flow = temporal.optical_flow(frames)
+    dynamic, top5 = temporal.dynamic_degree(frames, flow)
+    sharp, colourful = temporal.sharpness(frames), temporal.colourfulness(frames)
+    out = {
+        "temporal_flickering": _entry("temporal_flickering", v := temporal.temporal_flickering(frames, flow), v),
+        "dynamic_degree": _entry("dynamic_degree", float(dynamic), float(dynamic)),
+        "mean_top5_flow_px": _entry("mean_top5_flow_px", top5, top5 / 2.0),
+        "motion_smoothness": _entry("motion_smoothness", v := temporal.motion_smoothness(frames), v),
+        "subject_consistency_proxy": _entry(
+            "subject_consistency_proxy", v := temporal.subject_consistency_proxy(frames), v
+        ),
+        "background_consistency_proxy": _entry(
+            "background_consistency_proxy", v := temporal.background_consistency_proxy(frames), v
+        ),
+        "imaging_sharpness_proxy": _entry("imaging_sharpness_proxy", sharp, sharp / (sharp + 100)),
+        "imaging_colourfulness_proxy": _entry("imaging_colourfulness_proxy", colourful, colourful / 60),
+        "imaging_exposure_proxy": _entry("imaging_exposure_proxy", v := temporal.exposure(frames), v),
+    }
+    return out, flow
+
+
+def world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow) -> dict:
+    h, w = frames.shape[1:3]
+    tracks = track_colours(frames)
+    raw = world.world_metrics(tracks, facts, fps, h, w)
+    out = {}
+    for name in (
+        "colour_accuracy",
+        "shape_accuracy",
+        "size_accuracy",
+        "count_accuracy",
+        "direction_accuracy",
+        "motion_accuracy",
+        "bounce_count_accuracy",
+        "gravity_consistency",
+        "object_permanence",
+        "size_constancy",
+    ):
+        out[name] = _entry(name, raw[name], raw[name])
+    res = raw["physics_residual_px"]
+    out["physics_residual_px"] = _entry("physics_residual_px", res, math.exp(-res) if res is not None else None)
+    onsets = sync.audio_onsets(audio, sample_rate) if audio is not None else np.zeros(0)
+    peaks = sync.video_peaks(temporal.flow_magnitude(flow).mean(axis=(1, 2))) if len(flow) else np.zeros(0, int)
+    out["av_align"] = _entry("av_align", v := sync.av_align(onsets, peaks, fps), v)
+    offsets = sync.impact_offsets_ms(raw["_impact_times"], onsets)
+    if offsets:
+        within = float(np.mean(np.abs(offsets) <= 1000 / fps))
+        out["av_offset_ms"] = _entry("av_offset_ms", float(np.median(np.abs(offsets))), within)
+    else:
+        out["av_offset_ms"] = _entry("av_offset_ms", None, None)
+    present = {c: t.centres for c, t in tracks.items() if t.visible.mean() >= 0.5}
+    return out, {"offsets_ms": offsets, "frame_ms": 1000 / fps, "tracks": present}
+
+
+def fidelity_metrics(first_frame: np.ndarray, image: np.ndarray) -> dict:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    if np.array_equal(image, first_frame):
+        psnr = 100.0  # identical frames: infinite PSNR, reported as 100 dB
+    else:
+        psnr = min(100.0, float(peak_signal_noise_ratio(image, first_frame, data_range=255)))
+    ssim = float(structural_similarity(image, first_frame, channel_axis=-1, data_range=255))
+    return {
+        "first_frame_psnr": _entry("first_frame_psnr", psnr, psnr / 40),
+        "first_frame_ssim": _entry("first_frame_ssim", ssim, ssim),
+    }
+
+
+def evaluate_clip(
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    facts: dict | None = None,
+    image: np.ndarray | None = None,
+    seconds_to_generate: float | None = None,
+    suite: str = "all",
+) -> tuple[dict, dict]:
+    """(metrics, extras) of one clip; world metrics only when `facts` names objects."""
+    metrics, extras = {}, {}
+    temporal_out, flow = temporal_metrics(frames)
+    if suite in ("temporal", "all"):
+        metrics.update(temporal_out)
+    if suite in ("world", "all") and facts and facts.get("objects"):
+        world_out, extras = world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow)
+        metrics.update(world_out)
+    if image is not None and image.shape == frames[0].shape:
+        metrics.update(fidelity_metrics(frames[0], image))
+    if seconds_to_generate:
+        clip_seconds = len(frames) / fps
+        metrics["seconds_per_clip"] = _entry(
+            "seconds_per_clip", seconds_to_generate, clip_seconds / seconds_to_generate
+        )
+    return metrics, extras

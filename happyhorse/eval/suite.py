@@ -1,0 +1,162 @@
+"""Evaluation suites: a directory of clips, or a model on a fixed, seeded set of world test prompts.
+
+`evaluate_clips` reads NAME.mp4 (+ NAME.json sidecar: world ground truth, or a generation record) and
+aggregates every metric; `evaluate_model` first generates the test-split prompts in every mode (T2V,
+TI2V with the world clip's first frame, TA2V with its soundtrack), then evaluates them beside the
+same prompts' ground-truth clips, the ceiling a model can reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..media import read_image, read_video, save_audio, save_image, write_json_atomic
+from .metrics import METRICS, evaluate_clip
+from .world import facts_from_caption
+
+MODES = ("T2V", "TI2V", "TA2V")
+
+
+def _clip_facts(sidecar: dict) -> dict | None:
+    if sidecar.get("facts"):
+        return sidecar["facts"]
+    text = sidecar.get("caption") or sidecar.get("prompt")
+    return facts_from_caption(text) if text else None
+
+
+def evaluate_path(path: str, suite: str) -> dict:
+    """One clip's record: path, mode, metrics, and extras for the plots."""
+    path = Path(path)
+    sidecar_path = path.with_suffix(".json")
+    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+    clip = read_video(path)
+    image = None
+    if sidecar.get("image") and Path(sidecar["image"]).is_file():
+        image = read_image(sidecar["image"])
+    seconds = (sidecar.get("timings") or {}).get("total_s")
+    metrics, extras = evaluate_clip(
+        clip.frames, clip.fps, clip.audio, clip.sample_rate, _clip_facts(sidecar), image, seconds, suite
+    )
+    return {
+        "path": str(path),
+        "mode": sidecar.get("mode", "world" if "events" in sidecar else None),
+        "prompt": sidecar.get("caption") or sidecar.get("prompt"),
+        "metrics": metrics,
+        "extras": extras,
+    }
+
+
+def aggregate(clips: list[dict]) -> dict:
+    """Mean value and score of each metric over the clips that have it; sync offsets are pooled."""
+    out = {}
+    for name, info in METRICS.items():
+        entries = [c["metrics"][name] for c in clips if c["metrics"].get(name, {}).get("value") is not None]
+        if not entries:
+            continue
+        out[name] = {
+            "value": float(np.mean([e["value"] for e in entries])),
+            "unit": info.unit,
+            "score": float(np.mean([e["score"] for e in entries])),
+            "clips": len(entries),
+        }
+    pooled = [(o, c["extras"]["frame_ms"]) for c in clips for o in c.get("extras", {}).get("offsets_ms", [])]
+    if pooled:
+        offsets = np.abs([o for o, _ in pooled])
+        within = float(np.mean([abs(o) <= frame for o, frame in pooled]))
+        out["av_offset_ms"].update(value=float(np.median(offsets)), score=within, impacts=len(pooled))
+    permanence = [c["metrics"]["object_permanence"]["value"] for c in clips if "object_permanence" in c["metrics"]]
+    if permanence:
+        rate = float(np.mean(np.array(permanence) >= 0.95))
+        out["object_persistence_rate"] = {"value": rate, "unit": "fraction", "score": rate, "clips": len(permanence)}
+    return out
+
+
+def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | None = None, progress=None) -> dict:
+    directory = Path(directory)
+    paths = sorted(str(p) for p in directory.glob("*.mp4"))
+    if not paths:
+        raise FileNotFoundError(f"--clips: no .mp4 files in {directory}")
+    start = time.perf_counter()
+    workers = workers or min(len(paths), os.cpu_count() or 1)
+    clips = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for record in pool.map(evaluate_path, paths, [suite] * len(paths), chunksize=4):
+                clips.append(record)
+                if progress:
+                    progress()
+    else:
+        for p in paths:
+            clips.append(evaluate_path(p, suite))
+            if progress:
+                progress()
+    by_mode = {
+        m: aggregate([c for c in clips if c["mode"] == m]) for m in sorted({c["mode"] for c in clips if c["mode"]})
+    }
+    return {
+        "metrics": aggregate(clips),
+        "by_mode": by_mode,
+        "clips": clips,
+        "model": None,
+        "settings": {"clips": str(directory), "suite": suite, "count": len(clips)},
+        "timings": {
+            "evaluate_s": time.perf_counter() - start,
+            "seconds_per_clip_evaluated": (time.perf_counter() - start) / len(clips),
+        },
+    }
+
+
+def generate_test_set(model_dir, out: Path, count: int, progress=None) -> tuple[Path, Path, dict]:
+    """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth."""
+    from ..generate import GenerateRequest, load_pipeline, run_generate
+    from ..world import WorldConfig, make_clip, write_sample
+
+    pipe = load_pipeline(model_dir)
+    d = pipe.defaults
+    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
+    config = WorldConfig(
+        d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
+    )
+    clips_dir, truth_dir = out / "clips", out / "ground_truth"
+    for i in range(count):
+        truth = make_clip(i, "test", config)
+        write_sample(truth, truth_dir, f"{i:03d}")
+        mode = MODES[i % len(MODES)]
+        request = GenerateRequest(truth.caption, seed=i)
+        if mode == "TI2V":
+            request.image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0])
+        if mode == "TA2V":
+            request.audio = save_audio(clips_dir / f"{i:03d}_sound.wav", truth.audio, truth.sample_rate)
+        name = clips_dir / f"{i:03d}_{mode}.mp4"
+        sidecar = run_generate(pipe, request, name)
+        sidecar["facts"] = truth.meta["facts"]
+        write_json_atomic(name.with_suffix(".json"), json.dumps(sidecar, indent=1))
+        if progress:
+            progress()
+    settings = {
+        "model": str(model_dir) if model_dir else "embedded default",
+        "count": count,
+        "split": "test",
+        **pipe.scheduler.__dict__,
+    }
+    return clips_dir, truth_dir, settings
+
+
+def evaluate_model(model_dir, out: str | Path, suite: str = "all", count: int = 30, progress=None) -> dict:
+    out = Path(out)
+    start = time.perf_counter()
+    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress)
+    generated = time.perf_counter()
+    report = evaluate_clips(clips_dir, suite)
+    reference = evaluate_clips(truth_dir, suite)
+    report["reference"] = {"metrics": reference["metrics"], "clips": str(truth_dir)}
+    report["model"] = settings["model"]
+    report["settings"] = {**report["settings"], **settings}
+    report["timings"].update(generate_s=generated - start, total_s=time.perf_counter() - start)
+    return report

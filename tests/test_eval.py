@@ -1,0 +1,170 @@
+"""Every metric against corrupted copies of real world clips: the corruption a metric targets lowers
+it by a stated margin; unrelated metrics stay near their value."""
+
+import json
+
+import numpy as np
+import pytest
+
+from happyhorse.eval import evaluate_clip, evaluate_clips, write_report
+from happyhorse.eval.world import facts_from_caption
+from happyhorse.world import make_clip, simulate, write_sample
+from happyhorse.world.render import render
+from happyhorse.world.sample import WorldConfig
+from happyhorse.world.scene import sample_scene
+
+
+def _bouncing_clips(n=4):
+    clips, seed = [], 0
+    while len(clips) < n:
+        clip = make_clip(seed)
+        facts = clip.meta["facts"]
+        obj = facts["objects"][0]
+        if facts["count"] == 1 and not facts["ambience"] and obj["motion"] in ("drop", "throw") and obj["bounces"] >= 2:
+            clips.append(clip)
+        seed += 1
+    return clips
+
+
+CLIPS = _bouncing_clips()
+
+
+def _metrics(clip, frames=None, audio="same", image=None):
+    frames = clip.frames if frames is None else frames
+    audio = clip.audio if isinstance(audio, str) else audio
+    metrics, _ = evaluate_clip(frames, clip.fps, audio, clip.sample_rate, clip.meta["facts"], image)
+    return metrics
+
+
+def _mean(results, name):
+    values = [r[name]["value"] for r in results if r.get(name, {}).get("value") is not None]
+    return float(np.mean(values))
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return [_metrics(c) for c in CLIPS]
+
+
+def test_ground_truth_is_at_the_top(clean):
+    for name in ("colour_accuracy", "shape_accuracy", "count_accuracy", "bounce_count_accuracy", "object_permanence"):
+        assert _mean(clean, name) >= 0.99, name
+    assert _mean(clean, "physics_residual_px") < 0.3
+    assert _mean(clean, "gravity_consistency") > 0.9
+    assert _mean(clean, "av_offset_ms") < 1000 / 12  # within one frame
+    assert _mean(clean, "temporal_flickering") > 0.99 and _mean(clean, "motion_smoothness") > 0.85
+
+
+def test_frozen_frames_are_not_dynamic(clean):
+    frozen = [_metrics(c, frames=np.repeat(c.frames[:1], len(c.frames), axis=0)) for c in CLIPS]
+    assert _mean(clean, "dynamic_degree") >= 0.5 and _mean(frozen, "dynamic_degree") == 0.0
+    assert _mean(frozen, "mean_top5_flow_px") < 0.05 * _mean(clean, "mean_top5_flow_px")
+    assert _mean(frozen, "colour_accuracy") == _mean(clean, "colour_accuracy")
+
+
+def test_shuffled_frames_break_smoothness_and_physics(clean):
+    rng = np.random.default_rng(0)
+    shuffled = [_metrics(c, frames=c.frames[rng.permutation(len(c.frames))]) for c in CLIPS]
+    # interpolation error on moving pixels grows by half (classical flow is poor on small fast objects)
+    assert 1 - _mean(shuffled, "motion_smoothness") > 1.3 * (1 - _mean(clean, "motion_smoothness"))
+    assert _mean(shuffled, "physics_residual_px") > _mean(clean, "physics_residual_px") + 1.0
+    assert _mean(shuffled, "colour_accuracy") == _mean(clean, "colour_accuracy")
+
+
+def test_added_flicker_lowers_temporal_flickering(clean):
+    flicker = np.array([12 if k % 2 else -12 for k in range(24)])[:, None, None, None]
+    flickered = [_metrics(c, frames=np.clip(c.frames.astype(int) + flicker, 0, 255).astype(np.uint8)) for c in CLIPS]
+    assert _mean(flickered, "temporal_flickering") < _mean(clean, "temporal_flickering") - 0.05
+    assert abs(_mean(flickered, "colour_accuracy") - _mean(clean, "colour_accuracy")) < 0.05
+
+
+def test_colour_swap_lowers_colour_accuracy(clean):
+    swapped = [_metrics(c, frames=c.frames[..., [2, 0, 1]]) for c in CLIPS]  # every hue moves by 120 degrees
+    assert _mean(swapped, "colour_accuracy") < _mean(clean, "colour_accuracy") - 0.5
+    assert abs(_mean(swapped, "temporal_flickering") - _mean(clean, "temporal_flickering")) < 0.01
+
+
+def test_teleporting_object_breaks_the_physics_fit(clean):
+    teleported = []
+    for c in CLIPS:
+        scene = sample_scene(c.meta["seed"], "train", 64, 64)
+        traj = simulate(scene, 2.0)
+        pos, _ = traj.at(np.arange(24) / 12)
+        pos[9:12, 0, 0] += 0.35 if pos[9, 0, 0] < scene.width_m / 2 else -0.35  # jumps 10 px for 3 frames
+        teleported.append(_metrics(c, frames=render(scene, pos, 64, 64)))
+    clean_residual = _mean(clean, "physics_residual_px")
+    assert _mean(teleported, "physics_residual_px") > max(5 * clean_residual, clean_residual + 0.4)
+    assert _mean(teleported, "colour_accuracy") == _mean(clean, "colour_accuracy")
+    assert _mean(teleported, "object_permanence") > 0.95
+
+
+def test_reversed_gravity_fails_gravity_consistency(clean):
+    flipped = [_metrics(c, frames=c.frames[:, ::-1]) for c in CLIPS]
+    assert _mean(clean, "gravity_consistency") - _mean(flipped, "gravity_consistency") > 0.8
+    assert _mean(flipped, "colour_accuracy") == _mean(clean, "colour_accuracy")
+
+
+@pytest.mark.parametrize("shift_ms", [100, 300])
+def test_shifted_audio_moves_the_sync_offset(clean, shift_ms):
+    shifted = []
+    for c in CLIPS:
+        n = int(shift_ms / 1000 * c.sample_rate)
+        audio = np.concatenate([np.zeros((1, n), np.float32), c.audio[:, :-n]], axis=1)
+        shifted.append(_metrics(c, audio=audio))
+    # the nearest onset may belong to a neighbouring impact, so the offset grows by less than the shift
+    assert _mean(shifted, "av_offset_ms") > _mean(clean, "av_offset_ms") + 0.6 * shift_ms
+    within_clean = np.mean([m["av_offset_ms"]["score"] for m in clean])
+    within_shifted = np.mean([m["av_offset_ms"]["score"] for m in shifted])
+    assert within_shifted < within_clean - 0.5
+    if shift_ms == 300:  # AV-Align's 1-frame window also matches unrelated peaks: a smaller drop
+        assert _mean(shifted, "av_align") < _mean(clean, "av_align") - 0.05
+    assert _mean(shifted, "physics_residual_px") == _mean(clean, "physics_residual_px")
+
+
+def test_removed_audio_fails_sync(clean):
+    silent = [_metrics(c, audio=np.zeros_like(c.audio)) for c in CLIPS]
+    assert _mean(silent, "av_align") == 0.0
+    assert _mean(silent, "av_offset_ms") == 500.0
+    assert _mean(silent, "colour_accuracy") == _mean(clean, "colour_accuracy")
+
+
+def test_first_frame_fidelity():
+    c = CLIPS[0]
+    same = _metrics(c, image=c.frames[0])
+    other = _metrics(c, image=CLIPS[1].frames[0])
+    assert same["first_frame_psnr"]["value"] >= 99 and same["first_frame_ssim"]["value"] > 0.999
+    assert other["first_frame_psnr"]["value"] < 25 and other["first_frame_ssim"]["value"] < 0.9
+
+
+def test_facts_from_caption_read_world_captions():
+    hits = 0
+    for seed in range(40):
+        clip = make_clip(seed, "test")
+        for caption in clip.meta["captions"]:
+            parsed = facts_from_caption(caption)
+            truth = clip.meta["facts"]
+            got = [(o["colour"], o["shape"], o["direction"]) for o in parsed["objects"]]
+            want = [
+                (o["colour"], o["shape"], o["direction"] if o["motion"] in ("throw", "slide") else None)
+                for o in truth["objects"]
+            ]
+            hits += got == want and parsed["count"] == truth["count"]
+    assert hits >= 0.95 * 40 * 3
+
+
+def test_clips_directory_report(tmp_path):
+    for k, c in enumerate(CLIPS[:2]):
+        write_sample(c, tmp_path / "clips", f"clip{k}")
+    report = evaluate_clips(tmp_path / "clips", workers=1)
+    json_path, html_path = write_report(report, tmp_path / "out")
+    data = json.loads(json_path.read_text())
+    assert set(data) >= {"metrics", "clips", "model", "settings", "timings"}
+    for entry in data["metrics"].values():
+        assert set(entry) >= {"value", "unit", "score"} and 0 <= entry["score"] <= 1
+    assert len(data["clips"]) == 2 and "colour_accuracy" in data["clips"][0]["metrics"]
+    assert data["metrics"]["colour_accuracy"]["value"] == 1.0
+    assert "<img" in html_path.read_text()
+
+
+def test_world_config_for_reference():
+    assert WorldConfig().num_frames == 24
