@@ -168,3 +168,18 @@ def test_clips_directory_report(tmp_path):
 
 def test_world_config_for_reference():
     assert WorldConfig().num_frames == 24
+
+
+def test_model_suite_generates_every_mode_and_reports_the_reference(tmp_path):
+    from happyhorse.eval import evaluate_model
+    from tests.conftest import tiny_pipeline
+
+    model = tiny_pipeline()
+    model.defaults.update(width=64, height=64, seconds=2.0)
+    model.save_pretrained(tmp_path / "model")
+    report = evaluate_model(tmp_path / "model", tmp_path / "eval", suite="all", count=3)
+    assert sorted(report["by_mode"]) == ["T2V", "TA2V", "TI2V"]
+    assert {"colour_accuracy", "seconds_per_clip", "first_frame_psnr"} <= set(report["metrics"])
+    assert report["reference"]["metrics"]["colour_accuracy"]["value"] == 1.0
+    assert report["metrics"]["first_frame_psnr"]["value"] > 30  # TI2V keeps the given frame
+    assert len(list((tmp_path / "eval" / "clips").glob("*.mp4"))) == 3

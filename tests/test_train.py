@@ -207,3 +207,38 @@ def test_generate_errors_name_the_argument(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert needle in result.output, (args, result.output)
     assert not Path("clip.avi").exists()
+
+
+def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
+    cfg = {**SMALL, "model_overrides": {"dim": 64, "depth": 4, "heads": 2, "kv_heads": 1, "mlp_hidden": 128}}
+    (tmp_path / "fsdp.json").write_text(json.dumps({**cfg, "batch_size": 2, "fsdp": True}))
+    (tmp_path / "one.json").write_text(json.dumps({**cfg, "batch_size": 4}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29519"]
+    fsdp = subprocess.run(
+        [
+            *torchrun,
+            "-m",
+            "happyhorse",
+            "train",
+            str(tmp_path / "fsdp.json"),
+            "--out",
+            str(tmp_path / "a"),
+            "--max-steps",
+            "3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    train(
+        TrainConfig.from_dict({**cfg, "batch_size": 4}),
+        tmp_path / "b",
+        max_steps=3,
+        progress=False,
+        log=lambda *a: None,
+    )
+    curve = [[json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in "ab"]
+    np.testing.assert_allclose(curve[0], curve[1], rtol=1e-5)
+    assert (tmp_path / "a" / "model" / "transformer" / "model.safetensors").is_file()

@@ -17,31 +17,33 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer's state_dict into flat tensors and JSON-able metadata."""
-    state = optimizer.state_dict()
+def optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into flat tensors and JSON-able metadata.
+
+    Parameters are keyed by index (torch.optim) or by name (FSDP's full state dict): "KEY::slot".
+    """
     tensors, scalars = {}, {}
-    for index, slots in state["state"].items():
-        for key, value in slots.items():
+    for param, slots in state["state"].items():
+        for slot, value in slots.items():
             if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+                tensors[f"{param}::{slot}"] = value.detach().contiguous().cpu()
             else:
-                scalars[f"{index}.{key}"] = value
+                scalars[f"{param}::{slot}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    for name, value in meta["scalars"].items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """The inverse of `optimizer_tensors`."""
+    state: dict = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        param, slot = name.rsplit("::", 1)
+        state.setdefault(int(param) if param.isdigit() else param, {})[slot] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(directory: Path, model_state: dict, ema_state: dict, optimizer, state: dict) -> None:
+def save_checkpoint(
+    directory: Path, model_state: dict, ema_state: dict, optimizer_state_dict: dict, state: dict
+) -> None:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -53,7 +55,7 @@ def save_checkpoint(directory: Path, model_state: dict, ema_state: dict, optimiz
         save_file(
             {k: v.detach().float().contiguous().cpu() for k, v in ema_state.items()}, str(staging / "ema.safetensors")
         )
-        tensors, meta = optimizer_tensors(optimizer)
+        tensors, meta = optimizer_tensors(optimizer_state_dict)
         save_file(tensors, str(staging / "optimizer.safetensors"))
         (staging / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
         old = None

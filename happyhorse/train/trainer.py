@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..diffusion import add_noise, flow_loss, shift_sigma
 from ..media import write_json_atomic
+from ..model import SingleStreamTransformer
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions
 from ..world import WorldConfig, make_clip
-from .checkpoint import load_checkpoint, load_optimizer, save_checkpoint
+from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .config import TrainConfig
 
 SIGMA_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -234,13 +235,12 @@ def train(
     pipe = build_run_pipeline(cfg)
     model = pipe.transformer.train().to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    start_step, history = 0, []
+    start_step, history, saved_optimizer = 0, [], None
     if resume and (ckpt_dir / "state.json").exists():
         model_state, ema_state, opt_tensors, state = load_checkpoint(ckpt_dir)
         model.load_state_dict(model_state)
         ema.load_state_dict(ema_state)
-        load_optimizer(optimizer, opt_tensors, state["optimizer"])
+        saved_optimizer = optimizer_state(opt_tensors, state["optimizer"])
         start_step = state["step"]
         log(f"resumed from step {start_step}")
     elif resume:
@@ -251,15 +251,24 @@ def train(
         if start_step == 0 and (out / "log.jsonl").exists():
             (out / "log.jsonl").unlink()
     wrapped = model
-    if world_size > 1:
-        if cfg.fsdp:
-            from torch.distributed.fsdp import fully_shard
+    sharded = world_size > 1 and cfg.fsdp
+    if sharded:  # FSDP2: each block's parameters (and the EMA's, alike) sharded across processes
+        from torch.distributed.fsdp import fully_shard
 
-            for block in model.blocks:
+        for module in (model, ema):
+            for block in module.blocks:
                 fully_shard(block)
-            wrapped = fully_shard(model)
+            fully_shard(module)
+    elif world_size > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if saved_optimizer is not None:
+        if sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(model, optimizer, saved_optimizer, options=StateDictOptions(full_state_dict=True))
         else:
-            wrapped = torch.nn.parallel.DistributedDataParallel(model)
+            optimizer.load_state_dict(saved_optimizer)
     prediction = model.cfg.prediction
     loader = DataLoader(
         StepBatches(cfg, start_step, end_step, rank, world_size),
@@ -295,7 +304,11 @@ def train(
                 for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                     pe.lerp_(pm.detach(), 1 - decay)
             window["steps"] += 1
-            window["loss"].append(loss.item())
+            logged = loss.detach().clone()
+            if world_size > 1:  # log the mean over all processes' samples, as one process would
+                dist.all_reduce(logged)
+                logged /= world_size
+            window["loss"].append(logged.item())
             per_sample = parts["video"].cpu() + cfg.audio_loss_weight * parts["audio"].cpu() * parts["has_audio"].cpu()
             for s, l_ in zip(inputs.sigma.cpu().tolist(), per_sample.tolist(), strict=True):
                 window["bins"][min(int(s / 0.2), 4)].append(l_)
@@ -325,10 +338,11 @@ def train(
                 if bar is not None:
                     bar[0].update(bar[1], completed=done, description=f"loss {record['loss']:.4f}")
             out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
-            if done % cfg.checkpoint_every == 0 or done == end_step or out_of_time:
-                _save(cfg, out, pipe, model, ema, optimizer, done, is_main)
-            if is_main and cfg.sample_every > 0 and (done % cfg.sample_every == 0 or done == end_step or out_of_time):
-                write_samples(pipe, ema, out / "samples" / f"step_{done:06d}", cfg)
+            sample_now = cfg.sample_every > 0 and (done % cfg.sample_every == 0 or done == end_step or out_of_time)
+            if done % cfg.checkpoint_every == 0 or done == end_step or out_of_time or sample_now:
+                exported = _save(cfg, out, pipe, model, ema, optimizer, done, is_main)
+                if exported is not None and sample_now:
+                    write_samples(pipe, exported, out / "samples" / f"step_{done:06d}", cfg)
             if out_of_time:
                 log(f"stopping after {minutes} minutes at step {done}")
                 break
@@ -343,24 +357,33 @@ def train(
     return summary
 
 
-def _save(cfg, out, pipe, model, ema, optimizer, step, is_main):
-    """Checkpoint for resuming, and the EMA model as a model directory (`out/model`)."""
-    if dist.is_initialized() and cfg.fsdp:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+def _save(cfg, out, pipe, model, ema, optimizer, step, is_main) -> SingleStreamTransformer | None:
+    """Checkpoint for resuming, and the EMA model as a model directory (`out/model`); returns the EMA
+    model with full weights on the main process (for samples)."""
+    if dist.is_initialized() and cfg.fsdp:  # gather full weights and optimizer state (collective)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state = get_model_state_dict(model, options=opts)
+        model_state, ema_state = get_model_state_dict(model, options=opts), get_model_state_dict(ema, options=opts)
+        optimizer_state_dict = get_optimizer_state_dict(model, optimizer, options=opts)
     else:
-        model_state = model.state_dict()
+        model_state, ema_state, optimizer_state_dict = model.state_dict(), ema.state_dict(), optimizer.state_dict()
     if not is_main:
-        return
+        return None
     save_checkpoint(
-        out / "checkpoint", model_state, ema.state_dict(), optimizer, {"step": step, "config": cfg.to_dict()}
+        out / "checkpoint", model_state, ema_state, optimizer_state_dict, {"step": step, "config": cfg.to_dict()}
     )
+    full_ema = SingleStreamTransformer(model.cfg)
+    full_ema.load_state_dict({k: v.detach().cpu() for k, v in ema_state.items()})
     export = HappyHorsePipeline(
-        ema, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, pipe.scheduler, pipe.defaults
+        full_ema, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, pipe.scheduler, pipe.defaults
     )
     export.save_pretrained(out / "model")
+    return full_ema.eval()
 
 
 def write_samples(pipe: HappyHorsePipeline, ema, directory: Path, cfg: TrainConfig) -> None:
