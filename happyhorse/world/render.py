@@ -92,7 +92,7 @@ def render(scene: Scene, positions: np.ndarray, width: int, height: int) -> np.n
     base = background(scene, width, height)
     centres = cam.to_pixels(positions).astype(np.float32)  # (T, N, 2) column, row
     pad = int(max((o.radius for o in scene.objects), default=0) * cam.ppm * 2 + 4)
-    canvas = np.empty((n_frames, height + 2 * pad, width + 2 * pad, 3), np.float32)
+    canvas = np.zeros((n_frames, height + 2 * pad, width + 2 * pad, 3), np.float32)
     canvas[:, pad : pad + height, pad : pad + width] = base
     grid = np.arange(pad, dtype=np.float32)
     for k, obj in enumerate(scene.objects):
