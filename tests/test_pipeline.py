@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from happyhorse import HappyHorsePipeline
 from happyhorse.media import save_audio, save_video
@@ -122,3 +123,14 @@ def test_bad_prompt_and_unreadable_files(pipe, tmp_path):
     save_video(tmp_path / "silent.mp4", np.zeros((4, 16, 16, 3), np.uint8), 12)
     with pytest.raises(ValueError, match="no audio stream"):
         pipe("x", audio=str(tmp_path / "silent.mp4"))
+
+
+def test_text_cache_evicts_without_losing_the_batch():
+    from happyhorse.codecs import HashTextEncoder
+
+    encoder = HashTextEncoder(dim=8)
+    encoder._cache_size = 3
+    first, _ = encoder.encode(["a", "b c", "d"])
+    states, mask = encoder.encode(["a", "e", "f g h", "d"])  # "a" and "d" cached, two new ones evict
+    assert states.shape == (4, 4, 8) and mask.sum(1).tolist() == [2, 2, 4, 2]
+    assert torch.equal(states[0, :2], first[0, :2]) and len(encoder._cache) == 3

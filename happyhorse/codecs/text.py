@@ -34,18 +34,23 @@ class TextEncoder(Codec):
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states float [B, L, dim] (zero where padded) and mask bool [B, L], with L the longest
         prompt's token count (at most max_tokens): padding costs attention time, so none is kept."""
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        unique = list(dict.fromkeys(prompts))
+        found = {p: self._cache[p] for p in unique if p in self._cache}
+        missing = [p for p in unique if p not in found]
         if missing:
-            for prompt, states in zip(missing, self._encode_one(missing), strict=True):
-                self._cache[prompt] = states[: self.max_tokens].float().cpu()
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        longest = max(self._cache[p].shape[0] for p in prompts)
+            found.update(
+                zip(missing, (s[: self.max_tokens].float().cpu() for s in self._encode_one(missing)), strict=True)
+            )
+        for p in unique:  # refresh or insert, then evict the least recently used beyond the cache size
+            self._cache[p] = found[p]
+            self._cache.move_to_end(p)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        longest = max(found[p].shape[0] for p in prompts)
         states = torch.zeros(len(prompts), longest, self.dim)
         mask = torch.zeros(len(prompts), longest, dtype=torch.bool)
         for i, prompt in enumerate(prompts):
-            s = self._cache[prompt]
-            self._cache.move_to_end(prompt)
+            s = found[prompt]
             states[i, : s.shape[0]] = s
             mask[i, : s.shape[0]] = True
         return states, mask

@@ -89,8 +89,20 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # minutes on a laptop CPU: the hash text encoder, small batches
-    "tiny": {"model": "tiny", "text_encoder": "hash", "batch_size": 8, "lr": 2e-3, "warmup_steps": 50},
+    # minutes on a laptop CPU: 32x32, 4x4x4 pixel patches (192-d tokens), hash text encoder; after
+    # 400 steps (~7 min) samples show the room's colours, the floor and coloured blobs (configs/tiny32.toml)
+    "tiny": {
+        "model": "tiny",
+        "model_overrides": {"absolute_positions": True},
+        "text_encoder": "hash",
+        "width": 32,
+        "height": 32,
+        "video_patch": (4, 4, 4),
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_steps": 50,
+        "sample_every": 400,
+    },
     "small": {"model": "small", "batch_size": 16, "lr": 1e-3},
     "base": {"model": "base", "batch_size": 32, "lr": 5e-4, "width": 128, "height": 128},
 }
