@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .codecs import Codec, PatchAudioCodec, PatchVideoCodec, TextEncoder
 from .diffusion import SAMPLERS, get_schedule, predicted_x0, sample
-from .media import read_audio, read_image, resample
+from .media import atomic_directory, read_audio, read_image, resample
 from .model import SingleStreamTransformer, TransformerConfig
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
@@ -109,9 +107,7 @@ class HappyHorsePipeline:
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model directory (DESIGN.md section 4) next to the target, then swap it in."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as staging:
             tdir = staging / "transformer"
             tdir.mkdir()
             (tdir / "config.json").write_text(json.dumps(self.transformer.cfg.to_dict(), indent=1))
@@ -132,15 +128,6 @@ class HappyHorsePipeline:
                 "defaults": self.defaults,
             }
             (staging / "model_index.json").write_text(json.dumps(index, indent=1))
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                os.replace(directory, old)
-            os.replace(staging, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return directory
 
     @classmethod

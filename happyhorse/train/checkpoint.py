@@ -8,13 +8,12 @@ save leaves the previous checkpoint intact:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..media import atomic_directory
 
 
 def optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -44,10 +43,7 @@ def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save_checkpoint(
     directory: Path, model_state: dict, ema_state: dict, optimizer_state_dict: dict, state: dict
 ) -> None:
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         save_file(
             {k: v.detach().float().contiguous().cpu() for k, v in model_state.items()},
             str(staging / "model.safetensors"),
@@ -58,15 +54,6 @@ def save_checkpoint(
         tensors, meta = optimizer_tensors(optimizer_state_dict)
         save_file(tensors, str(staging / "optimizer.safetensors"))
         (staging / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_checkpoint(directory: Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict]:
