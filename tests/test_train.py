@@ -105,8 +105,17 @@ loss.backward()
 if rank == 0:
     save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, out)
 if ddp:
+    dist.barrier()  # both ranks leave together: gloo aborts a rank torn down while its peer still works
     dist.destroy_process_group()
 """
+
+
+def free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path):
@@ -121,7 +130,7 @@ def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path):
         text=True,
     )
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port()]
     ddp = subprocess.run(
         [*torchrun, str(script), json.dumps({**cfg, "batch_size": 2}), str(tmp_path / "two.safetensors")],
         env=env,
@@ -220,7 +229,7 @@ def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
     (tmp_path / "fsdp.json").write_text(json.dumps({**cfg, "batch_size": 2, "fsdp": True}))
     (tmp_path / "one.json").write_text(json.dumps({**cfg, "batch_size": 4}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29519"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port()]
     fsdp = subprocess.run(
         [
             *torchrun,

@@ -353,7 +353,8 @@ def train(
         if bar is not None:
             bar[0].stop()
         if dist.is_initialized():
-            dist.barrier()
+            dist.barrier()  # leave together, then tear down (gloo aborts a rank whose peer still works)
+            dist.destroy_process_group()
     return summary
 
 
