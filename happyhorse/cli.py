@@ -146,6 +146,9 @@ def eval_command(
     out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
     count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
     compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
+    steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
+    guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
+    sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
     from .eval import compare_reports, evaluate_clips, evaluate_model, write_report
@@ -168,6 +171,13 @@ def eval_command(
         raise typer.BadParameter(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
+    from .diffusion import SAMPLERS
+
+    if sampler is not None and sampler not in SAMPLERS:
+        raise typer.BadParameter(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}", param_hint="--sampler")
+    sampling = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    if clips is not None and any(v is not None for v in sampling.values()):
+        raise typer.BadParameter("--steps, --guidance and --sampler apply to --model only", param_hint="--steps")
     with progress() as bar:
         if clips is not None:
             if not clips.is_dir():
@@ -180,7 +190,9 @@ def eval_command(
         else:
             task = bar.add_task("generating", total=count)
             try:
-                report = evaluate_model(model, out, suite, count, progress=lambda: bar.advance(task))
+                report = evaluate_model(
+                    model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling
+                )
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
     json_path, html_path = write_report(report, out)

@@ -25,6 +25,7 @@ class GenerateRequest:
     seconds: float | None = None
     width: int | None = None
     height: int | None = None
+    sampler: str | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -44,6 +45,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         seed=request.seed,
         height=request.height,
         width=request.width,
+        sampler=request.sampler,
         callback=callback,
     )
     output = Path(output)

@@ -104,14 +104,21 @@ class HappyHorsePipeline:
 
     # ------------------------------------------------------------------------------ save / load
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write the model directory (DESIGN.md section 4) next to the target, then swap it in."""
+    def save_pretrained(self, directory: str | os.PathLike, weights_dtype: torch.dtype = torch.float32) -> Path:
+        """Write the model directory (DESIGN.md section 4) next to the target, then swap it in.
+
+        `weights_dtype=torch.float16` halves the file (the embedded default model ships so); loading
+        always computes in the pipeline's dtype (fp32 on the CPU)."""
+        if weights_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"weights_dtype: must be float32, float16 or bfloat16, got {weights_dtype}")
         directory = Path(directory)
         with atomic_directory(directory) as staging:
             tdir = staging / "transformer"
             tdir.mkdir()
             (tdir / "config.json").write_text(json.dumps(self.transformer.cfg.to_dict(), indent=1))
-            state = {k: v.detach().float().contiguous().cpu() for k, v in self.transformer.state_dict().items()}
+            state = {
+                k: v.detach().to(weights_dtype).contiguous().cpu() for k, v in self.transformer.state_dict().items()
+            }
             save_file(state, str(tdir / "model.safetensors"))
             self.video_codec.save_pretrained(staging / "video_codec")
             self.audio_codec.save_pretrained(staging / "audio_codec")

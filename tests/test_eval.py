@@ -183,3 +183,19 @@ def test_model_suite_generates_every_mode_and_reports_the_reference(tmp_path):
     assert report["reference"]["metrics"]["colour_accuracy"]["value"] == 1.0
     assert report["metrics"]["first_frame_psnr"]["value"] > 30  # TI2V keeps the given frame
     assert len(list((tmp_path / "eval" / "clips").glob("*.mp4"))) == 3
+
+
+def test_model_suite_applies_sampling_overrides(tmp_path):
+    from happyhorse.eval import evaluate_model
+    from tests.conftest import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    sampling = {"steps": 2, "guidance": 2.5, "sampler": "dpmpp_2m"}
+    report = evaluate_model(tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling)
+    sidecar = json.loads(next((tmp_path / "eval" / "clips").glob("*.json")).read_text())
+    assert {k: sidecar["settings"][k] for k in ("num_inference_steps", "guidance_scale", "sampler")} == {
+        "num_inference_steps": 2,
+        "guidance_scale": 2.5,
+        "sampler": "dpmpp_2m",
+    }
+    assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"

@@ -84,6 +84,24 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     )
 
 
+def test_half_precision_weights_halve_the_file_and_keep_the_clip(pipe, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    pipe.save_pretrained(tmp_path / "fp32")
+    pipe.save_pretrained(tmp_path / "fp16", weights_dtype=torch.float16)
+    size = {d: (tmp_path / d / "transformer" / "model.safetensors").stat().st_size for d in ("fp32", "fp16")}
+    assert size["fp16"] < 0.55 * size["fp32"]
+    assert {t.dtype for t in load_file(str(tmp_path / "fp16" / "transformer" / "model.safetensors")).values()} == {
+        torch.float16
+    }
+    full = HappyHorsePipeline.from_pretrained(tmp_path / "fp32")("a green triangle", seed=1)
+    half = HappyHorsePipeline.from_pretrained(tmp_path / "fp16")("a green triangle", seed=1)
+    assert np.abs(full.frames.astype(int) - half.frames.astype(int)).max() <= 3  # of 255
+    with pytest.raises(ValueError, match="weights_dtype"):
+        pipe.save_pretrained(tmp_path / "int", weights_dtype=torch.int8)
+
+
 def test_loading_a_non_model_directory_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         HappyHorsePipeline.from_pretrained(tmp_path)

@@ -112,8 +112,12 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
     }
 
 
-def generate_test_set(model_dir, out: Path, count: int, progress=None) -> tuple[Path, Path, dict]:
-    """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth."""
+def generate_test_set(
+    model_dir, out: Path, count: int, progress=None, sampling: dict | None = None
+) -> tuple[Path, Path, dict]:
+    """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth.
+
+    `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -128,7 +132,7 @@ def generate_test_set(model_dir, out: Path, count: int, progress=None) -> tuple[
         truth = make_clip(i, "test", config)
         write_sample(truth, truth_dir, f"{i:03d}")
         mode = MODES[i % len(MODES)]
-        request = GenerateRequest(truth.caption, seed=i)
+        request = GenerateRequest(truth.caption, seed=i, **(sampling or {}))
         if mode == "TI2V":
             request.image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0])
         if mode == "TA2V":
@@ -144,14 +148,25 @@ def generate_test_set(model_dir, out: Path, count: int, progress=None) -> tuple[
         "count": count,
         "split": "test",
         **pipe.scheduler.__dict__,
+        **{
+            name: value
+            for name, value in (
+                ("num_inference_steps", (sampling or {}).get("steps")),
+                ("guidance_scale", (sampling or {}).get("guidance")),
+                ("sampler", (sampling or {}).get("sampler")),
+            )
+            if value is not None
+        },
     }
     return clips_dir, truth_dir, settings
 
 
-def evaluate_model(model_dir, out: str | Path, suite: str = "all", count: int = 30, progress=None) -> dict:
+def evaluate_model(
+    model_dir, out: str | Path, suite: str = "all", count: int = 30, progress=None, sampling: dict | None = None
+) -> dict:
     out = Path(out)
     start = time.perf_counter()
-    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress)
+    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling)
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
     reference = evaluate_clips(truth_dir, suite)

@@ -1,0 +1,45 @@
+"""Copy a trained run's EMA model into the package as the embedded default model.
+
+    python scripts/ship_default_model.py ~/.cache/happyhorse/runs/default/model \
+        --sampler euler --steps 16 --guidance 1.0
+
+The weights are stored in float16 (half the file; the pipeline computes in float32), and the
+sampling defaults are those chosen by `bench/sampling_defaults.py`. The target is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from happyhorse.diffusion import SAMPLERS
+from happyhorse.pipeline import DEFAULT_MODEL_DIR, HappyHorsePipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a model directory, e.g. RUN/model written by happyhorse train")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--audio-guidance", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    args = parser.parse_args()
+    pipe = HappyHorsePipeline.from_pretrained(args.model)
+    chosen = {
+        "sampler": args.sampler,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "audio_guidance_scale": args.audio_guidance,
+    }
+    pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
+    pipe.save_pretrained(args.out, weights_dtype=torch.float16)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB): {pipe.scheduler}")
+
+
+if __name__ == "__main__":
+    main()
