@@ -1,0 +1,146 @@
+"""Generation workers: threads that take queued jobs from the store and run the pipeline.
+
+Generation runs here, never on the event loop, so requests are answered while a clip is sampled.
+Each worker loads the model once and keeps it; torch releases the GIL inside its kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..generate import GenerateRequest, run_generate
+from ..media import MediaError, read_video, save_image
+from .config import ServeConfig
+from .store import Job, JobStore
+
+log = logging.getLogger("happyhorse.serve")
+SAMPLING_SHARE = 95  # progress % reached when the last sampling step ends; decoding and writing take the rest
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback when the job was deleted while it ran."""
+
+
+def output_paths(data_dir: Path, job_id: str) -> dict[str, Path]:
+    folder = data_dir / "videos"
+    return {
+        "video": folder / f"{job_id}.mp4",
+        "sidecar": folder / f"{job_id}.json",
+        "thumbnail": folder / f"{job_id}.thumbnail.png",
+        "spritesheet": folder / f"{job_id}.spritesheet.png",
+    }
+
+
+def remove_outputs(data_dir: Path, job: Job) -> None:
+    for path in output_paths(data_dir, job.id).values():
+        path.unlink(missing_ok=True)
+    for key in ("image", "audio"):
+        if job.params.get(key):
+            (data_dir / job.params[key]).unlink(missing_ok=True)
+
+
+def spritesheet(frames: np.ndarray, columns: int = 4, count: int = 16) -> np.ndarray:
+    """Up to `count` evenly spaced frames tiled row-major: uint8 [T, H, W, 3] -> [rows*H, columns*W, 3]."""
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    rows = math.ceil(len(picks) / columns)
+    h, w = frames.shape[1:3]
+    sheet = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
+    for k, index in enumerate(picks):
+        r, c = divmod(k, columns)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frames[index]
+    return sheet
+
+
+class Worker(threading.Thread):
+    def __init__(self, store: JobStore, config: ServeConfig, wake: threading.Event, index: int = 0):
+        super().__init__(name=f"happyhorse-worker-{index}", daemon=True)
+        self.store, self.config, self.wake = store, config, wake
+        self.stopping = threading.Event()
+        self.ready = threading.Event()  # set once the model load ended, loaded or not
+        self.pipe = None
+        self.load_error: str | None = None
+        self.current: str | None = None
+
+    def load(self):
+        from ..pipeline import HappyHorsePipeline
+
+        try:
+            self.pipe = HappyHorsePipeline.from_pretrained(self.config.model)
+        except Exception as exc:  # a broken model directory: every job fails with this reason
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model could not be loaded: %s", self.load_error)
+        finally:
+            self.ready.set()
+
+    def run(self):
+        self.load()
+        while not self.stopping.is_set():
+            job = self.store.claim()
+            if job is None:
+                self.wake.wait(timeout=0.5)
+                self.wake.clear()
+                continue
+            self.current = job.id
+            try:
+                self.run_job(job)
+            finally:
+                self.current = None
+
+    def stop(self):
+        self.stopping.set()
+        self.wake.set()
+
+    def run_job(self, job: Job) -> None:
+        start = time.perf_counter()
+        data_dir = self.config.data_path
+        paths = output_paths(data_dir, job.id)
+        p = job.params
+
+        def on_step(i: int, n: int) -> None:
+            if self.stopping.is_set() or not self.store.set_progress(job.id, SAMPLING_SHARE * i // max(n, 1)):
+                raise JobCancelled(job.id)
+
+        error, result = None, None
+        try:
+            if self.pipe is None:
+                raise RuntimeError(f"the model could not be loaded: {self.load_error}")
+            request = GenerateRequest(
+                prompt=job.prompt,
+                image=data_dir / p["image"] if p.get("image") else None,
+                audio=data_dir / p["audio"] if p.get("audio") else None,
+                seed=p["seed"],
+                steps=p.get("num_inference_steps"),
+                guidance=p.get("guidance_scale"),
+                seconds=p["seconds"],
+                width=p["width"],
+                height=p["height"],
+            )
+            result = run_generate(self.pipe, request, paths["video"], callback=on_step)
+            clip = read_video(paths["video"])
+            save_image(paths["thumbnail"], clip.frames[0])
+            save_image(paths["spritesheet"], spritesheet(clip.frames))
+        except JobCancelled:
+            if self.stopping.is_set():
+                return  # shutting down: the job stays in_progress and restart recovery decides
+            remove_outputs(data_dir, job)
+            return
+        except (ValueError, MediaError) as exc:
+            error = ("invalid_request", f"{exc}")
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            error = ("generation_failed", f"{type(exc).__name__}: {exc}")
+        seconds = time.perf_counter() - start
+        price = round(seconds / 3600 * self.config.price_per_hour, 8)
+        if error is not None:
+            for path in paths.values():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        if not self.store.finish(job.id, compute_seconds=seconds, price=price, result=result, error=error):
+            remove_outputs(data_dir, job)  # deleted while it was being written
