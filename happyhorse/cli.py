@@ -13,6 +13,10 @@ world_app = typer.Typer(no_args_is_help=True, help="The procedural audio-visual 
 app.add_typer(world_app, name="world")
 console = Console(stderr=True)
 
+from .arena.cli import arena_app  # noqa: E402 - after `app`, the sub-app registers beside `world`
+
+app.add_typer(arena_app, name="arena")
+
 
 def parse_size(value: str, option: str = "--size") -> tuple[int, int]:
     """'WxH' -> (W, H), with an error that names the option and the allowed form."""
