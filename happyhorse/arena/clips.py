@@ -36,7 +36,7 @@ class ArenaFormat:
     fps: float = 12.0
     seconds: float = 2.0
     sample_rate: int = 16000
-    loudness_dbfs: float = -20.0  # RMS level of the soundtrack
+    loudness_dbfs: float = -24.0  # RMS level of the soundtrack (headroom for impulsive sounds: peaks stay < 0 dBFS)
 
     def __post_init__(self):
         if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096) or self.width % 2 or self.height % 2:

@@ -1,0 +1,238 @@
+"""Arena battles end to end on world clips: normalisation hides file properties, blind battles and votes,
+gold checks, stealth entries sealed, battled, revealed and verified, the web routes, dumps and plots."""
+
+import datetime as dt
+import json
+
+import av
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from happyhorse.arena.clips import ArenaFormat
+from happyhorse.arena.service import Arena, ArenaError, Conflict, Forbidden, commitment
+from happyhorse.arena.web import create_router, padded_pair
+from happyhorse.cli import app
+from happyhorse.media import read_video
+from happyhorse.world import WorldConfig, make_clip, write_sample
+
+SECONDS = 0.5
+LATER = dt.timedelta(seconds=5)
+
+
+def make_entry_dirs(root, seeds=(0, 1, 2)):
+    """Three clip directories of the same prompts that differ in size, rate, brightness and loudness."""
+    dirs = {}
+    for name, (w, h, fps, gain, dim) in {
+        "alpha": (64, 64, 12.0, 1.0, 1),
+        "bravo": (48, 32, 10.0, 3.0, 1),
+        "charlie": (64, 64, 12.0, 0.3, 2),
+    }.items():
+        for seed in seeds:
+            clip = make_clip(seed, config=WorldConfig(width=w, height=h, fps=fps, seconds=SECONDS + 0.2))
+            clip.frames = clip.frames // dim
+            clip.audio = np.clip(clip.audio * gain, -1, 1)
+            write_sample(clip, root / name, f"{name}_{seed}")
+        dirs[name] = root / name
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def clip_dirs(tmp_path_factory):
+    return make_entry_dirs(tmp_path_factory.mktemp("clips"))
+
+
+def new_arena(tmp_path, **rules):
+    arena = Arena(f"sqlite:///{tmp_path}/arena.db", fmt=ArenaFormat(seconds=SECONDS))
+    arena.set_rules(**{"gold_rate": 0.0, **rules})
+    return arena
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        return {
+            "container": dict(c.metadata),
+            "video": (v.codec_context.name, v.codec_context.width, v.codec_context.height, v.average_rate, v.frames),
+            "video_tags": dict(v.metadata),
+            "audio": (a.codec_context.name, a.codec_context.sample_rate, a.codec_context.channels),
+            "audio_tags": dict(a.metadata),
+        }
+
+
+def test_normalised_clips_share_every_file_property(tmp_path, clip_dirs):
+    arena = new_arena(tmp_path)
+    for name, directory in clip_dirs.items():
+        assert arena.add_clips_entry(name, directory)["clips"] == 3
+    paths = sorted(arena.media_dir.glob("*.mp4"))
+    assert len(paths) == 18 and all(len(p.stem) == 32 for p in paths)  # 9 clips, with sound and silent
+    sound = [p for p in paths if probe_has_audio(p)]
+    probes = [probe(p) for p in sound]
+    for other in probes[1:]:
+        for key in ("container", "video", "video_tags", "audio", "audio_tags"):
+            assert other[key] == probes[0][key], key
+    levels = []
+    for p in sound:
+        clip = read_video(p)
+        assert clip.frames.shape == (6, 64, 64, 3) and abs(clip.audio.shape[1] / clip.sample_rate - SECONDS) < 0.01
+        levels.append(20 * np.log10(np.sqrt(np.mean(clip.audio**2))))
+    assert max(levels) - min(levels) < 1.0  # a 10x difference in gain became < 1 dB
+    left, right = padded_pair(b"x" * 5000, b"y" * 9000)
+    assert len(left) == len(right) and left[5004:5008] == b"free"
+
+
+def probe_has_audio(path):
+    with av.open(str(path)) as c:
+        return bool(c.streams.audio)
+
+
+def test_battles_votes_gold_and_integrity_rules(tmp_path, clip_dirs):
+    arena = new_arena(tmp_path)
+    for name in ("alpha", "bravo"):
+        arena.add_clips_entry(name, clip_dirs[name])
+    rng = np.random.default_rng(0)
+    battle = arena.new_battle("voter-one", "t2v-sound", rng=rng)
+    with pytest.raises(Conflict, match="before both clips"):
+        arena.vote(battle["battle_id"], "voter-one", "left")
+    with pytest.raises(Forbidden):
+        arena.vote(battle["battle_id"], "voter-two", "left", at=dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER)
+    at = dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER
+    reveal = arena.vote(battle["battle_id"], "voter-one", "left", at=at)
+    assert {reveal["left"], reveal["right"]} == {"alpha", "bravo"} and not reveal["gold"]
+    with pytest.raises(Conflict, match="already voted"):
+        arena.vote(battle["battle_id"], "voter-one", "right", at=at)
+    with pytest.raises(ArenaError, match="winner"):
+        arena.vote(battle["battle_id"], "voter-one", "A", at=at)
+    arena.set_rules(gold_rate=0.5)
+    gold_seen, pairs = set(), 0
+    for _ in range(12):
+        b = arena.new_battle("voter-one", "t2v-silent", rng=rng)
+        result = arena.vote(b["battle_id"], "voter-one", "tie", at=at + LATER)
+        pairs += not result["gold"]
+        if result["gold"]:
+            gold_seen.add(result["gold_kind"])
+            assert result["correct"] == (result["gold_kind"] == "identical")
+    assert gold_seen == {"identical", "broken"}
+    board = arena.leaderboard("t2v-silent", min_votes=0)
+    assert board["votes"]["total"] == pairs
+    assert board["voters"]["down_weighted"] + board["voters"]["flagged"] == 1  # it failed the broken-clip checks
+    arena.set_rules(votes_per_hour=3)
+    with pytest.raises(ArenaError, match="limit"):
+        arena.new_battle("voter-one", "t2v-sound", rng=rng)
+
+
+def test_stealth_entry_sealed_battles_revealed_and_verified(tmp_path, clip_dirs):
+    arena = new_arena(tmp_path, min_votes=1)
+    arena.add_clips_entry("alpha", clip_dirs["alpha"])
+    identity = {"name": "happyhorse-1.0", "team": "us", "step": 4000}
+    seal = arena.add_clips_entry("dark-horse", clip_dirs["charlie"], stealth=True, identity=identity)["seal"]
+    other = arena.add_clips_entry("shadow", clip_dirs["bravo"], stealth=True)["seal"]
+    public = arena.entry("dark-horse")
+    assert public["sealed"] and public["identity"] is None and public["source"] is None
+    assert public["commitment"] == commitment(seal["salt"], identity) and "happyhorse-1.0" not in json.dumps(public)
+    rng = np.random.default_rng(1)
+    at = dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER
+    met = set()
+    for k in range(24):
+        b = arena.new_battle(f"v{k % 4}", "t2v-sound", rng=rng)
+        result = arena.vote(b["battle_id"], f"v{k % 4}", "left" if k % 3 else "right", at=at)
+        met.add(frozenset((result["left"], result["right"])))
+    assert frozenset(("dark-horse", "shadow")) not in met  # two stealth entries never meet
+    assert frozenset(("alpha", "dark-horse")) in met
+    rows = {r["codename"]: r for r in arena.leaderboard("t2v-sound")["rows"]}
+    assert rows["dark-horse"]["sealed"] and rows["dark-horse"]["votes"] > 0
+    with pytest.raises(ArenaError, match="do not match"):
+        arena.reveal("dark-horse", {**seal, "identity": {**identity, "name": "someone-else"}})
+    with pytest.raises(ArenaError, match="do not match"):
+        arena.reveal("dark-horse", other)
+    revealed = arena.reveal("dark-horse", seal)
+    assert revealed["verified"] and revealed["identity"] == identity and revealed["salt"] == seal["salt"]
+    assert arena.verify("dark-horse")["verified"]
+    arena.retire("dark-horse")
+    rows = {r["codename"]: r for r in arena.leaderboard("t2v-sound")["rows"]}
+    assert rows["dark-horse"]["revealed_as"] == "happyhorse-1.0" and not rows["dark-horse"]["active"]
+    assert any(v["model_a"] == "dark-horse" or v["model_b"] == "dark-horse" for v in arena.votes_dump())
+    assert "shadow" in [e["codename"] for e in arena.entries()] and arena.entry("shadow")["sealed"]
+
+
+def test_stealth_cli_add_reveal_verify(tmp_path, clip_dirs):
+    db = f"sqlite:///{tmp_path}/arena.db"
+    runner = CliRunner(env={"COLUMNS": "300"})
+    assert runner.invoke(app, ["arena", "init", "--db", db, "--seconds", str(SECONDS)]).exit_code == 0
+    seal = tmp_path / "seal.json"
+    result = runner.invoke(
+        app,
+        [
+            "arena",
+            "add",
+            "nightmare",
+            "--clips",
+            str(clip_dirs["charlie"]),
+            "--stealth",
+            "--identity",
+            '{"name": "hh-tiny"}',
+            "--seal-out",
+            str(seal),
+            "--db",
+            db,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert oct(seal.stat().st_mode & 0o777) == "0o600"
+    listing = json.loads(runner.invoke(app, ["arena", "entries", "--db", db, "--json"]).stdout)
+    assert listing[0]["sealed"] and "hh-tiny" not in json.dumps(listing)
+    result = runner.invoke(app, ["arena", "reveal", "nightmare", "--seal", str(seal), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verified"] is True
+    verify = runner.invoke(app, ["arena", "verify", "nightmare", "--db", db])
+    assert verify.exit_code == 0 and json.loads(verify.stdout)["identity"] == {"name": "hh-tiny"}
+
+
+def test_web_routes_battle_vote_board_dumps(tmp_path, clip_dirs):
+    arena = new_arena(tmp_path, min_votes=1, min_watch_fraction=0.0)
+    for name in ("alpha", "bravo", "charlie"):
+        arena.add_clips_entry(name, clip_dirs[name])
+    application = FastAPI()
+    application.include_router(create_router(arena.db_url))
+    client = TestClient(application)
+    assert "Which clip is better?" in client.get("/arena").text
+    assert "Leaderboard" in client.get("/arena/leaderboard").text
+    assert client.post("/v1/arena/battles", json={"category": "nope"}).status_code == 400
+    for _ in range(6):
+        battle = client.post("/v1/arena/battles", json={"category": "t2v-sound"}).json()
+        assert battle["prompt"] and "alpha" not in json.dumps(battle)
+        left, right = client.get(battle["left_url"]), client.get(battle["right_url"])
+        assert left.headers["content-type"] == "video/mp4" and len(left.content) == len(right.content)
+        reveal = client.post(f"/v1/arena/battles/{battle['battle_id']}/vote", json={"winner": "left"}).json()
+        assert reveal["left"] in ("alpha", "bravo", "charlie")
+    again = client.post(f"/v1/arena/battles/{battle['battle_id']}/vote", json={"winner": "left"})
+    assert again.status_code == 409
+    stranger = TestClient(application).post(f"/v1/arena/battles/{battle['battle_id']}/vote", json={"winner": "tie"})
+    assert stranger.status_code == 403
+    board = client.get("/v1/arena/leaderboard", params={"category": "t2v-sound"}).json()
+    assert board["votes"]["total"] == 6 and sum(r["votes"] for r in board["rows"]) == 12
+    assert client.get("/v1/arena/leaderboard", params={"format": "csv"}).text.startswith("category,rank,codename")
+    votes = client.get("/v1/arena/votes").json()
+    assert len(votes) == 6 and {v["voter"] for v in votes} == {"v1"}
+    assert client.get("/v1/arena/plots/t2v-sound/winrate.png").content[:4] == b"\x89PNG"
+    assert client.post("/v1/arena/prompts", json={"text": "a blue cube slides left"}).json()["status"] == "queued"
+    assert any(e["codename"] == "bravo" for e in client.get("/v1/arena/entries").json())
+
+
+def test_dump_and_auto_judge_seed(tmp_path, clip_dirs):
+    arena = new_arena(tmp_path, min_votes=1)
+    for name in ("alpha", "charlie"):
+        arena.add_clips_entry(name, clip_dirs[name])
+    db = arena.db_url
+    runner = CliRunner(env={"COLUMNS": "300"})
+    result = runner.invoke(app, ["arena", "seed", "--battles", "6", "--category", "t2v-sound", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert arena.categories_with_votes("human") == []  # auto-judged votes stay off the human board
+    auto = arena.leaderboard("t2v-sound", judge="auto:eval-suite")
+    assert auto["votes"]["total"] == 6 and auto["judge"] == "auto:eval-suite"
+    out = tmp_path / "dump"
+    assert runner.invoke(app, ["arena", "dump", "--out", str(out), "--db", db]).exit_code == 0
+    assert (out / "votes.csv").read_text().startswith("n,category,model_a,model_b,winner,voter")
+    assert json.loads((out / "leaderboard.json").read_text()) == {}
