@@ -22,6 +22,11 @@ SECONDS = 0.5
 LATER = dt.timedelta(seconds=5)
 
 
+def after(battle, delay=LATER):
+    """A vote time `delay` after the battle was served (the server's clock, so a loaded machine is no matter)."""
+    return dt.datetime.fromisoformat(battle["served_at"].removesuffix("Z")) + delay
+
+
 def make_entry_dirs(root, seeds=(0, 1, 2)):
     """Three clip directories of the same prompts that differ in size, rate, brightness and loudness."""
     dirs = {}
@@ -95,10 +100,10 @@ def test_battles_votes_gold_and_integrity_rules(tmp_path, clip_dirs):
     rng = np.random.default_rng(0)
     battle = arena.new_battle("voter-one", "t2v-sound", rng=rng)
     with pytest.raises(Conflict, match="before both clips"):
-        arena.vote(battle["battle_id"], "voter-one", "left")
+        arena.vote(battle["battle_id"], "voter-one", "left", at=after(battle, dt.timedelta(seconds=0.1)))
     with pytest.raises(Forbidden):
-        arena.vote(battle["battle_id"], "voter-two", "left", at=dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER)
-    at = dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER
+        arena.vote(battle["battle_id"], "voter-two", "left", at=after(battle))
+    at = after(battle)
     reveal = arena.vote(battle["battle_id"], "voter-one", "left", at=at)
     assert {reveal["left"], reveal["right"]} == {"alpha", "bravo"} and not reveal["gold"]
     with pytest.raises(Conflict, match="already voted"):
@@ -109,7 +114,7 @@ def test_battles_votes_gold_and_integrity_rules(tmp_path, clip_dirs):
     gold_seen, pairs = set(), 0
     for _ in range(12):
         b = arena.new_battle("voter-one", "t2v-silent", rng=rng)
-        result = arena.vote(b["battle_id"], "voter-one", "tie", at=at + LATER)
+        result = arena.vote(b["battle_id"], "voter-one", "tie", at=after(b))
         pairs += not result["gold"]
         if result["gold"]:
             gold_seen.add(result["gold_kind"])
@@ -133,11 +138,10 @@ def test_stealth_entry_sealed_battles_revealed_and_verified(tmp_path, clip_dirs)
     assert public["sealed"] and public["identity"] is None and public["source"] is None
     assert public["commitment"] == commitment(seal["salt"], identity) and "happyhorse-1.0" not in json.dumps(public)
     rng = np.random.default_rng(1)
-    at = dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER
     met = set()
     for k in range(24):
         b = arena.new_battle(f"v{k % 4}", "t2v-sound", rng=rng)
-        result = arena.vote(b["battle_id"], f"v{k % 4}", "left" if k % 3 else "right", at=at)
+        result = arena.vote(b["battle_id"], f"v{k % 4}", "left" if k % 3 else "right", at=after(b))
         met.add(frozenset((result["left"], result["right"])))
     assert frozenset(("dark-horse", "shadow")) not in met  # two stealth entries never meet
     assert frozenset(("alpha", "dark-horse")) in met
@@ -236,3 +240,20 @@ def test_dump_and_auto_judge_seed(tmp_path, clip_dirs):
     assert runner.invoke(app, ["arena", "dump", "--out", str(out), "--db", db]).exit_code == 0
     assert (out / "votes.csv").read_text().startswith("n,category,model_a,model_b,winner,voter")
     assert json.loads((out / "leaderboard.json").read_text()) == {}
+
+
+def test_model_entries_render_the_pool_and_user_prompts(tmp_path):
+    from tests.conftest import tiny_pipeline
+
+    arena = new_arena(tmp_path)
+    for text in ("a red ball bounces twice", "a blue cube slides left"):
+        arena.add_prompt(text)
+    for codename, seed in (("tiny-a", 0), ("tiny-b", 1)):
+        result = arena.add_model_entry(codename, tmp_path, steps=2, seed=seed, pipeline=tiny_pipeline(seed))
+        assert result["clips"] == 2 and not result["skipped"]
+    assert arena.entry("tiny-a")["info"]["steps"] == 2
+    battle = arena.new_battle("v", "t2v-sound", rng=np.random.default_rng(0))
+    assert battle["prompt"] in ("a red ball bounces twice", "a blue cube slides left")
+    arena.add_prompt("a green ball rolls right", source="user")
+    assert arena.render_pending(loader=lambda _: tiny_pipeline()) == {"tiny-a": 1, "tiny-b": 1}
+    assert arena.entry("tiny-b")["clips"] == 3 and arena.render_pending(loader=lambda _: tiny_pipeline()) == {}

@@ -46,22 +46,25 @@ def test_play_vote_reveal_and_board_in_chromium(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page()
+            page.set_default_timeout(120000)  # a loaded 2-core machine may take a while; a pass takes seconds
             page.goto(f"http://127.0.0.1:{port}/arena")
             page.wait_for_function("document.getElementById('prompt').textContent.startsWith('Prompt:')")
             left_button = page.locator("#votes button[data-winner=left]")
             assert left_button.is_disabled()
             page.click("#play-left")
-            page.wait_for_function("document.getElementById('left').ended", timeout=15000)
+            page.wait_for_function("document.getElementById('left').ended", timeout=120000)
             assert left_button.is_disabled()  # one clip played is not enough
             page.click("#play-right")
-            page.wait_for_function("!document.querySelector('#votes button[data-winner=left]').disabled", timeout=15000)
+            page.wait_for_function(
+                "!document.querySelector('#votes button[data-winner=left]').disabled", timeout=120000
+            )
             left_button.click()
-            page.wait_for_function("!document.getElementById('reveal').hidden", timeout=10000)
+            page.wait_for_function("!document.getElementById('reveal').hidden", timeout=120000)
             reveal = page.text_content("#reveal")
             assert "alpha" in reveal and "charlie" in reveal
             winner = page.text_content("#left-name").removeprefix("A: ")
             page.goto(f"http://127.0.0.1:{port}/arena/leaderboard")
-            page.wait_for_function("document.querySelectorAll('#rows tr').length === 2", timeout=15000)
+            page.wait_for_function("document.querySelectorAll('#rows tr').length === 2", timeout=120000)
             rows = page.locator("#rows tr").all_inner_texts()
             browser.close()
     finally:

@@ -49,7 +49,12 @@ def test_fit_agrees_with_independent_logistic_regression_to_1e3_points():
     ours = to_rating(fit_bt(votes), anchor_index=0)
     reference = to_rating(independent_fit(votes), anchor_index=0)
     assert np.max(np.abs(ours - reference)) < 1e-3
-    sm = pytest.importorskip("statsmodels.api")
+
+
+def test_fit_agrees_with_statsmodels_glm_to_1e3_points():
+    sm = pytest.importorskip("statsmodels.api")  # optional: pip install statsmodels
+    votes = random_votes()
+    ours = to_rating(fit_bt(votes), anchor_index=0)
     x = np.zeros((len(votes.a), len(votes.names)))
     x[np.arange(len(votes.a)), votes.a] = 1
     x[np.arange(len(votes.a)), votes.b] = -1

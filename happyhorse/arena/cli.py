@@ -142,6 +142,13 @@ def add_command(
     console.print(f"entered {codename} with {result['clips']} clip(s)")
 
 
+@arena_app.command("render")
+def render_command(db: str = typer.Option(None, help=DB_HELP)) -> None:
+    """Render the pool and user prompts that open model entries lack (user prompts join battles after this)."""
+    result = _open(db).render_pending()
+    console.print(f"rendered {sum(result.values())} clip(s): {result or 'nothing was missing'}")
+
+
 @arena_app.command("entries")
 def entries_command(db: str = typer.Option(None, help=DB_HELP), as_json: bool = typer.Option(False, "--json")) -> None:
     """List every entry ever made (retired and revealed ones included), public fields only."""

@@ -28,6 +28,7 @@ MIN_GOLD = 3
 CHECKPOINTS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
 DEFAULT_ALPHA = 1e-3
 DEFAULT_CAP = 300  # counted votes per voter and board
+OUTLIER_ROUNDS = 4
 
 
 def gold_correct(expect: str, winner: str) -> bool:
@@ -143,17 +144,25 @@ def defend(
     for voter in voters:
         report[voter]["votes"] += 1
     weight = np.array([report[v]["weight"] for v in voters], dtype=np.float64) * keep
-    if outlier_test and len(s) and weight.sum() > 0:
-        theta = fit_bt(Votes(names, a, b, s, weight))
-        tie_rate = float(np.clip(np.sum(weight * (s == 0.5)) / weight.sum(), 0.01, 0.98))
+    for _ in range(OUTLIER_ROUNDS if outlier_test else 0):
+        # Each round refits the ratings without the voters flagged so far, which sharpens the test for
+        # the rest; flags are never withdrawn, so the rounds end.
         live = weight > 0
+        if not live.any():
+            break
+        theta = fit_bt(Votes(names, a[live], b[live], s[live], weight[live]))
+        tie_rate = float(np.clip(np.sum(weight * (s == 0.5)) / weight.sum(), 0.01, 0.98))
         live_voters = [v for v, k in zip(voters, live, strict=True) if k]
         score, var = vote_scores(theta, a[live], b[live], s[live], tie_rate)
+        new_flags = 0
         for voter, (flagged, p) in sequential_outliers(live_voters, score, var, alpha).items():
             report[voter]["outlier_p"] = p
             if flagged and not report[voter]["flagged"]:
                 report[voter].update(flagged=True, weight=0.0, reason="sequential outlier test")
+                new_flags += 1
         weight = np.array([report[v]["weight"] for v in voters], dtype=np.float64) * keep
+        if not new_flags:
+            break
     for voter, w in zip(voters, weight, strict=True):
         report[voter]["counted"] += int(w > 0)
     live = weight > 0

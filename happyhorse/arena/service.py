@@ -228,29 +228,10 @@ class Arena:
             raise ArenaError(f"directory: {directory} holds no .mp4 clip")
         ingested, skipped = [], []
         for path in mp4s:
-            sidecar_path = path.with_suffix(".json")
             try:
-                sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
-            except json.JSONDecodeError as exc:
-                skipped.append({"clip": path.name, "reason": f"sidecar is not JSON ({exc.msg})"})
-                continue
-            text = sidecar.get("prompt") or sidecar.get("caption") or path.stem.replace("_", " ")
-            mode = str(sidecar.get("mode") or "t2v").lower()
-            if mode not in ("t2v", "ti2v"):
-                skipped.append({"clip": path.name, "reason": f"mode {mode!r} has no board (t2v, ti2v)"})
-                continue
-            try:
-                clip = read_video(path)
-                sound = (
-                    write_normalised(normalise(clip, self.format, True), self.media_dir)
-                    if clip.audio is not None
-                    else None
-                )
-                silent = write_normalised(normalise(clip, self.format, False), self.media_dir)
+                ingested.append(self._ingest(path))
             except (MediaError, ValueError) as exc:
                 skipped.append({"clip": path.name, "reason": str(exc)})
-                continue
-            ingested.append((text, mode, sidecar.get("image"), sound, silent))
         if not ingested:
             raise ArenaError(f"directory: no clip of {directory} could enter the arena: {skipped[:3]}")
         seal = None
@@ -282,6 +263,68 @@ class Arena:
         if seal:
             out["seal"] = seal
         return out
+
+    def _ingest(self, path: Path) -> tuple:
+        """(prompt text, mode, image, sound path, silent path) of one clip file, normalised into the media dir."""
+        sidecar_path = path.with_suffix(".json")
+        try:
+            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"sidecar is not JSON ({exc.msg})") from None
+        text = sidecar.get("prompt") or sidecar.get("caption") or path.stem.replace("_", " ")
+        mode = str(sidecar.get("mode") or "t2v").lower()
+        if mode not in ("t2v", "ti2v"):
+            raise ValueError(f"mode {mode!r} has no board (t2v, ti2v)")
+        clip = read_video(path)
+        sound = None
+        if clip.audio is not None:
+            sound = write_normalised(normalise(clip, self.format, True), self.media_dir)
+        silent = write_normalised(normalise(clip, self.format, False), self.media_dir)
+        return text, mode, sidecar.get("image"), sound, silent
+
+    def render_pending(self, loader=None, progress=None) -> dict:
+        """Render, for every open (not stealth) active model entry, the pool and user prompts it lacks.
+
+        A stealth model entry keeps no provenance in the database, so only its entry-time prompts exist.
+        loader: model directory -> pipeline (default HappyHorsePipeline.from_pretrained).
+        """
+        from ..generate import GenerateRequest, run_generate
+        from ..pipeline import HappyHorsePipeline
+
+        loader = loader or HappyHorsePipeline.from_pretrained
+        with self.Session() as s:
+            models = [e for e in s.scalars(select(Entry).where(Entry.kind == "model", Entry.active.is_(True)))]
+            prompts = list(s.scalars(select(Prompt).where(Prompt.source.in_(("pool", "user")), Prompt.mode == "t2v")))
+            have = set(s.execute(select(ClipRow.entry_id, ClipRow.prompt_id)).all())
+        rendered = Counter()
+        for entry in models:
+            info = json.loads(entry.info or "{}")
+            missing = [p for p in prompts if (entry.id, p.id) not in have]
+            if entry.stealth or not info.get("model") or not missing:
+                continue
+            pipe = loader(info["model"])
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = []
+                for prompt in missing:
+                    request = GenerateRequest(
+                        prompt.text, seed=info.get("seed", 0), steps=info.get("steps"), seconds=self.format.seconds
+                    )
+                    path = Path(tmp) / f"p{prompt.id}.mp4"
+                    run_generate(pipe, request, path)
+                    _, _, _, sound, silent = self._ingest(path)
+                    rows.append(
+                        ClipRow(entry_id=entry.id, prompt_id=prompt.id, sound_path=sound.name, silent_path=silent.name)
+                    )
+                    if progress:
+                        progress()
+            with self.Session.begin() as s:
+                for row in rows:
+                    if not s.scalar(
+                        select(ClipRow).where(ClipRow.entry_id == row.entry_id, ClipRow.prompt_id == row.prompt_id)
+                    ):
+                        s.add(row)
+                        rendered[entry.codename] += 1
+        return dict(rendered)
 
     def add_model_entry(
         self,
@@ -438,6 +481,7 @@ class Arena:
                 "mode": prompt.mode,
                 "seconds": self.format.seconds,
                 "min_seconds": battle.min_seconds,
+                "served_at": battle.created_at.isoformat() + "Z",
             }
 
     def _new_id(self) -> str:
@@ -456,6 +500,7 @@ class Arena:
                 left_path, right_path, expect = bad, path, "right"
         return Battle(
             id=self._new_id(),
+            created_at=now(),
             category=category,
             prompt_id=clip.prompt_id,
             left_entry=entry.id,
@@ -541,6 +586,7 @@ class Arena:
             ex, ey = ey, ex
         return Battle(
             id=self._new_id(),
+            created_at=now(),
             category=category,
             prompt_id=prompt_id,
             left_entry=ex,
