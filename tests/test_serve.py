@@ -46,7 +46,7 @@ def live_server(config: ServeConfig):
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
@@ -57,7 +57,7 @@ def live_server(config: ServeConfig):
         thread.join(timeout=30)
 
 
-def wait_done(client: TestClient, video_id: str, headers=None, timeout: float = 30) -> dict:
+def wait_done(client: TestClient, video_id: str, headers=None, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         video = client.get(f"/v1/videos/{video_id}", headers=headers).json()
@@ -87,7 +87,7 @@ def held_worker(monkeypatch):
     original = Worker.run_job
 
     def run_job(self, job):
-        release.wait(30)
+        release.wait(300)
         return original(self, job)
 
     monkeypatch.setattr(Worker, "run_job", run_job)
@@ -165,6 +165,14 @@ BAD_REQUESTS = [
     ("missing prompt", {"data": {"size": "32x32"}}, 400, "prompt"),
     ("empty prompt", {"data": {"prompt": "   "}}, 400, "prompt"),
     ("long prompt", {"data": {"prompt": "x" * 2001}}, 400, "prompt"),
+    ("nul prompt", {"json": {"prompt": "a\x00b"}}, 400, "prompt"),
+    (
+        "surrogate",
+        {"content": b'{"prompt": "\\ud800"}', "headers": {"content-type": "application/json"}},
+        400,
+        "prompt",
+    ),
+    ("deep json", {"content": b"[" * 100_000, "headers": {"content-type": "application/json"}}, 400, None),
     ("size form", {"data": {"prompt": "a", "size": "big"}}, 400, "size"),
     ("size patch", {"data": {"prompt": "a", "size": "36x32"}}, 400, "size"),
     ("size bound", {"data": {"prompt": "a", "size": "4096x8"}}, 400, "size"),
@@ -306,6 +314,25 @@ def test_progress_per_step_and_cost(model_dir, tmp_path, monkeypatch):
     assert '"num_inference_steps": 5' in sidecar
 
 
+def test_failed_job_has_a_reason_and_admin_can_retry_it(model_dir, tmp_path, monkeypatch):
+    import happyhorse.serve.worker as worker_module
+
+    original = worker_module.run_generate
+    monkeypatch.setattr(worker_module, "run_generate", lambda *a, **k: 1 / 0)
+    config = ServeConfig(model=model_dir, data_dir=tmp_path, admin_key="root")
+    admin = {"Authorization": "Bearer root"}
+    with running(config) as client:
+        video = client.post("/v1/videos", data={"prompt": "a"}).json()
+        failed = wait_done(client, video["id"])
+        assert failed["status"] == "failed" and failed["error"]["code"] == "generation_failed"
+        assert "ZeroDivisionError" in failed["error"]["message"] and failed["cost"]["compute_seconds"] >= 0
+        assert_openai_error(client.get(f"/v1/videos/{video['id']}/content"), 409)
+        monkeypatch.setattr(worker_module, "run_generate", original)
+        assert client.post(f"/v1/admin/videos/{video['id']}/retry", headers=admin).json()["status"] == "queued"
+        assert wait_done(client, video["id"])["status"] == "completed"
+        assert_openai_error(client.post("/v1/admin/videos/video_x/retry", headers=admin), 404)
+
+
 def test_delete_stops_a_queued_job_and_removes_files(config, monkeypatch):
     with held_worker(monkeypatch) as release, running(config) as client:
         first = client.post("/v1/videos", data={"prompt": "a"}).json()
@@ -351,7 +378,7 @@ def test_jobs_survive_an_app_restart(config, monkeypatch):
         worker = client.app.state.service.workers[0]
         worker.stopping.set()  # the server stops while the first job runs: it stops at its next step
         release.set()
-        worker.join(10)
+        worker.join(120)
         assert [client.get(f"/v1/videos/{i}").json()["status"] for i in ids] == ["in_progress", "queued", "queued"]
     monkeypatch.undo()
     with running(config) as client:

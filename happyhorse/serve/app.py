@@ -39,7 +39,7 @@ from starlette.datastructures import UploadFile
 from ..media import MediaError, read_audio, read_image, save_audio, save_image
 from ..pipeline import MAX_SECONDS as PIPELINE_MAX_SECONDS
 from .config import ServeConfig, check_model_dir
-from .errors import APIError, RequestGuard, install_error_handlers
+from .errors import APIError, BodyTooLarge, RequestGuard, install_error_handlers
 from .store import ACTIVE, Job, JobStore
 from .worker import Worker, output_paths, remove_outputs
 
@@ -47,6 +47,7 @@ log = logging.getLogger("happyhorse.serve")
 STATIC = Path(__file__).parent / "static"
 POLL_AFTER_MS = 250  # told to polling clients (openai-poll-after-ms) while a job is queued or running
 MAX_SEED = 2**63 - 1
+VIDEO_ID = re.compile(r"^video_[0-9a-f]{32}$")  # the ids store.create makes; anything else is no video
 SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,(.*)$", re.DOTALL)
 CONTENT = {
@@ -231,6 +232,12 @@ def _parse_seconds(value, config: ServeConfig) -> float | None:
 def _check_params(params: VideoCreateParams, model: ModelInfo, config: ServeConfig) -> None:
     if not params.prompt.strip():
         raise APIError(400, "prompt: must not be empty", param="prompt")
+    try:
+        params.prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise APIError(400, "prompt: not valid Unicode text (it holds a lone surrogate)", param="prompt") from None
+    if "\x00" in params.prompt:
+        raise APIError(400, "prompt: must not contain NUL characters", param="prompt")
     if len(params.prompt) > config.max_prompt_chars:
         raise APIError(
             400,
@@ -312,7 +319,7 @@ async def _read_create_body(request: Request) -> tuple[dict, dict[str, bytes]]:
     if ctype == "application/json":
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise APIError(400, "request body: not valid JSON", code="invalid_json") from None
         if not isinstance(body, dict):
             raise APIError(400, f"request body: must be a JSON object, got {type(body).__name__}")
@@ -325,9 +332,9 @@ async def _read_create_body(request: Request) -> tuple[dict, dict[str, bytes]]:
         )
     try:
         form = await request.form(max_files=2, max_fields=32)
+    except BodyTooLarge:
+        raise
     except Exception as exc:  # multipart syntax errors arrive under several exception types
-        if type(exc).__name__ == "BodyTooLarge":
-            raise
         raise APIError(400, f"request body: not a readable form ({exc})", code="invalid_form") from None
     fields, files = {}, {}
     for key in form:
@@ -371,6 +378,8 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
         version="0.1.0",
         summary="Joint video + audio generation, shaped like OpenAI's Videos API.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads its scripts from a CDN; the schema is at /openapi.json
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
@@ -405,10 +414,18 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
         return client if config.api_keys else None
 
     def find(job_id: str, client: str) -> Job:
-        job = service.store.get(job_id)
+        job = service.store.get(job_id) if VIDEO_ID.match(job_id) else None
         if job is None or (owner(client) is not None and job.client != client):
             raise APIError(404, f"video_id: no video with id {job_id[:80]!r}", param="video_id", code="not_found")
         return job
+
+    def page(client: str | None, after: str | None, limit: int, order: str) -> tuple[list[Job], bool]:
+        try:
+            if after is not None and not VIDEO_ID.match(after):
+                raise KeyError(after)
+            return service.store.page(client=client, after=after, limit=limit, order=order)
+        except KeyError:
+            raise APIError(400, f"after: no video with id {after[:80]!r}", param="after", code="not_found") from None
 
     def model_info() -> ModelInfo:
         if service.model is None:
@@ -503,10 +520,7 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
         order: Literal["asc", "desc"] = Query("desc", description="By creation time."),
     ) -> dict:
         """Videos, newest first by default; page on with `after` = the previous page's `last_id`."""
-        try:
-            jobs, more = service.store.page(client=owner(client), after=after, limit=limit, order=order)
-        except KeyError:
-            raise APIError(400, f"after: no video with id {after[:80]!r}", param="after", code="not_found") from None
+        jobs, more = page(owner(client), after, limit, order)
         data = [video_object(job, config) for job in jobs]
         return {
             "object": "list",
@@ -579,10 +593,7 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
         order: Literal["asc", "desc"] = Query("desc"),
     ) -> dict:
         """Every client's jobs, with the client (a token hash or an address) and the attempt count."""
-        try:
-            jobs, more = service.store.page(client=None, after=after, limit=limit, order=order)
-        except KeyError:
-            raise APIError(400, f"after: no video with id {after[:80]!r}", param="after") from None
+        jobs, more = page(None, after, limit, order)
         data = [{**video_object(j, config), "client": j.client, "attempts": j.attempts} for j in jobs]
         return {"object": "list", "data": data, "has_more": more}
 
@@ -598,7 +609,7 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
     @app.post("/v1/admin/videos/{video_id}/retry", tags=["admin"], dependencies=[Depends(require_admin)])
     def admin_retry(video_id: str) -> dict:
         """Queue a failed job again (its attempts count on)."""
-        job = service.store.requeue(video_id)
+        job = service.store.requeue(video_id) if VIDEO_ID.match(video_id) else None
         if job is None:
             raise APIError(404, f"video_id: no failed video with id {video_id[:80]!r}", param="video_id")
         service.wake.set()
