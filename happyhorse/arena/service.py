@@ -566,8 +566,8 @@ class Arena:
             for e in (left, right):
                 if e in index:
                     recent[index[e]] += 1
-        in_play = len({m for p in pairs for m in p})
-        x, y = choose_pair(n, pairs, i, j, total, theta, recent, self.rules.min_share / in_play, rng)
+        in_play = len({m for p in pairs for m in p})  # a fair share of battles is 2 / in_play per model
+        x, y = choose_pair(n, pairs, i, j, total, theta, recent, 2 * self.rules.min_share / in_play, rng)
         ex, ey = ids[x], ids[y]
         shared = sorted(by_entry[ex].keys() & by_entry[ey].keys())
         seen = Counter(
