@@ -194,9 +194,7 @@ def eval_command(
         else:
             task = bar.add_task("generating", total=count)
             try:
-                report = evaluate_model(
-                    model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling
-                )
+                report = evaluate_model(model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling)
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
     json_path, html_path = write_report(report, out)
