@@ -202,6 +202,15 @@ BAD_REQUESTS = [
         400,
         "audio_reference",
     ),
+    (
+        "good image, broken sound",
+        {
+            "data": {"prompt": "a"},
+            "files": {"input_reference": ("a.png", png_bytes()), "audio_reference": ("a.wav", b"x")},
+        },
+        400,
+        "audio_reference",
+    ),
     ("image as text", {"data": {"prompt": "a", "input_reference": "x.png"}}, 400, "input_reference"),
     ("file as field", {"data": {"prompt": "a"}, "files": {"seed": ("s", b"1")}}, 400, "seed"),
     (
@@ -219,6 +228,8 @@ def test_bad_create_requests_are_4xx_in_openai_shape(config, name, request_kwarg
     with running(config) as client:
         assert_openai_error(client.post("/v1/videos", **request_kwargs), status, param)
         assert client.get("/v1/videos").json()["data"] == []  # nothing was queued
+    inputs = config.data_path / "inputs"
+    assert not inputs.exists() or not any(inputs.iterdir())  # nor any upload kept
 
 
 def test_bad_reads_are_4xx_in_openai_shape(config):

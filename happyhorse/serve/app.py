@@ -456,7 +456,7 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
             raise APIError(400, "input_reference: the upload is empty", param="input_reference")
         if "audio_reference" in files and not files["audio_reference"]:
             raise APIError(400, "audio_reference: the upload is empty", param="audio_reference")
-        _admit(client)  # refuse early, before decoding uploads
+        await run_in_threadpool(_admit, client)  # refuse early, before decoding uploads
         job_params = {
             "seed": params.seed or 0,
             "num_inference_steps": params.num_inference_steps,
@@ -465,13 +465,6 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
             "height": height,
             "mode": "T" + ("I" if image else "") + ("A" if sound else "") + "2V",
         }
-        if image:
-            job_params["image"], _ = await run_in_threadpool(_store_reference, image, "image", config)
-        if sound:
-            job_params["audio"], audio_seconds = await run_in_threadpool(_store_reference, sound, "audio", config)
-            if seconds is None:
-                seconds = min(max(audio_seconds, config.min_seconds), config.max_seconds)
-        job_params["seconds"] = seconds if seconds is not None else model.seconds
 
         def admit_and_create() -> Job:
             with service.admission:
@@ -486,8 +479,15 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
                 )
 
         try:
+            if image:
+                job_params["image"], _ = await run_in_threadpool(_store_reference, image, "image", config)
+            if sound:
+                job_params["audio"], length = await run_in_threadpool(_store_reference, sound, "audio", config)
+                if seconds is None:
+                    seconds = min(max(length, config.min_seconds), config.max_seconds)
+            job_params["seconds"] = seconds if seconds is not None else model.seconds
             job = await run_in_threadpool(admit_and_create)
-        except APIError:
+        except APIError:  # the stored references of a refused request go too
             for key in ("image", "audio"):
                 if job_params.get(key):
                     (config.data_path / job_params[key]).unlink(missing_ok=True)
