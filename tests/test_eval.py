@@ -199,3 +199,13 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         "sampler": "dpmpp_2m",
     }
     assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"
+
+
+@pytest.mark.parametrize("seed", [13, 16])
+def test_an_object_that_lands_and_slides_is_not_counted_as_bouncing_again(seed, tmp_path):
+    """Test clips 13 and 16 bounce once, land and slide: H.264 wobble once read as more bounces."""
+    clip = make_clip(seed, "test", WorldConfig(seconds=25 / 12))
+    assert [o["bounces"] for o in clip.meta["facts"]["objects"]] == [1]
+    write_sample(clip, tmp_path, "clip")
+    report = evaluate_clips(tmp_path, "world", workers=1)
+    assert report["metrics"]["bounce_count_accuracy"]["value"] == 1.0

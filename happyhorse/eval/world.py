@@ -17,6 +17,10 @@ from ..world.scene import COLOURS, FLOOR_FRACTION, GRAVITY, ROOM_HEIGHT, SIZES, 
 from .tracking import Track
 
 MIN_RISE_PX = 0.3  # a floor bounce: the track's lowest point rises again by at least this much
+# ... and, within two frames, by at least this much: H.264 and shading move the centre of an object
+# sliding or rolling on the floor by up to ~0.5 px at 64 px, which MIN_RISE_PX alone counted as bounces;
+# the smallest rebound the world makes (1.2 m/s, world.physics.SETTLE_SPEED) rises 7 cm
+REBOUND_RISE_M = 0.03
 
 
 def pixels_per_metre(height: int) -> float:
@@ -104,11 +108,13 @@ def floor_bounces(track: Track, height: int, floor_tolerance_px: float = 2.5) ->
     """
     y = track.xy()[:, 1]
     floor = height * (1 - FLOOR_FRACTION)
+    rise = REBOUND_RISE_M * pixels_per_metre(height)
     out = []
     for k in peaks(y):
         bottom = track.bottoms[k]
         speed = np.nanmax(np.abs(np.diff(y[max(0, k - 2) : k + 3]))) if k > 0 else 0.0
-        if bottom is not None and bottom >= floor - max(floor_tolerance_px, 0.75 * speed):
+        rebounds = np.nanmin(y[k + 1 : k + 3]) <= y[k] - rise if k + 1 < len(y) else False
+        if bottom is not None and bottom >= floor - max(floor_tolerance_px, 0.75 * speed) and rebounds:
             out.append(k)
     return out
 
