@@ -344,6 +344,25 @@ def test_failed_job_has_a_reason_and_admin_can_retry_it(model_dir, tmp_path, mon
         assert_openai_error(client.post("/v1/admin/videos/video_x/retry", headers=admin), 404)
 
 
+def test_a_store_error_does_not_end_the_worker(model_dir, tmp_path, monkeypatch):
+    import happyhorse.serve.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "STORE_RETRY_S", 0.05)
+    original, failures = JobStore.claim, [0]
+
+    def flaky_claim(self):
+        if failures[0] < 3:  # as SQLite's "database is locked" or a dropped connection would
+            failures[0] += 1
+            raise RuntimeError("database is locked")
+        return original(self)
+
+    monkeypatch.setattr(JobStore, "claim", flaky_claim)
+    with running(ServeConfig(model=model_dir, data_dir=tmp_path)) as client:
+        video = client.post("/v1/videos", data={"prompt": "a red ball"}).json()
+        assert wait_done(client, video["id"], timeout=60)["status"] == "completed"
+    assert failures[0] == 3
+
+
 def test_delete_stops_a_queued_job_and_removes_files(config, monkeypatch):
     with held_worker(monkeypatch) as release, running(config) as client:
         first = client.post("/v1/videos", data={"prompt": "a"}).json()

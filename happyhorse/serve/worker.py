@@ -22,6 +22,7 @@ from .store import Job, JobStore
 
 log = logging.getLogger("happyhorse.serve")
 SAMPLING_SHARE = 95  # progress % reached when the last sampling step ends; decoding and writing take the rest
+STORE_RETRY_S = 1.0  # back-off after a store error (the job it held is retried by restart recovery)
 
 
 class JobCancelled(Exception):
@@ -82,16 +83,20 @@ class Worker(threading.Thread):
     def run(self):
         self.load()
         while not self.stopping.is_set():
-            job = self.store.claim()
-            if job is None:
-                self.wake.wait(timeout=0.5)
-                self.wake.clear()
-                continue
-            self.current = job.id
             try:
-                self.run_job(job)
-            finally:
-                self.current = None
+                job = self.store.claim()
+                if job is None:
+                    self.wake.wait(timeout=0.5)
+                    self.wake.clear()
+                    continue
+                self.current = job.id
+                try:
+                    self.run_job(job)
+                finally:
+                    self.current = None
+            except Exception:  # a database error (locked, connection lost) must not end the worker for good
+                log.exception("worker: store error; retrying in %.1f s", STORE_RETRY_S)
+                self.stopping.wait(STORE_RETRY_S)
 
     def stop(self):
         self.stopping.set()
