@@ -70,6 +70,19 @@ def test_a_tie_counts_as_half_a_win():
     assert (theta[0] - theta[1]) * ELO_PER_NAT == pytest.approx(400 * np.log10(3), abs=1e-6)
 
 
+def test_an_undefeated_model_stays_preliminary():
+    """All wins: the MLE diverges and every bootstrap resample agrees, so the narrow interval is no evidence."""
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    keep = a != b
+    a, b, s = list(a[keep]), list(b[keep]), list(rng.integers(0, 2, keep.sum()).astype(float))
+    a, b, s = a + [3] * 25, b + [k % 3 for k in range(25)], s + [1.0] * 25  # model 3 wins all 25
+    rows = {r["name"]: r for r in board(Votes(["m0", "m1", "m2", "m3"], a, b, s), BoardSettings(min_votes=20))}
+    assert rows["m3"]["listed"] and rows["m3"]["hi"] - rows["m3"]["lo"] < 100  # the interval alone would pass
+    assert rows["m3"]["preliminary"]
+    assert not any(rows[m]["preliminary"] for m in ("m0", "m1", "m2"))
+
+
 def test_board_intervals_ranks_anchor_and_listing():
     votes = random_votes(1)
     rows = board(votes, BoardSettings(min_votes=150, rounds=100, anchor="m3", preliminary_width=60))

@@ -200,6 +200,7 @@ def board(votes: Votes, settings: BoardSettings | None = None, counts: dict | No
     ties = np.bincount(votes.a, weights=votes.s == 0.5, minlength=n) + np.bincount(
         votes.b, weights=votes.s == 0.5, minlength=n
     )
+    separated = (wins == 0) | (wins == played)
     rows = []
     for k, name in enumerate(votes.names):
         rows.append(
@@ -216,7 +217,9 @@ def board(votes: Votes, settings: BoardSettings | None = None, counts: dict | No
                 "losses": int(played[k] - wins[k] - ties[k]),
                 "ties": int(ties[k]),
                 "listed": bool(played[k] >= settings.min_votes),
-                "preliminary": bool(hi[k] - lo[k] > settings.preliminary_width),
+                # all wins or all losses: the likelihood has no maximum (only the tiny l2 bounds it) and
+                # every bootstrap resample agrees, so its narrow interval means nothing
+                "preliminary": bool(hi[k] - lo[k] > settings.preliminary_width or (ties[k] == 0 and separated[k])),
                 "anchor": k == anchor_index,
             }
         )
