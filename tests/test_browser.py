@@ -20,6 +20,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+PLAY_TO_END = """(id) => new Promise((done) => {
+    const v = document.getElementById(id);
+    v.muted = true;
+    v.onended = () => done({ended: true, time: v.currentTime, duration: v.duration,
+        width: v.videoWidth, audioBytes: v.webkitAudioDecodedByteCount});
+    v.onerror = () => done({error: v.error && v.error.code});
+    v.play().catch((e) => done({error: String(e)}));
+    setTimeout(() => done({timeout: v.currentTime}), 20000);
+})"""
+
+
+def play_to_end(page, element_id: str) -> dict:
+    """Play a <video> muted to its end in the page: ended, time, duration, width, decoded audio bytes."""
+    return page.evaluate(PLAY_TO_END, element_id)
+
+
 @pytest.mark.browser
 def test_world_clip_plays_to_the_end_in_chromium(tmp_path):
     chromium = require_tool("chromium", "chromium-browser")
@@ -36,16 +52,7 @@ def test_world_clip_plays_to_the_end_in_chromium(tmp_path):
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-            result = page.evaluate(
-                """() => new Promise((done) => {
-                    const v = document.getElementById('v');
-                    v.onended = () => done({ended: true, time: v.currentTime, duration: v.duration,
-                        width: v.videoWidth, audioBytes: v.webkitAudioDecodedByteCount});
-                    v.onerror = () => done({error: v.error && v.error.code});
-                    v.play().catch((e) => done({error: String(e)}));
-                    setTimeout(() => done({timeout: v.currentTime}), 20000);
-                })"""
-            )
+            result = play_to_end(page, "v")
             browser.close()
     finally:
         server.shutdown()

@@ -4,7 +4,7 @@ import pytest
 
 from happyhorse.serve import ServeConfig
 from tests.conftest import require_tool, tiny_pipeline
-from tests.test_browser import CHROMIUM_ARGS
+from tests.test_browser import CHROMIUM_ARGS, play_to_end
 from tests.test_serve import live_server, png_bytes
 
 
@@ -27,17 +27,7 @@ def test_studio_generates_and_plays_a_clip(tmp_path):
         page.click("#generate")
         page.wait_for_selector("#status[data-status=completed]", timeout=300_000)
         page.wait_for_function("document.getElementById('player').src.startsWith('blob:')")
-        result = page.evaluate(
-            """() => new Promise((done) => {
-                const v = document.getElementById('player');
-                v.muted = true;
-                v.onended = () => done({ended: true, time: v.currentTime, duration: v.duration,
-                    width: v.videoWidth, audioBytes: v.webkitAudioDecodedByteCount});
-                v.onerror = () => done({error: v.error && v.error.code});
-                v.play().catch((e) => done({error: String(e)}));
-                setTimeout(() => done({timeout: v.currentTime}), 20000);
-            })"""
-        )
+        result = play_to_end(page, "player")
         assert page.get_attribute("#download", "download").endswith(".mp4")
         page.wait_for_selector("#recent li img[src^='blob:']")
         errors = page.text_content("#error")
