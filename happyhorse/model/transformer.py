@@ -152,7 +152,12 @@ class Attention(nn.Module):
         k = self.k_norm(k.unflatten(-1, (self.cfg.kv_heads, hd)), lengths).transpose(1, 2)  # (B, Hkv, N, hd)
         v = v.unflatten(-1, (self.cfg.kv_heads, hd)).transpose(1, 2)
         q, k = apply_rope(q, angles), apply_rope(k, angles)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=True)  # (B, H, N, hd)
+        # kv heads shared by groups of query heads, expanded by hand: `enable_gqa=True` is picked up by
+        # cuDNN attention on Hopper (torch 2.11, cuDNN 9.19), which pairs query and kv heads differently
+        # from every other backend; a model trained on an H200 that way was noise on the CPU
+        groups = self.cfg.heads // self.cfg.kv_heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, N, hd)
         out = out * torch.sigmoid(gate).transpose(1, 2)[..., None]  # per-head gate
         return self.proj(out.transpose(1, 2).reshape(b, n, -1), lengths)
 

@@ -29,6 +29,7 @@ class TrainConfig:
     channels: int = 1
     # optimisation
     batch_size: int = 16  # per process
+    clip_repeats: int = 1  # samples per rendered clip, each at its own noise (rendering bounds a GPU run)
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
@@ -68,6 +69,10 @@ class TrainConfig:
             raise ValueError(f"width/height must be multiples of the patch size {self.video_patch[1:]}")
         if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("batch_size and max_steps must be >= 1 and lr > 0")
+        if self.clip_repeats < 1 or self.batch_size % self.clip_repeats:
+            raise ValueError(
+                f"clip_repeats must be >= 1 and divide batch_size ({self.batch_size}), got {self.clip_repeats}"
+            )
         for name in ("text_dropout", "p_image", "p_audio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

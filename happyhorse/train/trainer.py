@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..diffusion import add_noise, flow_loss, shift_sigma
 from ..media import write_json_atomic
@@ -49,26 +49,36 @@ def clip_seed(cfg: TrainConfig, step: int, index: int, global_batch: int) -> int
 
 
 class StepBatches(IterableDataset):
-    """World clips for steps [start, end) of one process: rank r takes samples [rB, (r+1)B)."""
+    """World clips for steps [start, end) of one process: rank r takes samples [rB, (r+1)B).
+
+    With several loader workers, worker w renders steps start + w, start + w + W, ...; the loader
+    takes one batch from each worker in turn, so steps still arrive in order, each once. With
+    `clip_repeats` R, sample i shows clip i // R (its noise, noise level and conditions are still its
+    own): rendering is what limits a GPU run, and a clip seen at R noise levels is not R clips' cost.
+    """
 
     def __init__(self, cfg: TrainConfig, start: int, end: int, rank: int = 0, world_size: int = 1):
         self.cfg, self.start, self.end, self.rank, self.world_size = cfg, start, end, rank, world_size
         self.world = WorldConfig(cfg.width, cfg.height, cfg.fps, cfg.seconds, cfg.sample_rate, cfg.channels)
 
     def __iter__(self):
-        cfg, b = self.cfg, self.cfg.batch_size
-        for step in range(self.start, self.end):
+        cfg, b, r = self.cfg, self.cfg.batch_size, self.cfg.clip_repeats
+        info = get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.end, stride):
             indices = range(self.rank * b, (self.rank + 1) * b)
-            clips = [
-                make_clip(clip_seed(cfg, step, i, b * self.world_size), "train", self.world, ground_truth=False)
-                for i in indices
-            ]
+            clips = {}
+            for i in indices:
+                if i // r not in clips:
+                    seed = clip_seed(cfg, step, i // r, b * self.world_size // r)
+                    clips[i // r] = make_clip(seed, "train", self.world, ground_truth=False)
+            shown = [clips[i // r] for i in indices]
             yield {
                 "step": step,
                 "indices": list(indices),
-                "video": torch.from_numpy(np.stack([c.frames for c in clips])),
-                "audio": torch.from_numpy(np.stack([c.audio for c in clips])),
-                "captions": [c.caption for c in clips],
+                "video": torch.from_numpy(np.stack([c.frames for c in shown])),
+                "audio": torch.from_numpy(np.stack([c.audio for c in shown])),
+                "captions": [c.caption for c in shown],
             }
 
 
@@ -92,12 +102,16 @@ class StepInputs:
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
-    """Encode a batch and draw its per-sample noise level, noise, prompt dropout and conditions."""
+    """Encode a batch and draw its per-sample noise level, noise, prompt dropout and conditions.
+
+    On a GPU the noise is drawn there, from a generator seeded by the sample's own: one sample's
+    noise on the CPU is ~0.3 M numbers, and a batch of them would cost the GPU step several times."""
+    device = torch.device(device)
     vc, ac = pipe.video_codec, pipe.audio_codec
     b = batch["video"].shape[0]
     grid = vc.latent_shape(*batch["video"].shape[1:4])
-    video_x0 = vc.encode(batch["video"]).reshape(b, -1, vc.latent_dim)
-    audio_x0 = ac.encode(batch["audio"])
+    video_x0 = vc.encode(batch["video"].to(device, non_blocking=True)).reshape(b, -1, vc.latent_dim)
+    audio_x0 = ac.encode(batch["audio"].to(device, non_blocking=True))
     nv, na = video_x0.shape[1], audio_x0.shape[1]
     sigmas, vnoise, anoise, prompts = [], [], [], []
     vclean = torch.zeros(b, nv, dtype=torch.bool)
@@ -106,14 +120,18 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
         g = sample_generator(cfg.seed, batch["step"], index)
         u = torch.rand(4, generator=g)
         sigmas.append(torch.sigmoid(torch.randn(1, generator=g) * cfg.sigma_std + cfg.sigma_mean))
-        vnoise.append(torch.randn(nv, vc.latent_dim, generator=g))
-        anoise.append(torch.randn(na, ac.latent_dim, generator=g))
+        noise_g = g
+        if device.type != "cpu":
+            noise_g = torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        vnoise.append(torch.randn(nv, vc.latent_dim, generator=noise_g, device=device))
+        anoise.append(torch.randn(na, ac.latent_dim, generator=noise_g, device=device))
         prompts.append("" if u[0] < cfg.text_dropout else batch["captions"][k])
         if u[1] < cfg.p_image:
             vclean[k, : grid[1] * grid[2]] = True  # latent frame 0 is the given first image
         if u[2] < cfg.p_audio:
             aclean[k] = True
-    sigma = shift_sigma(torch.cat(sigmas), cfg.shift)
+    sigma = shift_sigma(torch.cat(sigmas), cfg.shift).to(device)
+    vclean, aclean = vclean.to(device), aclean.to(device)
     vnoise, anoise = torch.stack(vnoise), torch.stack(anoise)
     s = sigma[:, None, None]
     video_t = torch.where(vclean[..., None], video_x0, add_noise(video_x0, vnoise, s))
@@ -135,10 +153,11 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     token_sigma = torch.cat(
         [(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], dim=1
     )
-    out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
-    s = x.sigma[:, None, None]
-    loss_v = flow_loss(out.video, x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
-    loss_a = flow_loss(out.audio, x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
+    with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=x.video_t.device.type == "cuda"):
+        out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
+    s = x.sigma[:, None, None]  # the loss in float32 under bf16
+    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
+    loss_a = flow_loss(out.audio.float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
     # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
     # samples with audio loss) keeps N processes x B samples equal to one process with N x B
     has_audio = (~x.audio_clean).any(-1).float()
@@ -233,6 +252,7 @@ def train(
             log(f"resume: using the run's saved config; CONFIG differs in {diff}")
         cfg = saved
     pipe = build_run_pipeline(cfg)
+    pipe.text_encoder.to(device)  # the frozen text encoder runs where the model trains
     model = pipe.transformer.train().to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     start_step, history, saved_optimizer = 0, [], None
@@ -276,6 +296,7 @@ def train(
         num_workers=cfg.num_workers,
         prefetch_factor=2 if cfg.num_workers else None,
         persistent_workers=False,
+        pin_memory=device.type == "cuda",
     )
     peak = matmul_peak_flops(device)
     tokens_per_sample = None
