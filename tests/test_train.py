@@ -76,6 +76,8 @@ def test_resume_continues_the_same_curve(tmp_path):
     log_a = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log_b] == [1, 2, 3, 4, 5, 6]
+    assert all(0 <= r["data_wait"] <= 1 for r in log_a + log_b)  # num_workers 0: clips are made in the wait
+    assert max(r["data_wait"] for r in log_a) > 0
     np.testing.assert_allclose([r["loss"] for r in log_a], [r["loss"] for r in log_b], rtol=1e-5)
     a = load_file(str(tmp_path / "a" / "checkpoint" / "ema.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoint" / "ema.safetensors"))

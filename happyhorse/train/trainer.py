@@ -301,12 +301,14 @@ def train(
     peak = matmul_peak_flops(device)
     tokens_per_sample = None
     started = time.perf_counter()
-    window = {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]]}
+    window = _log_window()
     bar = _progress(end_step, start_step) if (progress and is_main) else None
     step = start_step
     summary = {}
     try:
+        fetched = time.perf_counter()
         for batch in loader:
+            window["wait"] += time.perf_counter() - fetched  # time the model waited for clips
             step = batch["step"]
             inputs = prepare_step(cfg, pipe, batch, device)
             if tokens_per_sample is None:
@@ -350,12 +352,13 @@ def train(
                     "steps_per_s": sps,
                     "tokens_per_s": tokens,
                     "mfu": tokens * flops_per_token / (peak * world_size),
+                    "data_wait": window["wait"] / elapsed,  # share of the time spent waiting for clips
                     "elapsed_s": time.perf_counter() - started,
                 }
                 history.append(record)
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
-                window = {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]]}
+                window = _log_window()
                 if bar is not None:
                     bar[0].update(bar[1], completed=done, description=f"loss {record['loss']:.4f}")
             out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
@@ -367,6 +370,7 @@ def train(
             if out_of_time:
                 log(f"stopping after {minutes} minutes at step {done}")
                 break
+            fetched = time.perf_counter()
         summary = {"step": step + 1, "log": history[-1] if history else None, "out": str(out)}
         if is_main:
             plot_loss(out)
@@ -377,6 +381,11 @@ def train(
             dist.barrier()  # leave together, then tear down (gloo aborts a rank whose peer still works)
             dist.destroy_process_group()
     return summary
+
+
+def _log_window() -> dict:
+    """What the log averages over its window: steps, losses (per noise-level bin) and loader waits."""
+    return {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]], "wait": 0.0}
 
 
 def _save(cfg, out, pipe, model, ema, optimizer, step, is_main) -> SingleStreamTransformer | None:
