@@ -215,6 +215,20 @@ def test_web_routes_battle_vote_board_dumps(tmp_path, clip_dirs):
     assert again.status_code == 409
     stranger = TestClient(application).post(f"/v1/arena/battles/{battle['battle_id']}/vote", json={"winner": "tie"})
     assert stranger.status_code == 403
+    cookie = client.cookies["hh_arena_voter"]
+    token, signature = cookie.split(".")
+    forged = TestClient(application, cookies={"hh_arena_voter": f"{'0' * 32}.{signature}"})
+    assert forged.post(f"/v1/arena/battles/{battle['battle_id']}/vote", json={"winner": "tie"}).status_code == 403
+    invented = TestClient(application, cookies={"hh_arena_voter": "a" * 32}).post("/v1/arena/battles", json={})
+    assert invented.cookies["hh_arena_voter"].split(".")[0] != "a" * 32  # the server mints its own voter
+    # a script minting a voter per request is stopped at new_voters_per_hour from its address
+    arena.set_rules(new_voters_per_hour=2)
+    limited = FastAPI()
+    limited.include_router(create_router(arena.db_url))
+    codes = [TestClient(limited).post("/v1/arena/battles", json={}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    kept = TestClient(limited, cookies={"hh_arena_voter": cookie})  # a voter who keeps the cookie is served
+    assert kept.post("/v1/arena/battles", json={}).status_code == 200
     board = client.get("/v1/arena/leaderboard", params={"category": "t2v-sound"}).json()
     assert board["votes"]["total"] == 6 and sum(r["votes"] for r in board["rows"]) == 12
     assert client.get("/v1/arena/leaderboard", params={"format": "csv"}).text.startswith("category,rank,codename")

@@ -91,6 +91,7 @@ class Rules:
     gold_rate: float = 0.1  # share of battles that are gold checks
     min_watch_fraction: float = 0.9  # a vote must come at least this share of the clip length after serving
     votes_per_hour: int = 120  # per voter, web votes and gold answers together
+    new_voters_per_hour: int = 20  # voter cookies handed to one client address (scripts minting voters)
     voter_cap: int = DEFAULT_CAP  # counted votes per voter and board
     outlier_alpha: float = DEFAULT_ALPHA
     min_share: float = 0.5  # each model gets at least this fraction of its fair share of recent battles
@@ -104,6 +105,7 @@ class Rules:
             "gold_rate": 0 <= self.gold_rate <= 0.5,
             "min_watch_fraction": 0 <= self.min_watch_fraction <= 2,
             "votes_per_hour": self.votes_per_hour >= 1,
+            "new_voters_per_hour": self.new_voters_per_hour >= 1,
             "voter_cap": self.voter_cap >= 1,
             "outlier_alpha": 0 < self.outlier_alpha < 1,
             "min_share": 0 <= self.min_share <= 1,

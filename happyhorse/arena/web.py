@@ -1,7 +1,10 @@
 """The arena on the web: `create_router(db_url)` gives the battle and leaderboard pages under /arena and
 the JSON routes under /v1/arena, to mount on any FastAPI app (the served app includes it).
 
-A voter is a random token in an HttpOnly cookie (stored only as a salted hash). Clip URLs name the
+A voter is a random token in an HttpOnly cookie, signed with the arena's secret (HMAC-SHA256) so that
+only the server mints voters, at most `new_voters_per_hour` per client address; a script that
+invents a cookie per vote to escape the per-voter caps, gold checks and outlier test gets a 403.
+Tokens are stored only as a salted hash. Clip URLs name the
 battle and the side, never the clip or the model, and both clips of a battle are served at the same
 byte length (an MP4 `free` box pads the shorter), so neither the URL nor the file gives a model away.
 """
@@ -9,13 +12,17 @@ byte length (an MP4 `free` box pads the shorter), so neither the URL nor the fil
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import secrets
 import struct
 import threading
+import time
+from collections import defaultdict, deque
 from html import escape
 
-from fastapi import APIRouter, Cookie, HTTPException, Response
+from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
@@ -60,11 +67,35 @@ def create_router(db_url: str) -> APIRouter:
     cache: dict = {}
     lock = threading.Lock()
 
-    def voter(token: str | None, response: Response) -> str:
-        if token and 16 <= len(token) <= 64 and token.isalnum():
+    issued: dict[str, deque] = defaultdict(deque)  # client address -> times voters were minted for it
+
+    def sign(token: str) -> str:
+        return hmac.new(arena.secret.encode(), token.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def verified(cookie: str | None) -> str | None:
+        """The token of a cookie this arena signed, else None."""
+        token, _, signature = (cookie or "").partition(".")
+        if len(token) == 32 and len(signature) == 32 and hmac.compare_digest(sign(token), signature):
             return token
+        return None
+
+    def voter(cookie: str | None, request: Request, response: Response) -> str:
+        token = verified(cookie)
+        if token:
+            return token
+        address = request.client.host if request.client else "unknown"
+        limit, cutoff = arena.rules.new_voters_per_hour, time.monotonic() - 3600
+        with lock:
+            times = issued[address]
+            while times and times[0] < cutoff:
+                times.popleft()
+            if len(times) >= limit:
+                raise HTTPException(
+                    429, f"voter: {limit} new voters from this address in the last hour; keep your cookie"
+                )
+            times.append(time.monotonic())
         token = secrets.token_hex(16)
-        response.set_cookie(COOKIE, token, max_age=365 * 86400, httponly=True, samesite="lax")
+        response.set_cookie(COOKIE, f"{token}.{sign(token)}", max_age=365 * 86400, httponly=True, samesite="lax")
         return token
 
     def board(category: str, judge: str) -> dict:
@@ -98,9 +129,11 @@ def create_router(db_url: str) -> APIRouter:
     # ------------------------------------------------------------------------------------- JSON
 
     @router.post("/v1/arena/battles", tags=["arena"])
-    def new_battle(request: BattleRequest, response: Response, hh_arena_voter: str | None = Cookie(None)) -> dict:
+    def new_battle(
+        request: BattleRequest, http: Request, response: Response, hh_arena_voter: str | None = Cookie(None)
+    ) -> dict:
         """Serve a blind battle to this voter: the prompt and two clip URLs, models hidden."""
-        token = voter(hh_arena_voter, response)
+        token = voter(hh_arena_voter, http, response)
         try:
             battle = arena.new_battle(token, request.category)
         except ArenaError as exc:
@@ -122,10 +155,11 @@ def create_router(db_url: str) -> APIRouter:
     @router.post("/v1/arena/battles/{battle_id}/vote", tags=["arena"])
     def vote(battle_id: str, request: VoteRequest, hh_arena_voter: str | None = Cookie(None)) -> dict:
         """Vote on your battle; the answer reveals both models."""
-        if not hh_arena_voter:
-            raise HTTPException(403, "voter: no arena cookie; ask for a battle first (POST /v1/arena/battles)")
+        token = verified(hh_arena_voter)
+        if not token:
+            raise HTTPException(403, "voter: no valid arena cookie; ask for a battle first (POST /v1/arena/battles)")
         try:
-            return arena.vote(battle_id, hh_arena_voter, request.winner)
+            return arena.vote(battle_id, token, request.winner)
         except ArenaError as exc:
             _raise(exc)
 
