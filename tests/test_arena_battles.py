@@ -128,6 +128,32 @@ def test_battles_votes_gold_and_integrity_rules(tmp_path, clip_dirs):
         arena.new_battle("voter-one", "t2v-sound", rng=rng)
 
 
+def test_two_votes_racing_on_one_battle_get_one_vote_and_one_conflict(tmp_path, clip_dirs, monkeypatch):
+    import threading
+    import time
+
+    arena = new_arena(tmp_path)
+    for name in ("alpha", "bravo"):
+        arena.add_clips_entry(name, clip_dirs[name])
+    battle = arena.new_battle("voter-one", "t2v-sound", rng=np.random.default_rng(0))
+    check = arena._check_rate
+    monkeypatch.setattr(arena, "_check_rate", lambda s, v: (time.sleep(0.3), check(s, v)))  # both read first
+    outcomes = []
+
+    def vote():
+        try:
+            outcomes.append(arena.vote(battle["battle_id"], "voter-one", "left", at=after(battle))["winner"])
+        except Exception as exc:  # noqa: BLE001 - the test is which exception
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=vote) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Conflict", "left"]
+
+
 def test_stealth_entry_sealed_battles_revealed_and_verified(tmp_path, clip_dirs):
     arena = new_arena(tmp_path, min_votes=1)
     arena.add_clips_entry("alpha", clip_dirs["alpha"])
@@ -166,6 +192,11 @@ def test_stealth_cli_add_reveal_verify(tmp_path, clip_dirs):
     runner = CliRunner(env={"COLUMNS": "300"})
     assert runner.invoke(app, ["arena", "init", "--db", db, "--seconds", str(SECONDS)]).exit_code == 0
     seal = tmp_path / "seal.json"
+    # an unwritable seal path fails before anything is entered (the salt would be lost)
+    lost = ["arena", "add", "ghost", "--clips", str(clip_dirs["charlie"]), "--stealth", "--db", db]
+    result = runner.invoke(app, [*lost, "--seal-out", str(tmp_path / "no" / "such" / "seal.json")])
+    assert result.exit_code == 2 and "cannot write" in result.output
+    assert json.loads(runner.invoke(app, ["arena", "entries", "--db", db, "--json"]).stdout) == []
     result = runner.invoke(
         app,
         [
@@ -185,6 +216,8 @@ def test_stealth_cli_add_reveal_verify(tmp_path, clip_dirs):
     )
     assert result.exit_code == 0, result.output
     assert oct(seal.stat().st_mode & 0o777) == "0o600"
+    again = runner.invoke(app, [*lost, "--seal-out", str(seal)])
+    assert again.exit_code == 2 and "never overwritten" in again.output
     listing = json.loads(runner.invoke(app, ["arena", "entries", "--db", db, "--json"]).stdout)
     assert listing[0]["sealed"] and "hh-tiny" not in json.dumps(listing)
     result = runner.invoke(app, ["arena", "reveal", "nightmare", "--seal", str(seal), "--db", db])

@@ -124,6 +124,11 @@ def add_command(
         raise typer.BadParameter("give exactly one of --clips DIR or --model DIR", param_hint="--clips")
     if stealth and seal_out is None:
         raise typer.BadParameter("a stealth entry needs --seal-out FILE to keep its seal", param_hint="--seal-out")
+    if stealth:  # checked before the entry is committed: a seal that cannot be written is a lost salt
+        if seal_out.exists():
+            raise typer.BadParameter(f"{seal_out} exists; a seal is never overwritten", param_hint="--seal-out")
+        if not seal_out.parent.is_dir() or not os.access(seal_out.parent, os.W_OK):
+            raise typer.BadParameter(f"cannot write in {seal_out.parent}", param_hint="--seal-out")
     arena = _open(db)
     try:
         if clips is not None:
@@ -137,7 +142,12 @@ def add_command(
     for skip in result["skipped"]:
         console.print(f"skipped {skip['clip']}: {skip['reason']}")
     if stealth:
-        _write_seal(result["seal"], seal_out)
+        try:
+            _write_seal(result["seal"], seal_out)
+        except OSError as exc:  # the entry is committed: print the seal rather than lose it
+            print(json.dumps(result["seal"], indent=1))
+            console.print(f"[red]could not write {seal_out} ({exc}); the seal is above: save it, it cannot be remade")
+            raise typer.Exit(1) from None
         console.print(f"commitment {result['seal']['commitment']}; seal written to {seal_out} (keep it private)")
     console.print(f"entered {codename} with {result['clips']} clip(s)")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Integer, func, select
+from sqlalchemy.exc import IntegrityError
 
 from ..media import MediaError, read_video
 from .clips import ArenaFormat, broken, normalise, write_normalised
@@ -627,6 +628,12 @@ class Arena:
             raise ArenaError(f"winner: must be one of {', '.join(sides)}, got {winner!r}")
         voter = self.voter_id(voter_token)
         at = at or now()
+        try:
+            return self._record_vote(battle_id, voter, winner, sides, at)
+        except IntegrityError:  # a second vote on the battle committed first (SQLite takes no row lock)
+            raise Conflict("battle: already voted; one vote per battle") from None
+
+    def _record_vote(self, battle_id: str, voter: str, winner: str, sides: dict, at: dt.datetime) -> dict:
         with self.Session.begin() as s:
             battle = s.get(Battle, battle_id, with_for_update=True)
             if battle is None:
