@@ -175,3 +175,16 @@ def test_import_votes_and_leaderboard_commands(tmp_path):
         runner.invoke(app, ["arena", "leaderboard", "--db", db, "--category", "t2v-sound", "--json"]).stdout
     )
     assert after["votes"]["total"] == 300  # all or nothing: the good first row was not added either
+    # row ids are scoped by their source: a second export numbered from 1 is not a duplicate of the first
+    from happyhorse.arena.service import Arena
+
+    arena = Arena(db)
+    numbered = [["id", "model_a", "model_b", "winner", "voter", "category"]]
+    numbered += [[str(k), "stallion", "pony", "model_a", f"w{k}", "t2v-silent"] for k in range(1, 4)]
+    for name in ("judges_a.csv", "judges_b.csv"):
+        with (tmp_path / name).open("w", newline="") as f:
+            csv.writer(f).writerows(numbered)
+    assert arena.import_votes(tmp_path / "judges_a.csv")["imported"] == 3
+    assert arena.import_votes(tmp_path / "judges_b.csv")["imported"] == 3
+    assert arena.import_votes(tmp_path / "judges_b.csv")["duplicates"] == 3
+    assert arena.import_votes(tmp_path / "judges_b.csv", source="judges_a.csv")["duplicates"] == 3

@@ -215,11 +215,12 @@ def retire_command(codename: str = typer.Argument(...), db: str = typer.Option(N
 @arena_app.command("import-votes")
 def import_votes_command(
     file: Path = typer.Argument(..., help="CSV with columns model_a,model_b,winner,voter,category."),
+    source: str = typer.Option(None, help="Whose row ids the `id` column holds (default: the file's name)."),
     db: str = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Add votes from elsewhere (all rows or none); re-importing the same rows adds nothing."""
     try:
-        result = _open(db).import_votes(file)
+        result = _open(db).import_votes(file, source)
     except ValueError as exc:
         _fail(exc, "FILE")
     console.print(

@@ -677,15 +677,17 @@ class Arena:
 
     # ---------------------------------------------------------------------------------- imports
 
-    def import_votes(self, path: str | Path) -> dict:
+    def import_votes(self, path: str | Path, source: str | None = None) -> dict:
         """Add votes from a CSV (columns model_a, model_b, winner, voter, category; optional id, judge).
 
         All rows are checked first and written in one transaction: a bad row leaves the database as it was.
         winner: model_a | model_b | tie | both_bad (also a, b, left, right, 'tie (bothbad)', or either name).
         Unknown model names become `external` entries. Re-importing a file adds nothing: each row's key is
-        its `id` when given, else its content and how many identical rows came before it in the file.
+        its `id` within `source` (default: the file's name; two exports that both number their rows from 1
+        are two sources) when given, else its content and how many identical rows came before it.
         """
         path = Path(path)
+        source = source or path.name
         if not path.is_file():
             raise ArenaError(f"FILE: no such file: {path}")
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -722,7 +724,7 @@ class Arena:
                 continue
             content = dumps([a, b, winner, voter, category, judge])
             occurrences[content] += 1
-            key_source = row.get("id") or f"{content}#{occurrences[content]}"
+            key_source = f"{source}\0id:{row['id']}" if row.get("id") else f"{content}#{occurrences[content]}"
             key = hashlib.sha256(f"import:{key_source}".encode()).hexdigest()
             parsed.append((a, b, winner, voter, category, judge, key))
         if errors:
