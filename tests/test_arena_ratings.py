@@ -99,6 +99,19 @@ def test_board_intervals_ranks_anchor_and_listing():
         bootstrap(votes, rounds=50)
 
 
+def test_unlisted_newcomer_moves_neither_the_scale_nor_the_ranks():
+    """Three listed models, then a newcomer with 6 votes, all wins: the listed models' mean stays at the
+    base and their ranks stay 1..3, though the newcomer rates above all of them."""
+    votes = random_votes(2, n=3, m=600)
+    a, b = list(votes.a) + [3] * 6, list(votes.b) + [0, 1, 2] * 2
+    newcomer = Votes(["m0", "m1", "m2", "m3"], np.array(a), np.array(b), np.concatenate([votes.s, np.ones(6)]))
+    rows = {r["name"]: r for r in board(newcomer, BoardSettings(min_votes=20, rounds=100))}
+    listed = [rows[m] for m in ("m0", "m1", "m2")]
+    assert not rows["m3"]["listed"] and rows["m3"]["rating"] > max(r["rating"] for r in listed)
+    assert abs(np.mean([r["rating"] for r in listed]) - 1000.0) < 1e-6
+    assert all(r["rank"] <= 3 and r["rank_hi"] <= 3 for r in listed)
+
+
 def test_true_order_recovered_and_top3_survive_10_percent_adversaries():
     names, a, b, s, who, gold, _ = simulate(0, 8, 200, 30, 0.0, "flip", 50.0)
     exact, tau, top3 = order_stats(fit_bt(Votes(names, a, b, s)))

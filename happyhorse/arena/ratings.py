@@ -185,15 +185,24 @@ def board(votes: Votes, settings: BoardSettings | None = None, counts: dict | No
     if n == 0:
         return []
     anchor_index = votes.names.index(settings.anchor) if settings.anchor in votes.names else None
+    played = np.bincount(votes.a, minlength=n) + np.bincount(votes.b, minlength=n)
+    # the scale's zero (without an anchor) and the ranks count listed models only: a new entry with a
+    # handful of votes must not move everyone's rating or push a listed model down a rank
+    listed = played >= settings.min_votes
+    reference = listed if listed.any() else np.ones(n, dtype=bool)
     theta = fit_bt(votes, settings.l2)
-    rating = to_rating(theta, anchor_index)
+    rating = (
+        to_rating(theta, anchor_index)
+        if anchor_index is not None
+        else BASE + ELO_PER_NAT * (theta - theta[reference].mean())
+    )
     boot = bootstrap(votes, settings.rounds, settings.seed, settings.l2)
-    shift = boot[:, anchor_index] if anchor_index is not None else boot.mean(axis=1)
+    shift = boot[:, anchor_index] if anchor_index is not None else boot[:, reference].mean(axis=1)
     boot_rating = BASE + ELO_PER_NAT * (boot - shift[:, None])
     lo, hi = np.percentile(boot_rating, [2.5, 97.5], axis=0)
-    boot_ranks = ranks_of(boot_rating)
+    above = (boot_rating[:, None, :] > boot_rating[:, :, None]) & reference[None, None, :]  # [round, k, j]
+    boot_ranks = 1 + above.sum(axis=2)
     rank_lo, rank_hi = np.percentile(boot_ranks, [2.5, 97.5], axis=0)
-    played = np.bincount(votes.a, minlength=n) + np.bincount(votes.b, minlength=n)
     wins = np.bincount(votes.a, weights=votes.s == 1, minlength=n) + np.bincount(
         votes.b, weights=votes.s == 0, minlength=n
     )
@@ -209,14 +218,14 @@ def board(votes: Votes, settings: BoardSettings | None = None, counts: dict | No
                 "rating": round(float(rating[k]), 4),
                 "lo": round(float(lo[k]), 4),
                 "hi": round(float(hi[k]), 4),
-                "rank": 1 + int(np.sum(lo > hi[k])),
+                "rank": 1 + int(np.sum((lo > hi[k]) & reference)),
                 "rank_lo": int(math.floor(rank_lo[k])),
                 "rank_hi": int(math.ceil(rank_hi[k])),
                 "votes": int(played[k]),
                 "wins": int(wins[k]),
                 "losses": int(played[k] - wins[k] - ties[k]),
                 "ties": int(ties[k]),
-                "listed": bool(played[k] >= settings.min_votes),
+                "listed": bool(listed[k]),
                 # all wins or all losses: the likelihood has no maximum (only the tiny l2 bounds it) and
                 # every bootstrap resample agrees, so its narrow interval means nothing
                 "preliminary": bool(hi[k] - lo[k] > settings.preliminary_width or (ties[k] == 0 and separated[k])),
