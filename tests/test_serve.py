@@ -363,6 +363,26 @@ def test_a_store_error_does_not_end_the_worker(model_dir, tmp_path, monkeypatch)
     assert failures[0] == 3
 
 
+def test_a_worker_whose_model_load_failed_takes_no_jobs(model_dir, tmp_path, monkeypatch):
+    from happyhorse.pipeline import HappyHorsePipeline
+
+    original, calls, lock = HappyHorsePipeline.from_pretrained, [0], threading.Lock()
+
+    def second_load_fails(*args, **kwargs):
+        with lock:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise MemoryError("no room for another copy")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(HappyHorsePipeline, "from_pretrained", second_load_fails)
+    with running(ServeConfig(model=model_dir, data_dir=tmp_path, workers=2)) as client:
+        ids = [client.post("/v1/videos", data={"prompt": f"a red ball {k}"}).json()["id"] for k in range(3)]
+        assert [wait_done(client, i, timeout=120)["status"] for i in ids] == ["completed"] * 3
+        health = client.get("/health").json()
+        assert health["workers"] == 1 and health["status"] == "ok"
+
+
 def test_delete_stops_a_queued_job_and_removes_files(config, monkeypatch):
     with held_worker(monkeypatch) as release, running(config) as client:
         first = client.post("/v1/videos", data={"prompt": "a"}).json()
@@ -373,6 +393,27 @@ def test_delete_stops_a_queued_job_and_removes_files(config, monkeypatch):
         assert_openai_error(client.get(f"/v1/videos/{second['id']}"), 404)
         assert client.delete(f"/v1/videos/{first['id']}").status_code == 200
     assert not any((config.data_path / "videos").iterdir())
+
+
+def test_a_clean_shutdown_requeues_the_running_job_without_using_a_retry(config, monkeypatch):
+    import happyhorse.serve.worker as worker_module
+
+    started = threading.Event()
+
+    def endless_generate(pipe, request, output, callback=None):
+        while True:  # until the shutdown makes the progress callback raise
+            started.set()
+            callback(1, 8)
+            time.sleep(0.01)
+
+    monkeypatch.setattr(worker_module, "run_generate", endless_generate)
+    with running(config) as client:
+        video = client.post("/v1/videos", data={"prompt": "a red ball"}).json()
+        assert started.wait(60)
+    store = JobStore(config.database_url)
+    job = store.get(video["id"])
+    store.close()
+    assert job.status == "queued" and job.attempts == 0
 
 
 def test_restart_recovery_runs_queued_and_retries_or_fails_interrupted(config):
@@ -409,10 +450,10 @@ def test_jobs_survive_an_app_restart(config, monkeypatch):
         worker.stopping.set()  # the server stops while the first job runs: it stops at its next step
         release.set()
         worker.join(120)
-        assert [client.get(f"/v1/videos/{i}").json()["status"] for i in ids] == ["in_progress", "queued", "queued"]
+        assert [client.get(f"/v1/videos/{i}").json()["status"] for i in ids] == ["queued"] * 3  # requeued
     monkeypatch.undo()
     with running(config) as client:
-        assert client.get("/health").json()["recovered_at_start"] == {"retried": 1, "failed": 0, "queued": 3}
+        assert client.get("/health").json()["recovered_at_start"] == {"retried": 0, "failed": 0, "queued": 3}
         assert [wait_done(client, i)["status"] for i in ids] == ["completed"] * 3
         assert client.get("/v1/admin/jobs").status_code == 403
 

@@ -122,11 +122,18 @@ class Service:
             worker.start()
         for worker in self.workers:
             worker.ready.wait()
-        first = self.workers[0]
-        if first.pipe is None:
+        loaded = [w for w in self.workers if w.pipe is not None]
+        if not loaded:
             self.stop()
-            raise RuntimeError(f"model: could not load {self.config.model_dir}: {first.load_error}")
-        pipe = first.pipe
+            raise RuntimeError(f"model: could not load {self.config.model_dir}: {self.workers[0].load_error}")
+        for worker in self.workers:
+            if worker.pipe is None:  # e.g. out of memory for one more copy: it would fail every job it took
+                log.warning("%s stopped: its model load failed (%s)", worker.name, worker.load_error)
+                worker.stop()
+        self.workers = loaded
+        for worker in loaded:
+            worker.go.set()
+        pipe = loaded[0].pipe
         self.model = ModelInfo(
             id=pipe.name,
             width=int(pipe.defaults["width"]),

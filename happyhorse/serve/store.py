@@ -242,6 +242,17 @@ class JobStore:
             )
         return self.get(job_id) if done.rowcount == 1 else None
 
+    def release(self, job_id: str) -> bool:
+        """Put a job the server stopped on purpose back in the queue, its attempt not counted: only
+        crashes (which leave it in_progress for `recover`) use up retries."""
+        with self._session() as session, session.begin():
+            released = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "in_progress")
+                .values(status="queued", progress=0, attempts=JobRow.attempts - 1)
+            ).rowcount
+        return released == 1
+
     def recover(self, max_attempts: int) -> dict[str, int]:
         """After a restart: a job left in_progress was interrupted. It runs again if it has started fewer
         than `max_attempts` times, else it fails with the reason. Queued jobs stay queued. Returns counts.

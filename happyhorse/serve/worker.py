@@ -39,10 +39,10 @@ def output_paths(data_dir: Path, job_id: str) -> dict[str, Path]:
     }
 
 
-def remove_outputs(data_dir: Path, job: Job) -> None:
+def remove_outputs(data_dir: Path, job: Job, keep_inputs: bool = False) -> None:
     for path in output_paths(data_dir, job.id).values():
         path.unlink(missing_ok=True)
-    for key in ("image", "audio"):
+    for key in () if keep_inputs else ("image", "audio"):
         if job.params.get(key):
             (data_dir / job.params[key]).unlink(missing_ok=True)
 
@@ -65,6 +65,7 @@ class Worker(threading.Thread):
         self.store, self.config, self.wake = store, config, wake
         self.stopping = threading.Event()
         self.ready = threading.Event()  # set once the model load ended, loaded or not
+        self.go = threading.Event()  # set by the service once every worker's load is known
         self.pipe = None
         self.load_error: str | None = None
         self.current: str | None = None
@@ -82,6 +83,7 @@ class Worker(threading.Thread):
 
     def run(self):
         self.load()
+        self.go.wait()  # a worker whose load failed is stopped here, before it claims a job
         while not self.stopping.is_set():
             try:
                 job = self.store.claim()
@@ -100,6 +102,7 @@ class Worker(threading.Thread):
 
     def stop(self):
         self.stopping.set()
+        self.go.set()
         self.wake.set()
 
     def run_job(self, job: Job) -> None:
@@ -132,8 +135,10 @@ class Worker(threading.Thread):
             save_image(paths["thumbnail"], clip.frames[0])
             save_image(paths["spritesheet"], spritesheet(clip.frames))
         except JobCancelled:
-            if self.stopping.is_set():
-                return  # shutting down: the job stays in_progress and restart recovery decides
+            if self.stopping.is_set():  # a clean shutdown: queued again, no retry used
+                remove_outputs(data_dir, job, keep_inputs=True)
+                self.store.release(job.id)
+                return
             remove_outputs(data_dir, job)
             return
         except (ValueError, MediaError) as exc:
