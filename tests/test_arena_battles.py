@@ -270,6 +270,14 @@ def test_web_routes_battle_vote_board_dumps(tmp_path, clip_dirs):
     assert client.get("/v1/arena/plots/t2v-sound/winrate.png").content[:4] == b"\x89PNG"
     assert client.post("/v1/arena/prompts", json={"text": "a blue cube slides left"}).json()["status"] == "queued"
     assert any(e["codename"] == "bravo" for e in client.get("/v1/arena/entries").json())
+    # rules changed from another process (the CLI) reach the cached board and the request limits
+    from happyhorse.arena.service import Arena
+
+    Arena(arena.db_url).set_rules(min_votes=1000, prompts_per_hour=2)
+    board = client.get("/v1/arena/leaderboard", params={"category": "t2v-sound"}).json()
+    assert not any(r["listed"] for r in board["rows"])
+    assert client.post("/v1/arena/prompts", json={"text": "a green cone rolls"}).status_code == 200
+    assert client.post("/v1/arena/prompts", json={"text": "a red cube falls"}).status_code == 429
 
 
 def test_dump_and_auto_judge_seed(tmp_path, clip_dirs):

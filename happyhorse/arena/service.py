@@ -93,6 +93,7 @@ class Rules:
     min_watch_fraction: float = 0.9  # a vote must come at least this share of the clip length after serving
     votes_per_hour: int = 120  # per voter, web votes and gold answers together
     new_voters_per_hour: int = 20  # voter cookies handed to one client address (scripts minting voters)
+    prompts_per_hour: int = 10  # user prompts from one client address (each is rendered by every entry)
     voter_cap: int = DEFAULT_CAP  # counted votes per voter and board
     outlier_alpha: float = DEFAULT_ALPHA
     min_share: float = 0.5  # each model gets at least this fraction of its fair share of recent battles
@@ -107,6 +108,7 @@ class Rules:
             "min_watch_fraction": 0 <= self.min_watch_fraction <= 2,
             "votes_per_hour": self.votes_per_hour >= 1,
             "new_voters_per_hour": self.new_voters_per_hour >= 1,
+            "prompts_per_hour": self.prompts_per_hour >= 0,
             "voter_cap": self.voter_cap >= 1,
             "outlier_alpha": 0 < self.outlier_alpha < 1,
             "min_share": 0 <= self.min_share <= 1,
@@ -170,6 +172,15 @@ class Arena:
             s.merge(Setting(key="rules", value=json.dumps(asdict(rules))))
         self.rules = rules
         return rules
+
+    def refresh_rules(self) -> Rules:
+        """The rules as stored now: another process (the CLI) may have changed them since this opened."""
+        with self.Session() as s:
+            row = s.get(Setting, "rules")
+        if row is not None:
+            known = {f.name for f in fields(Rules)}
+            self.rules = Rules(**{k: v for k, v in json.loads(row.value).items() if k in known})
+        return self.rules
 
     def voter_id(self, token: str, namespace: str = "web") -> str:
         """A salted hash of a voter's token or imported name: stored instead of the raw value."""

@@ -67,7 +67,19 @@ def create_router(db_url: str) -> APIRouter:
     cache: dict = {}
     lock = threading.Lock()
 
-    issued: dict[str, deque] = defaultdict(deque)  # client address -> times voters were minted for it
+    recent: dict[tuple[str, str], deque] = defaultdict(deque)  # (what, client address) -> times, last hour
+
+    def admit(what: str, request: Request, limit: int, advice: str) -> None:
+        """At most `limit` of `what` per client address per hour (kept in this process)."""
+        address = request.client.host if request.client else "unknown"
+        cutoff = time.monotonic() - 3600
+        with lock:
+            times = recent[(what, address)]
+            while times and times[0] < cutoff:
+                times.popleft()
+            if len(times) >= limit:
+                raise HTTPException(429, f"{what}: {limit} from this address in the last hour; {advice}")
+            times.append(time.monotonic())
 
     def sign(token: str) -> str:
         return hmac.new(arena.secret.encode(), token.encode(), hashlib.sha256).hexdigest()[:32]
@@ -83,29 +95,29 @@ def create_router(db_url: str) -> APIRouter:
         token = verified(cookie)
         if token:
             return token
-        address = request.client.host if request.client else "unknown"
-        limit, cutoff = arena.rules.new_voters_per_hour, time.monotonic() - 3600
-        with lock:
-            times = issued[address]
-            while times and times[0] < cutoff:
-                times.popleft()
-            if len(times) >= limit:
-                raise HTTPException(
-                    429, f"voter: {limit} new voters from this address in the last hour; keep your cookie"
-                )
-            times.append(time.monotonic())
+        admit("new voters", request, arena.refresh_rules().new_voters_per_hour, "keep your cookie")
         token = secrets.token_hex(16)
         response.set_cookie(COOKIE, f"{token}.{sign(token)}", max_age=365 * 86400, httponly=True, samesite="lax")
         return token
 
     def board(category: str, judge: str) -> dict:
-        """Boards are cached until a vote or gold answer arrives (the bootstrap is the costly part)."""
+        """Boards are cached until what they show changes: a vote or gold answer, an entry added, revealed
+        or retired, or the rules (the CLI changes those from another process). The bootstrap is the
+        costly part."""
+        from dataclasses import asdict
+
         from sqlalchemy import func, select
 
-        from .store import GoldAnswer, Vote
+        from .store import Entry, GoldAnswer, Vote
 
+        rules = asdict(arena.refresh_rules())
         with arena.Session() as s:
-            stamp = (s.scalar(select(func.max(Vote.id))), s.scalar(select(func.count()).select_from(GoldAnswer)))
+            stamp = (
+                s.scalar(select(func.max(Vote.id))),
+                s.scalar(select(func.count()).select_from(GoldAnswer)),
+                tuple(s.execute(select(Entry.id, Entry.active, Entry.revealed_at).order_by(Entry.id)).all()),
+                tuple(sorted(rules.items())),
+            )
         key = (category, judge)
         with lock:
             hit = cache.get(key)
@@ -210,8 +222,9 @@ def create_router(db_url: str) -> APIRouter:
             _raise(exc)
 
     @router.post("/v1/arena/prompts", tags=["arena"])
-    def submit_prompt(request: PromptRequest) -> dict:
+    def submit_prompt(request: PromptRequest, http: Request) -> dict:
         """A user's prompt joins the pool; model entries render it at the next `happyhorse arena render`."""
+        admit("prompts", http, arena.refresh_rules().prompts_per_hour, "every entry renders each one")
         try:
             return {"id": arena.add_prompt(request.text, request.mode, source="user"), "status": "queued"}
         except ArenaError as exc:
