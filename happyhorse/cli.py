@@ -221,6 +221,11 @@ def serve_command(
     max_seconds: float = typer.Option(12.0, min=0.1, max=20, help="Longest clip a request may ask for."),
     max_jobs_per_client: int = typer.Option(8, min=1, help="Unfinished jobs one client may have."),
     max_queued: int = typer.Option(256, min=1, help="Jobs waiting in all; beyond it requests get 429."),
+    trusted_proxies: str = typer.Option(
+        "127.0.0.1",
+        envvar="FORWARDED_ALLOW_IPS",
+        help="Comma-separated proxy addresses whose X-Forwarded-For names the client (per-client caps, limits).",
+    ),
 ) -> None:
     """Serve the OpenAI-shaped video API (/v1/videos), the studio page (/) and /health, /metrics."""
     import uvicorn
@@ -253,7 +258,9 @@ def serve_command(
         raise typer.BadParameter(f"{type(exc).__name__}: {exc}", param_hint="--db") from None
     shown = make_url(config.database_url).render_as_string(hide_password=True)
     console.print(f"serving {config.model_dir} on http://{host}:{port}/ (jobs in {shown})")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(
+        application, host=host, port=port, log_level="info", proxy_headers=True, forwarded_allow_ips=trusted_proxies
+    )
 
 
 def main() -> None:

@@ -493,3 +493,18 @@ def test_cli_serve_refuses_a_missing_model(tmp_path):
 
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "none")])
     assert result.exit_code == 2 and "model_index.json" in result.output
+
+
+def test_cli_serve_trusts_forwarded_for_only_from_named_proxies(model_dir, tmp_path, monkeypatch):
+    """Behind a reverse proxy every request comes from the proxy: per-client caps need the client it names."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from happyhorse.cli import app
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: seen.update(kwargs))
+    args = ["serve", "--model", str(model_dir), "--data", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--trusted-proxies", "10.0.0.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_headers"] and seen["forwarded_allow_ips"] == "10.0.0.5"
