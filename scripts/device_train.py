@@ -50,6 +50,26 @@ def assemble(shards: Path, run: Path) -> None:
     pipe.transformer.load_state_dict(state)
     pipe.save_pretrained(run / "model")
     log(f"wrote {run / 'model'}")
+    # the weights must do here what they did there: the loss on training batches, on this CPU in
+    # float32, beside the device's last logged loss (an attention backend that paired heads
+    # differently there gave 0.40 here against 0.065 there)
+    import torch
+
+    from happyhorse.train.trainer import StepBatches, prepare_step, step_loss
+
+    model = pipe.transformer.float().eval()
+    check = TrainConfig.from_dict({**cfg.to_dict(), "batch_size": 16, "clip_repeats": 1})
+    losses = []
+    for step in range(cfg.max_steps, cfg.max_steps + 4):  # steps the run never saw
+        inputs = prepare_step(check, pipe, next(iter(StepBatches(check, step, step + 1))), "cpu")
+        with torch.no_grad():
+            losses.append(float(step_loss(model, inputs, check, model.cfg.prediction)[0]))
+    here = sum(losses) / len(losses)
+    there = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()][-5:]
+    there = sum(r["loss"] for r in there) / len(there)
+    log(f"loss on 64 fresh clips here {here:.4f}; last logged on the device {there:.4f}")
+    if here > 1.5 * there:
+        raise SystemExit(f"the assembled model does not reproduce the device's loss ({here:.4f} vs {there:.4f})")
 
 
 def rebuild_minilm(bundle: Path, target: Path = Path("/tmp/minilm")) -> set[int]:
