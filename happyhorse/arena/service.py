@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import Integer, func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..media import MediaError, read_video
+from ..media import Clip, MediaError, read_video
 from .clips import ArenaFormat, broken, normalise, write_normalised
 from .integrity import DEFAULT_ALPHA, DEFAULT_CAP, defend, gold_correct
 from .matchmaking import choose_pair
@@ -504,7 +504,8 @@ class Arena:
     def _gold_battle(self, clips, category, voter, rng) -> Battle:
         clip, entry, path = clips[int(rng.integers(len(clips)))]
         kind = "identical" if rng.random() < 0.5 else "broken"
-        left_path = right_path = path
+        # "identical" shows the clip beside its re-encoded twin: the same picture, not the same bytes
+        left_path, right_path = (path, self.twin_path(path)) if rng.random() < 0.5 else (self.twin_path(path), path)
         expect = "tie"
         if kind == "broken":
             bad = self.broken_path(path)
@@ -526,6 +527,22 @@ class Arena:
             voter=voter,
             min_seconds=self.format.seconds * self.rules.min_watch_fraction,
         )
+
+    def twin_path(self, path: str) -> str:
+        """A second encoding of a normalised clip (made once, cached): identical gold battles show the
+        clip beside it, so that a script comparing the two files' bytes cannot tell them apart from a
+        real pair and answer "tie" without watching."""
+        link = self.media_dir / f"twin-of-{path}.txt"
+        if link.is_file() and (self.media_dir / link.read_text().strip()).is_file():
+            return link.read_text().strip()
+        clip = read_video(self.media_dir / path)
+        target = write_normalised(clip, self.media_dir).name  # a second generation: other bytes
+        if target == path:  # the encoder reproduced its input exactly: nudge one pixel level
+            frames = clip.frames.copy()
+            frames[0, 0, 0, 0] ^= 1
+            target = write_normalised(Clip(frames, clip.fps, clip.audio, clip.sample_rate), self.media_dir).name
+        link.write_text(target)
+        return target
 
     def broken_path(self, path: str) -> str:
         """The deliberately broken copy of a normalised clip (made once, cached in the media dir)."""
