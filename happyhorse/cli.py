@@ -221,6 +221,9 @@ def serve_command(
     max_seconds: float = typer.Option(12.0, min=0.1, max=20, help="Longest clip a request may ask for."),
     max_jobs_per_client: int = typer.Option(8, min=1, help="Unfinished jobs one client may have."),
     max_queued: int = typer.Option(256, min=1, help="Jobs waiting in all; beyond it requests get 429."),
+    keep_hours: float = typer.Option(
+        None, min=0.001, help="Delete finished jobs and their files this many hours after (default: keep all)."
+    ),
     trusted_proxies: str = typer.Option(
         "127.0.0.1",
         envvar="FORWARDED_ALLOW_IPS",
@@ -250,6 +253,7 @@ def serve_command(
             max_seconds=max_seconds,
             max_jobs_per_client=max_jobs_per_client,
             max_queued=max_queued,
+            keep_hours=keep_hours,
         )
         application = create_app(config)
     except ValueError as exc:

@@ -508,3 +508,20 @@ def test_cli_serve_trusts_forwarded_for_only_from_named_proxies(model_dir, tmp_p
     result = CliRunner().invoke(app, [*args, "--trusted-proxies", "10.0.0.5"])
     assert result.exit_code == 0, result.output
     assert seen["proxy_headers"] and seen["forwarded_allow_ips"] == "10.0.0.5"
+
+
+def test_finished_jobs_expire_after_keep_hours(model_dir, tmp_path):
+    config = ServeConfig(model=model_dir, data_dir=tmp_path, keep_hours=1.0)
+    with running(config) as client:
+        video = client.post("/v1/videos", data={"prompt": "a red ball"}).json()
+        done = wait_done(client, video["id"])
+        assert done["status"] == "completed" and done["expires_at"] == done["completed_at"] + 3600
+        files = list((tmp_path / "videos").iterdir())
+        assert files
+        service = client.app.state.service
+        assert service.expire(now=done["completed_at"] + 3599) == 0  # not yet
+        assert service.expire(now=done["completed_at"] + 3601) == 1
+        assert_openai_error(client.get(f"/v1/videos/{video['id']}"), 404)
+        assert not any(path.exists() for path in files)
+    with pytest.raises(ValueError, match="keep_hours"):
+        ServeConfig(keep_hours=0)

@@ -25,6 +25,7 @@ import math
 import re
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,30 @@ class Service:
         self.http_counts: dict[str, int] = {}
         self.recovered: dict[str, int] = {}
         self.arena: str = "absent"
+        self.stopping = threading.Event()
+        self.sweeper = threading.Thread(target=self._sweep, name="happyhorse-expiry", daemon=True)
+        self.expired = 0
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete the jobs (rows and files) that finished more than keep_hours ago; returns how many."""
+        if not self.config.keep_hours:
+            return 0
+        cutoff, count = (now or time.time()) - self.config.keep_hours * 3600, 0
+        while jobs := self.store.finished_before(cutoff):
+            for job in jobs:
+                remove_outputs(self.config.data_path, job)  # files first: a crash here leaves a row to retry
+                self.store.delete(job.id)
+                count += 1
+        self.expired += count
+        return count
+
+    def _sweep(self) -> None:
+        interval = min(60.0, self.config.keep_hours * 360)  # a tenth of the retention, at most a minute
+        while not self.stopping.wait(interval):
+            try:
+                self.expire()
+            except Exception:  # a store error: the next round retries
+                log.exception("expiry sweep failed")
 
     def start(self) -> None:
         self.recovered = self.store.recover(self.config.max_attempts)
@@ -143,8 +168,14 @@ class Service:
             patch=int(max(pipe.video_codec.patch_h, pipe.video_codec.patch_w)),
         )
         self.wake.set()
+        if self.config.keep_hours:
+            self.expire()
+            self.sweeper.start()
 
     def stop(self) -> None:
+        self.stopping.set()
+        if self.sweeper.is_alive():
+            self.sweeper.join(timeout=30)
         for worker in self.workers:
             worker.stop()
         for worker in self.workers:
@@ -188,7 +219,9 @@ def video_object(job: Job, config: ServeConfig) -> dict[str, Any]:
         "progress": job.progress,
         "created_at": job.created_at,
         "completed_at": job.completed_at,
-        "expires_at": None,
+        "expires_at": (
+            int(job.completed_at + config.keep_hours * 3600) if config.keep_hours and job.completed_at else None
+        ),
         "prompt": job.prompt,
         "seconds": job.seconds,
         "size": job.size,

@@ -37,6 +37,7 @@ class ServeConfig:
     max_jobs_per_client: int = 8  # queued + in_progress jobs of one client
     max_attempts: int = 2  # a job interrupted by a restart runs again until it has started this often
     page_limit: int = 100  # largest `limit` of GET /v1/videos
+    keep_hours: float | None = None  # finished jobs and their files are deleted this long after; None = kept
 
     def __post_init__(self):
         for name in ("workers", "max_body_bytes", "max_prompt_chars", "max_side", "max_pixels", "max_steps"):
@@ -49,6 +50,8 @@ class ServeConfig:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise ValueError(f"max_seconds: must be >= min_seconds ({self.min_seconds}), got {self.max_seconds}")
+        if self.keep_hours is not None and not self.keep_hours > 0:
+            raise ValueError(f"keep_hours: must be > 0 hours (or None to keep everything), got {self.keep_hours}")
         if self.price_per_hour < 0:
             raise ValueError(f"price_per_hour: must be >= 0, got {self.price_per_hour}")
         if any(not key for key in self.api_keys) or self.admin_key == "":

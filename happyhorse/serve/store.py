@@ -147,6 +147,17 @@ class JobStore:
             rows = list(session.scalars(query))
         return [Job.of(r) for r in rows[:limit]], len(rows) > limit
 
+    def finished_before(self, cutoff: float, limit: int = 100) -> list[Job]:
+        """Completed or failed jobs that finished before `cutoff` (Unix seconds), oldest first."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(JobRow)
+                .where(JobRow.status.in_(("completed", "failed")), JobRow.completed_at < cutoff)
+                .order_by(JobRow.completed_at)
+                .limit(limit)
+            )
+            return [Job.of(row) for row in rows]
+
     def delete(self, job_id: str) -> Job | None:
         with self._session() as session, session.begin():
             row = session.scalar(select(JobRow).where(JobRow.id == job_id))
