@@ -2,6 +2,7 @@
 gold checks, stealth entries sealed, battled, revealed and verified, the web routes, dumps and plots."""
 
 import datetime as dt
+import io
 import json
 
 import av
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 from typer.testing import CliRunner
 
 from happyhorse.arena.clips import ArenaFormat
@@ -283,6 +285,34 @@ def test_web_routes_battle_vote_board_dumps(tmp_path, clip_dirs):
     assert not any(r["listed"] for r in board["rows"])
     assert client.post("/v1/arena/prompts", json={"text": "a green cone rolls"}).status_code == 200
     assert client.post("/v1/arena/prompts", json={"text": "a red cube falls"}).status_code == 429
+
+
+def test_ti2v_battles_show_the_given_first_frame(tmp_path, clip_dirs):
+    from happyhorse.media import save_image
+
+    arena = new_arena(tmp_path, min_watch_fraction=0.0)
+    for name, dim in (("alpha", 1), ("bravo", 2)):
+        folder = tmp_path / name
+        clip = make_clip(5, config=WorldConfig(width=48, height=32, seconds=SECONDS + 0.2))
+        save_image(folder / "first.png", clip.frames[0])
+        clip.frames = clip.frames // dim
+        write_sample(clip, folder, "ball")
+        sidecar = json.loads((folder / "ball.json").read_text())
+        (folder / "ball.json").write_text(json.dumps({**sidecar, "mode": "ti2v", "image": "first.png"}))
+        arena.add_clips_entry(name, folder)
+    application = FastAPI()
+    application.include_router(create_router(arena.db_url))
+    client = TestClient(application)
+    battle = client.post("/v1/arena/battles", json={"category": "ti2v-sound"}).json()
+    assert battle["mode"] == "ti2v" and "has_image" not in battle
+    image = client.get(battle["image_url"])
+    assert image.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(image.content)).size == (64, 64)  # letterboxed like the clips
+    arena.add_clips_entry("charlie", clip_dirs["alpha"])
+    arena.add_clips_entry("delta", clip_dirs["bravo"])
+    plain = client.post("/v1/arena/battles", json={"category": "t2v-sound"}).json()
+    assert "image_url" not in plain
+    assert client.get(f"/v1/arena/battles/{plain['battle_id']}/image.png").status_code == 404
 
 
 def test_dump_and_auto_judge_seed(tmp_path, clip_dirs):

@@ -125,6 +125,18 @@ def broken(clip: Clip, seed: int = 0) -> Clip:
     return Clip(frames=frames.astype(np.uint8), fps=clip.fps, audio=audio, sample_rate=clip.sample_rate)
 
 
+def write_first_image(image: np.ndarray, fmt: ArenaFormat, media_dir: Path) -> Path:
+    """A TI2V prompt's given first frame, letterboxed to the arena's size like the clips, as a PNG named
+    by its hash (battles show it beside the two clips)."""
+    from ..media import save_image
+
+    framed = _letterbox(image, fmt.width, fmt.height)
+    target = media_dir / f"image-{hashlib.sha256(framed.tobytes()).hexdigest()[:32]}.png"
+    if not target.is_file():
+        save_image(target, framed)
+    return target
+
+
 def write_normalised(clip: Clip, media_dir: Path) -> Path:
     """Encode an already normalised clip with the arena's fixed encoder settings; name it by its hash."""
     media_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ import numpy as np
 from sqlalchemy import Integer, func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..media import Clip, MediaError, read_video
-from .clips import ArenaFormat, broken, normalise, write_normalised
+from ..media import Clip, MediaError, read_image, read_video
+from .clips import ArenaFormat, broken, normalise, write_first_image, write_normalised
 from .integrity import DEFAULT_ALPHA, DEFAULT_CAP, defend, gold_correct
 from .matchmaking import choose_pair
 from .ratings import BoardSettings, Votes, board, fit_theta, matrices
@@ -290,11 +290,15 @@ class Arena:
         if mode not in ("t2v", "ti2v"):
             raise ValueError(f"mode {mode!r} has no board (t2v, ti2v)")
         clip = read_video(path)
+        image = None
+        if mode == "ti2v" and sidecar.get("image"):  # the given first frame, kept in the media dir
+            given = path.parent / sidecar["image"]  # relative to the clip, or absolute
+            image = str(write_first_image(read_image(given), self.format, self.media_dir)) if given.is_file() else None
         sound = None
         if clip.audio is not None:
             sound = write_normalised(normalise(clip, self.format, True), self.media_dir)
         silent = write_normalised(normalise(clip, self.format, False), self.media_dir)
-        return text, mode, sidecar.get("image"), sound, silent
+        return text, mode, image, sound, silent
 
     def render_pending(self, loader=None, progress=None) -> dict:
         """Render, for every open (not stealth) active model entry, the pool and user prompts it lacks.
@@ -493,6 +497,7 @@ class Arena:
                 "category": category,
                 "prompt": prompt.text,
                 "mode": prompt.mode,
+                "has_image": bool(prompt.image and Path(prompt.image).is_file()),
                 "seconds": self.format.seconds,
                 "min_seconds": battle.min_seconds,
                 "served_at": battle.created_at.isoformat() + "Z",
@@ -639,6 +644,15 @@ class Arena:
         )
         if recent >= self.rules.votes_per_hour:
             raise RateLimited(f"voter: {recent} votes in the last hour; the limit is {self.rules.votes_per_hour}")
+
+    def image_path(self, battle_id: str) -> Path:
+        """The given first frame of a TI2V battle's prompt."""
+        with self.Session() as s:
+            battle = s.get(Battle, battle_id)
+            prompt = s.get(Prompt, battle.prompt_id) if battle is not None else None
+        if prompt is None or not prompt.image or not Path(prompt.image).is_file():
+            raise NotFound(f"battle: no first image for battle {battle_id!r}")
+        return Path(prompt.image)
 
     def clip_path(self, battle_id: str, side: str) -> Path:
         if side not in ("left", "right"):

@@ -151,7 +151,18 @@ def create_router(db_url: str) -> APIRouter:
         except ArenaError as exc:
             _raise(exc)
         base = f"/v1/arena/battles/{battle['battle_id']}"
-        return {**battle, "left_url": f"{base}/left.mp4", "right_url": f"{base}/right.mp4"}
+        urls = {"left_url": f"{base}/left.mp4", "right_url": f"{base}/right.mp4"}
+        if battle.pop("has_image"):  # TI2V: the frame both models were given
+            urls["image_url"] = f"{base}/image.png"
+        return {**battle, **urls}
+
+    @router.get("/v1/arena/battles/{battle_id}/image.png", tags=["arena"])
+    def battle_image(battle_id: str) -> Response:
+        try:
+            path = arena.image_path(battle_id)
+        except ArenaError as exc:
+            _raise(exc)
+        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @router.get("/v1/arena/battles/{battle_id}/{side}.mp4", tags=["arena"])
     def battle_clip(battle_id: str, side: str) -> Response:
@@ -270,6 +281,8 @@ BATTLE_PAGE = (
 <label>Board <select id="category">{{options}}</select></label>
 <button id="next">New battle</button>
 <p id="prompt"></p>
+<figure id="given" hidden><img id="given-image" alt="the given first frame" width="128" height="128"
+ style="image-rendering:pixelated"><figcaption class="note">Both clips start from this frame.</figcaption></figure>
 <div class="pair">
  <figure><video id="left" controls playsinline preload="auto"></video>
   <figcaption id="left-name">Model A</figcaption><button id="play-left">Play A</button></figure>
@@ -308,6 +321,7 @@ async function next() {
   const body = await r.json();
   if (!r.ok) { battle = null; $('status').textContent = body.detail || 'No battle available.'; return; }
   battle = body; $('prompt').textContent = 'Prompt: ' + body.prompt;
+  $('given').hidden = !body.image_url; if (body.image_url) $('given-image').src = body.image_url;
   $('left').src = body.left_url; $('right').src = body.right_url;
   $('status').textContent = 'Play both clips to the end to unlock the vote.';
 }
