@@ -1,0 +1,94 @@
+"""The job store and the arena on PostgreSQL, the database a shared deployment uses.
+
+Runs where HAPPYHORSE_TEST_POSTGRES names a server and a role that may create databases, e.g.
+`postgresql+psycopg://hh:hh@localhost/hh` (scripts/test.sh starts Debian's cluster and sets it when
+the `postgresql` package is installed); each test gets a database of its own and drops it after.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+URL = os.environ.get("HAPPYHORSE_TEST_POSTGRES")
+
+
+@pytest.fixture
+def pg_url():
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if not URL:
+        message = "needs PostgreSQL: set HAPPYHORSE_TEST_POSTGRES (scripts/test.sh does, as root with apt-get)"
+        if os.environ.get("HAPPYHORSE_REQUIRE_ALL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"hh_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_serve_jobs_run_list_delete_and_survive_a_restart(pg_url, tmp_path):
+    from happyhorse.serve import ServeConfig
+    from tests.conftest import tiny_pipeline
+    from tests.test_serve import running, wait_done
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    config = ServeConfig(model=model, data_dir=tmp_path / "data", db_url=pg_url, workers=2)
+    with running(config) as client:
+        ids = [client.post("/v1/videos", data={"prompt": f"a red ball {k}"}).json()["id"] for k in range(4)]
+        assert [wait_done(client, i)["status"] for i in ids] == ["completed"] * 4  # two workers, no double claim
+        listed = client.get("/v1/videos", params={"limit": 2}).json()
+        assert len(listed["data"]) == 2 and listed["has_more"]
+        assert client.delete(f"/v1/videos/{ids[0]}").json()["deleted"]
+    with running(config) as client:  # a second server process on the same database finds the jobs
+        assert {v["id"] for v in client.get("/v1/videos").json()["data"]} == set(ids[1:])
+
+
+def test_arena_battles_votes_race_import_and_board(pg_url, tmp_path):
+    from happyhorse.arena.clips import ArenaFormat
+    from happyhorse.arena.service import Arena, Conflict
+    from tests.test_arena_battles import SECONDS, after, make_entry_dirs
+
+    arena = Arena(pg_url, media_dir=tmp_path / "media", fmt=ArenaFormat(seconds=SECONDS))
+    arena.set_rules(gold_rate=0.0, min_votes=1)
+    dirs = make_entry_dirs(tmp_path / "clips", seeds=(0, 1))
+    for name in ("alpha", "bravo", "charlie"):
+        arena.add_clips_entry(name, dirs[name])
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        battle = arena.new_battle(f"voter-{k % 3}", "t2v-sound", rng=rng)
+        arena.vote(battle["battle_id"], f"voter-{k % 3}", "left", at=after(battle))
+    battle = arena.new_battle("voter-9", "t2v-sound", rng=rng)
+    outcomes, gate = [], threading.Barrier(2)
+
+    def vote():
+        gate.wait()
+        try:
+            outcomes.append(arena.vote(battle["battle_id"], "voter-9", "right", at=after(battle))["winner"])
+        except Conflict:
+            outcomes.append("Conflict")
+
+    threads = [threading.Thread(target=vote) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Conflict", "right"]
+    csv_path = tmp_path / "votes.csv"
+    csv_path.write_text("model_a,model_b,winner,voter,category\nalpha,bravo,model_a,u1,t2v-sound\n")
+    assert arena.import_votes(csv_path)["imported"] == 1
+    assert arena.import_votes(csv_path)["duplicates"] == 1
+    board = arena.leaderboard("t2v-sound")
+    assert board["votes"]["total"] == 8 and {r["codename"] for r in board["rows"]} == {"alpha", "bravo", "charlie"}
