@@ -40,12 +40,13 @@ def matrix_png(names: list[str], values: np.ndarray, title: str, fmt: str, cmap:
     return buffer.getvalue()
 
 
-def board_matrices(arena, category: str, judge: str = "human") -> tuple[bytes, bytes]:
-    """(win-rate PNG, battle-count PNG) of one board, models ordered by rating."""
+def board_matrices(arena, category: str, judge: str = "human", result: dict | None = None) -> tuple[bytes, bytes]:
+    """(win-rate PNG, battle-count PNG) of one board, models ordered by rating (from `result`, the board
+    already computed, when given: its bootstrap is the costly part)."""
     names, rate, count = arena.matrices(category, judge)
     order = list(range(len(names)))
     if names:
-        result = arena.leaderboard(category, judge)
+        result = result or arena.leaderboard(category, judge)
         ranked = [row["codename"] for row in result["rows"] + result["unlisted"]]
         order = sorted(order, key=lambda k: ranked.index(names[k]) if names[k] in ranked else len(ranked))
     names = [names[k] for k in order]

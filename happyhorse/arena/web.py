@@ -248,7 +248,7 @@ def create_router(db_url: str) -> APIRouter:
 
         if category not in CATEGORIES or kind not in ("winrate", "battles"):
             raise HTTPException(404, f"plot: category in {', '.join(CATEGORIES)}, kind winrate or battles")
-        win, battles = board_matrices(arena, category)
+        win, battles = board_matrices(arena, category, result=board(category, "human"))
         return Response(win if kind == "winrate" else battles, media_type="image/png")
 
     return router
