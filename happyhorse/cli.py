@@ -78,6 +78,9 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
     max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
     minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+    anneal_steps: int = typer.Option(
+        None, min=1, help="Cool down from the step resumed from: lr falls linearly to 2 % over N steps, then stop."
+    ),
 ) -> None:
     """Train the model by flow matching on world clips; run under torchrun for DDP/FSDP."""
     from .train import load_config, train
@@ -86,7 +89,9 @@ def train_command(
         cfg = load_config(config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
-    summary = train(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)
+    summary = train(
+        cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print, anneal_steps=anneal_steps
+    )
     if summary.get("log"):
         console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from happyhorse.cli import app
 from happyhorse.media import read_video
 from happyhorse.train import TrainConfig, load_config, train
-from happyhorse.train.trainer import StepBatches, build_run_pipeline, prepare_step, step_loss
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss
 
 SMALL = {
     "model": "tiny",
@@ -88,7 +88,7 @@ def test_resume_continues_the_same_curve(tmp_path):
 DDP_SCRIPT = """
 import os, sys, torch, torch.distributed as dist
 from safetensors.torch import save_file
-from happyhorse.train.trainer import StepBatches, build_run_pipeline, prepare_step, step_loss
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss
 from happyhorse.train import TrainConfig
 import json
 cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
@@ -169,6 +169,19 @@ def test_clip_repeats_show_each_clip_at_several_noise_levels():
     assert not torch.equal(inputs.video_noise[0], inputs.video_noise[1])
     with pytest.raises(ValueError, match="clip_repeats"):
         TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 3})
+
+
+def test_cool_down_from_a_resumed_step_ends_the_run_at_a_low_rate(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "max_steps": 100, "warmup_steps": 2})
+    train(cfg, tmp_path, max_steps=4, progress=False, log=lambda *a: None)
+    summary = train(cfg, tmp_path, resume=True, anneal_steps=3, progress=False, log=lambda *a: None)
+    assert summary["step"] == 7  # 4 + 3: the cool-down ends the run
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["anneal_from"] == 4 and saved["anneal_steps"] == 3
+    rates = [json.loads(x)["lr"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rates[3] > rates[4] > rates[5] > rates[6] and rates[6] > 0.02 * cfg.lr
+    done = TrainConfig.from_dict(saved)
+    assert lr_at(done, 7) == pytest.approx(0.02 * cfg.lr) and lr_at(done, 3) == lr_at(cfg, 3)
 
 
 def test_config_files_and_presets(tmp_path):

@@ -35,6 +35,10 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100
     max_steps: int = 2000
+    # a cool-down from a step of a run whose end was not known (warm-up, stable, decay): from
+    # anneal_from the rate falls linearly to 2 % of lr over anneal_steps, and the run ends there
+    anneal_from: int | None = None
+    anneal_steps: int = 0
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     # flow matching
@@ -69,6 +73,10 @@ class TrainConfig:
             raise ValueError(f"width/height must be multiples of the patch size {self.video_patch[1:]}")
         if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("batch_size and max_steps must be >= 1 and lr > 0")
+        if self.anneal_from is not None and (self.anneal_from < 0 or self.anneal_steps < 1):
+            raise ValueError(
+                f"anneal_from/anneal_steps: need a step >= 0 and >= 1 steps, got {self.anneal_from}/{self.anneal_steps}"
+            )
         if self.clip_repeats < 1 or self.batch_size % self.clip_repeats:
             raise ValueError(
                 f"clip_repeats must be >= 1 and divide batch_size ({self.batch_size}), got {self.clip_repeats}"

@@ -185,7 +185,12 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % at max_steps."""
+    """Linear warm-up, then cosine decay to 10 % at max_steps; with a cool-down (anneal_from), linear
+    from the rate at anneal_from to 2 % of lr over anneal_steps."""
+    if cfg.anneal_from is not None and step >= cfg.anneal_from:
+        start = lr_at(TrainConfig.from_dict({**cfg.to_dict(), "anneal_from": None}), cfg.anneal_from)
+        progress = min(1.0, (step - cfg.anneal_from) / cfg.anneal_steps)
+        return start + (0.02 * cfg.lr - start) * progress
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
@@ -236,14 +241,17 @@ def train(
     minutes: float | None = None,
     progress: bool = True,
     log=print,
+    anneal_steps: int | None = None,
 ) -> dict:
     """Train until max_steps (or `minutes` of wall time); return a summary. Writes, under `out`:
-    config.json, log.jsonl, checkpoint/, model/ (EMA weights, loadable by --model), samples/, loss.png."""
+    config.json, log.jsonl, checkpoint/, model/ (EMA weights, loadable by --model), samples/, loss.png.
+
+    `anneal_steps` starts a cool-down at the step the run resumes from (recorded in config.json, so a
+    later resume continues it): the rate falls linearly to 2 % of lr and the run ends after those steps."""
     out = Path(out)
     rank, world_size = _distributed()
     device = _device()
     is_main = rank == 0
-    end_step = max_steps if max_steps is not None else cfg.max_steps
     ckpt_dir = out / "checkpoint"
     if (out / "config.json").exists() and resume:
         saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
@@ -265,6 +273,12 @@ def train(
         log(f"resumed from step {start_step}")
     elif resume:
         log(f"resume: no checkpoint in {ckpt_dir}; starting from step 0")
+    if anneal_steps is not None and cfg.anneal_from is None:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "anneal_from": start_step, "anneal_steps": anneal_steps})
+        log(f"cool-down from step {start_step} over {anneal_steps} steps (lr {lr_at(cfg, start_step):.2e} -> 2 %)")
+    end_step = max_steps if max_steps is not None else cfg.max_steps
+    if cfg.anneal_from is not None:
+        end_step = min(end_step, cfg.anneal_from + cfg.anneal_steps)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
