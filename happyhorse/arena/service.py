@@ -533,33 +533,39 @@ class Arena:
             min_seconds=self.format.seconds * self.rules.min_watch_fraction,
         )
 
-    def twin_path(self, path: str) -> str:
-        """A second encoding of a normalised clip (made once, cached): identical gold battles show the
-        clip beside it, so that a script comparing the two files' bytes cannot tell them apart from a
-        real pair and answer "tie" without watching."""
-        link = self.media_dir / f"twin-of-{path}.txt"
+    def _derived(self, kind: str, path: str, make) -> str:
+        """A clip made from a normalised clip once and cached in the media dir (`KIND-of-PATH.txt` names it)."""
+        link = self.media_dir / f"{kind}-of-{path}.txt"
         if link.is_file() and (self.media_dir / link.read_text().strip()).is_file():
             return link.read_text().strip()
-        clip = read_video(self.media_dir / path)
-        target = write_normalised(clip, self.media_dir).name  # a second generation: other bytes
-        if target == path:  # the encoder reproduced its input exactly: nudge one pixel level
-            frames = clip.frames.copy()
-            frames[0, 0, 0, 0] ^= 1
-            target = write_normalised(Clip(frames, clip.fps, clip.audio, clip.sample_rate), self.media_dir).name
+        target = make(read_video(self.media_dir / path))
         link.write_text(target)
         return target
 
+    def twin_path(self, path: str) -> str:
+        """A second encoding of a normalised clip: identical gold battles show the clip beside it, so that
+        a script comparing the two files' bytes cannot tell them apart from a real pair and answer "tie"
+        without watching."""
+
+        def twin(clip: Clip) -> str:
+            target = write_normalised(clip, self.media_dir).name  # a second generation: other bytes
+            if target == path:  # the encoder reproduced its input exactly: nudge one pixel level
+                frames = clip.frames.copy()
+                frames[0, 0, 0, 0] ^= 1
+                target = write_normalised(Clip(frames, clip.fps, clip.audio, clip.sample_rate), self.media_dir).name
+            return target
+
+        return self._derived("twin", path, twin)
+
     def broken_path(self, path: str) -> str:
-        """The deliberately broken copy of a normalised clip (made once, cached in the media dir)."""
-        link = self.media_dir / f"broken-of-{path}.txt"
-        if link.is_file() and (self.media_dir / link.read_text().strip()).is_file():
-            return link.read_text().strip()
-        clip = read_video(self.media_dir / path)
-        sound = clip.audio is not None
-        clip = normalise(broken(clip, seed=int(hashlib.sha256(path.encode()).hexdigest()[:8], 16)), self.format, sound)
-        target = write_normalised(clip, self.media_dir).name
-        link.write_text(target)
-        return target
+        """The deliberately broken copy of a normalised clip."""
+        seed = int(hashlib.sha256(path.encode()).hexdigest()[:8], 16)
+
+        def broken_copy(clip: Clip) -> str:
+            made = normalise(broken(clip, seed=seed), self.format, clip.audio is not None)
+            return write_normalised(made, self.media_dir).name
+
+        return self._derived("broken", path, broken_copy)
 
     def _pair_battle(self, s, category, voter, by_entry, entries, rng) -> Battle:
         ids = sorted(by_entry)

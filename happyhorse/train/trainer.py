@@ -188,9 +188,13 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to 10 % at max_steps; with a cool-down (anneal_from), linear
     from the rate at anneal_from to 2 % of lr over anneal_steps."""
     if cfg.anneal_from is not None and step >= cfg.anneal_from:
-        start = lr_at(TrainConfig.from_dict({**cfg.to_dict(), "anneal_from": None}), cfg.anneal_from)
+        start = _cosine_lr(cfg, cfg.anneal_from)
         progress = min(1.0, (step - cfg.anneal_from) / cfg.anneal_steps)
         return start + (0.02 * cfg.lr - start) * progress
+    return _cosine_lr(cfg, step)
+
+
+def _cosine_lr(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
