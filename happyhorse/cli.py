@@ -81,17 +81,25 @@ def train_command(
     anneal_steps: int = typer.Option(
         None, min=1, help="Cool down from the step resumed from: lr falls linearly to 2 % over N steps, then stop."
     ),
+    init_from: Path = typer.Option(
+        None, "--init", help="Fine-tune: start from this model directory's weights (same architecture)."
+    ),
 ) -> None:
     """Train the model by flow matching on world clips; run under torchrun for DDP/FSDP."""
     from .train import load_config, train
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, {"init_from": str(init_from)} if init_from else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
-    summary = train(
-        cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print, anneal_steps=anneal_steps
-    )
+    try:
+        summary = train(
+            cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print, anneal_steps=anneal_steps
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        if "init_from" not in str(exc):
+            raise
+        raise typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init") from None
     if summary.get("log"):
         console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
 

@@ -8,6 +8,8 @@ under $OUT (also every 500 steps, so a run cut short still returns its last chec
     python scripts/device_bundle.py                      # here, once: .gpu/ (see its docstring)
     # device call, carry [".gpu"]:
     python3 scripts/device_train.py 545 128 2 1e-3        # BUDGET_S BATCH CLIP_REPEATS LR
+    python3 scripts/device_train.py 200 128 2 3e-4 --init happyhorse/assets/default_model --seed 1 \
+        --warmup 100 --rate 8.9                             # or: fine-tune the shipped model further
     python scripts/device_train.py --assemble /work/.device/N RUN   # here: RUN/model from the shards
 
 Measured on one H200 (2026-11-26): 8.7 steps/s at batch 128 with 2 samples per clip and 14 loader
@@ -154,6 +156,10 @@ def main() -> None:
     parser.add_argument("batch", type=int, nargs="?", default=128)
     parser.add_argument("repeats", type=int, nargs="?", default=2, help="clip_repeats")
     parser.add_argument("lr", type=float, nargs="?", default=1e-3)
+    parser.add_argument("--init", help="fine-tune: a model directory in the repo (e.g. the shipped default)")
+    parser.add_argument("--seed", type=int, default=0, help="world seed (another one: clips the first run never saw)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: a tenth, at most 500)")
+    parser.add_argument("--rate", type=float, default=None, help="steps/s already measured: skip the bench")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
     out = Path(os.environ.get("OUT", "/tmp/out"))
@@ -173,18 +179,23 @@ def main() -> None:
         "num_workers": max(1, (os.cpu_count() or 4) - 2),
         "sample_every": 0,
         "log_every": 20,
+        "seed": args.seed,
+        "init_from": str(ROOT / args.init) if args.init else None,
     }
     # 1. the step rate at this batch, after the loader's workers are up
-    bench = Path("/tmp/bench")
-    train(load_config(recipe, {**base, "checkpoint_every": 10**6}), bench, max_steps=80, progress=False)
-    records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
-    rate = sum(r["steps_per_s"] for r in records[-2:]) / 2
-    log(f"bench: {rate:.2f} steps/s at batch {args.batch} x{args.repeats}; last {records[-1]}")
+    rate = args.rate
+    if rate is None:
+        bench = Path("/tmp/bench")
+        train(load_config(recipe, {**base, "checkpoint_every": 10**6}), bench, max_steps=80, progress=False)
+        records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
+        rate = sum(r["steps_per_s"] for r in records[-2:]) / 2
+        log(f"bench: {rate:.2f} steps/s at batch {args.batch} x{args.repeats}; last {records[-1]}")
     # 2. the run: warm-up and cosine over the steps that fit the rest of the budget
     remaining = args.budget - (time.time() - T0) - 40
     steps = int(rate * remaining * 0.95)
     run = Path("/tmp/run")
-    overrides = {"max_steps": steps, "warmup_steps": min(500, steps // 10), "checkpoint_every": 500}
+    warmup = args.warmup if args.warmup is not None else min(500, steps // 10)
+    overrides = {"max_steps": steps, "warmup_steps": warmup, "checkpoint_every": 500}
     cfg = load_config(recipe, {**base, **overrides, "ema_decay": 0.999})
     log(f"run: {steps} steps in {remaining:.0f}s")
     stop = threading.Event()

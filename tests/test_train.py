@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from happyhorse.cli import app
 from happyhorse.media import read_video
+from happyhorse.pipeline import HappyHorsePipeline
 from happyhorse.train import TrainConfig, load_config, train
 from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss
 
@@ -297,3 +298,25 @@ def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
     curve = [[json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in "ab"]
     np.testing.assert_allclose(curve[0], curve[1], rtol=1e-5)
     assert (tmp_path / "a" / "model" / "transformer" / "model.safetensors").is_file()
+
+
+def test_fine_tuning_starts_from_a_model_directory(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "max_steps": 3, "warmup_steps": 1})
+    train(cfg, tmp_path / "a", progress=False, log=lambda *a: None)
+    trained = HappyHorsePipeline.from_pretrained(tmp_path / "a" / "model").transformer.state_dict()
+    # a vanishing rate: the fine-tuned run's model is the weights it started from
+    init = str(tmp_path / "a" / "model")
+    tuned = TrainConfig.from_dict({**cfg.to_dict(), "lr": 1e-12, "max_steps": 2, "init_from": init})
+    train(tuned, tmp_path / "b", progress=False, log=lambda *a: None)
+    after = HappyHorsePipeline.from_pretrained(tmp_path / "b" / "model").transformer.state_dict()
+    assert all(torch.allclose(trained[k], after[k], atol=1e-6) for k in trained)
+    scratch = TrainConfig.from_dict({**tuned.to_dict(), "init_from": None})
+    train(scratch, tmp_path / "c", progress=False, log=lambda *a: None)
+    fresh = HappyHorsePipeline.from_pretrained(tmp_path / "c" / "model").transformer.state_dict()
+    assert not all(torch.allclose(trained[k], fresh[k], atol=1e-3) for k in trained)
+    wider = TrainConfig.from_dict({**tuned.to_dict(), "model_overrides": {**cfg.model_overrides, "dim": 96}})
+    with pytest.raises(ValueError, match="does not fit this config's model"):
+        train(wider, tmp_path / "d", progress=False, log=lambda *a: None)
+    with pytest.raises(FileNotFoundError, match="neither a model directory"):
+        missing = TrainConfig.from_dict({**cfg.to_dict(), "init_from": str(tmp_path / "none")})
+        train(missing, tmp_path / "e", progress=False)

@@ -39,6 +39,9 @@ class TrainConfig:
     # anneal_from the rate falls linearly to 2 % of lr over anneal_steps, and the run ends there
     anneal_from: int | None = None
     anneal_steps: int = 0
+    # fine-tuning: a model directory (or its transformer/model.safetensors) whose weights start the
+    # run instead of a random init; the architecture must match (ignored when resuming a checkpoint)
+    init_from: str | None = None
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     # flow matching

@@ -237,6 +237,29 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
     )
 
 
+def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The float32 state of `source` (a model directory or a .safetensors file) for `model`, with a clear
+    error when it was trained for another architecture."""
+    from safetensors.torch import load_file
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "transformer" / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: {source} is neither a model directory nor a .safetensors file")
+    state = load_file(str(path))
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"init_from: {source} does not fit this config's model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, other shapes {sorted(mismatched)[:3]}); "
+            "set model/model_overrides to its architecture"
+        )
+    return {k: v.to(expected[k].dtype) for k, v in state.items()}
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -277,6 +300,11 @@ def train(
         log(f"resumed from step {start_step}")
     elif resume:
         log(f"resume: no checkpoint in {ckpt_dir}; starting from step 0")
+    if start_step == 0 and cfg.init_from:
+        state = load_init_weights(cfg.init_from, model)
+        model.load_state_dict(state)
+        ema.load_state_dict(state)
+        log(f"weights from {cfg.init_from}")
     if anneal_steps is not None and cfg.anneal_from is None:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), "anneal_from": start_step, "anneal_steps": anneal_steps})
         log(f"cool-down from step {start_step} over {anneal_steps} steps (lr {lr_at(cfg, start_step):.2e} -> 2 %)")
