@@ -104,6 +104,47 @@ def train_command(
         console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
 
 
+@app.command("distill")
+def distill_command(
+    teacher: Path = typer.Option(None, help="Model directory to distill (default: the embedded default model)."),
+    out: Path = typer.Option(Path("runs/distill"), help="Run directory; DIR/model is the few-step model."),
+    steps: int = typer.Option(4, min=1, max=64, help="The student's sampling steps (renoise, no guidance)."),
+    guidance: float = typer.Option(None, min=0.0, max=30.0, help="The teacher's guidance (default: its own)."),
+    batch_size: int = typer.Option(8, min=1, help="Clips per student update."),
+    lr: float = typer.Option(1e-5, min=1e-9, max=1.0, help="Student and fake-denoiser learning rate."),
+    fake_updates: int = typer.Option(5, min=1, max=50, help="Fake-denoiser updates per student update."),
+    max_steps: int = typer.Option(
+        None, min=1, help="Student updates in the run (default 1000; with --resume, extends it)."
+    ),
+    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
+    seed: int = typer.Option(0, help="World seed of the prompts and conditions."),
+) -> None:
+    """Distill a model to a few steps without guidance (DMD-2); the result loads like any model."""
+    from .distill import DistillConfig, distill
+
+    if teacher is not None and not (teacher / "model_index.json").is_file():
+        raise typer.BadParameter(f"{teacher} is not a model directory (no model_index.json)", param_hint="--teacher")
+    cfg = DistillConfig(
+        teacher=str(teacher) if teacher else None,
+        student_steps=steps,
+        guidance_scale=guidance,
+        batch_size=batch_size,
+        lr=lr,
+        fake_lr=lr,
+        fake_updates=fake_updates,
+        max_steps=max_steps or 1000,
+        seed=seed,
+    )
+    try:
+        summary = distill(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)
+    except ValueError as exc:
+        if not str(exc).startswith("out: "):
+            raise
+        raise typer.BadParameter(str(exc).removeprefix("out: "), param_hint="--out") from None
+    console.print(f"step {summary['step']}: few-step model in {out}/model ({steps} steps, no guidance)")
+
+
 @app.command("generate")
 def generate_command(
     prompt: str = typer.Argument(None, help="What to generate (omit with --prompts-file)."),

@@ -1,0 +1,98 @@
+"""DMD-2 distillation: the loss's gradient is the normalised score difference on generated tokens only;
+a run writes a few-step model that generates without guidance, and resumes on the same curve."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from happyhorse.cli import app
+from happyhorse.distill import DistillConfig, distill, dmd_loss
+from happyhorse.pipeline import HappyHorsePipeline
+from happyhorse.train import TrainConfig, train
+
+TEACHER = {
+    "model": "tiny",
+    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+    "text_encoder": "hash",
+    "width": 32,
+    "height": 32,
+    "num_frames": 9,
+    "batch_size": 2,
+    "num_workers": 0,
+    "max_steps": 2,
+    "warmup_steps": 1,
+    "sample_every": 0,
+    "guidance_scale": 3.0,
+}
+QUIET = {"log": lambda *a: None}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    train(TrainConfig.from_dict(TEACHER), out, progress=False, **QUIET)
+    return out / "model"
+
+
+def test_dmd_gradient_is_the_normalised_score_difference_on_generated_tokens():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 5, 3, generator=g).requires_grad_(True)
+    real, fake = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g)
+    generated = torch.ones(2, 5, dtype=torch.bool)
+    generated[0, :2] = False  # two given tokens in sample 0
+    generated[1] = False  # sample 1: nothing generated
+    loss = dmd_loss(x0, real, fake, generated)
+    loss.sum().backward()
+    assert loss[1] == 0 and torch.all(x0.grad[1] == 0) and torch.all(x0.grad[0, :2] == 0)
+    n = 3 * 3  # generated tokens x channels of sample 0
+    weight = (x0[0, 2:] - real[0, 2:]).abs().mean()
+    assert torch.allclose(x0.grad[0, 2:], (fake[0, 2:] - real[0, 2:]) / weight / n, atol=1e-6)
+    # where the fake denoiser leaves the output as it is, a step against the gradient moves it toward real
+    x = torch.randn(1, 5, 3, generator=g).requires_grad_(True)
+    dmd_loss(x, real[:1], x.detach(), torch.ones(1, 5, dtype=torch.bool)).sum().backward()
+    assert (x - 0.1 * x.grad - real[:1]).norm() < (x - real[:1]).norm()
+    x0.grad.zero_()
+    same = dmd_loss(x0, real, real, torch.ones(2, 5, dtype=torch.bool))
+    same.sum().backward()
+    assert torch.all(x0.grad == 0)  # distributions already match: no update
+
+
+def test_distillation_writes_a_few_step_model_and_resumes_on_the_same_curve(teacher, tmp_path):
+    cfg = DistillConfig(teacher=str(teacher), student_steps=2, batch_size=2, fake_updates=2, lr=1e-4,
+                        fake_lr=1e-4, max_steps=4, log_every=1, checkpoint_every=2, num_workers=0)  # fmt: skip
+    whole = distill(cfg, tmp_path / "whole", **QUIET)
+    assert whole["step"] == 4
+    distill(cfg, tmp_path / "split", max_steps=2, **QUIET)
+    resumed = distill(cfg, tmp_path / "split", resume=True, **QUIET)
+    assert resumed["step"] == 4
+    a = [json.loads(x) for x in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-4) and ra["fake_loss"] == pytest.approx(rb["fake_loss"])
+    longer = distill(cfg, tmp_path / "split", resume=True, max_steps=5, **QUIET)  # a finished run extended
+    assert longer["step"] == 5 and len((tmp_path / "split" / "log.jsonl").read_text().splitlines()) == 5
+    assert distill(cfg, tmp_path / "split", resume=True, max_steps=5, **QUIET)["step"] == 5  # nothing to do
+    with pytest.raises(ValueError, match="teacher itself"):
+        distill(cfg, teacher.parent, **QUIET)
+    student = HappyHorsePipeline.from_pretrained(tmp_path / "whole" / "model")
+    assert (student.scheduler.sampler, student.scheduler.num_inference_steps) == ("renoise", 2)
+    assert student.scheduler.guidance_scale == 1.0 and student.scheduler.audio_guidance_scale == 1.0
+    before = HappyHorsePipeline.from_pretrained(teacher).transformer.state_dict()
+    after = student.transformer.state_dict()
+    assert any(not torch.allclose(before[k], after[k]) for k in before)  # the student moved
+    result = student("a red ball falls", seed=0)
+    assert result.settings["num_inference_steps"] == 2 and result.frames.shape[1:] == (9, 32, 32, 3)
+    assert result.audio.shape[-1] > 0 and result.settings["guidance_scale"] == 1.0
+
+
+def test_distill_command_checks_its_arguments(tmp_path):
+    runner = CliRunner(env={"COLUMNS": "300"})
+    result = runner.invoke(app, ["distill", "--teacher", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not a model directory" in result.output
+    result = runner.invoke(app, ["distill", "--steps", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--steps" in result.output
+    with pytest.raises(ValueError, match="sigma_min"):
+        DistillConfig(sigma_min=0.5, sigma_max=0.4)
