@@ -205,21 +205,21 @@ def student_outputs(student, cond: Conditions, sigmas: list[float], k: int, g: t
     na, ca = cond.audio_x0.shape[1:]
     ones = torch.ones(b, device=device)
     video, audio = cond.impose(
-        torch.randn(b, nv, cv, generator=g).to(device), torch.randn(b, na, ca, generator=g).to(device)
+        torch.randn(b, nv, cv, generator=g, device=device), torch.randn(b, na, ca, generator=g, device=device)
     )
     with torch.no_grad():
         for i in range(k):
             x0v, x0a = denoised(student, video, audio, cond, sigmas[i] * ones)
             s = sigmas[i + 1]
-            video = (1 - s) * x0v + s * torch.randn(x0v.shape, generator=g).to(device)
-            audio = (1 - s) * x0a + s * torch.randn(x0a.shape, generator=g).to(device)
+            video = (1 - s) * x0v + s * torch.randn(x0v.shape, generator=g, device=device)
+            audio = (1 - s) * x0a + s * torch.randn(x0a.shape, generator=g, device=device)
             video, audio = cond.impose(video, audio)
     return cond.impose(*denoised(student, video, audio, cond, sigmas[k] * ones))
 
 
 def noised(cond: Conditions, x0v, x0a, sigma, g: torch.Generator):
-    nv = torch.randn(x0v.shape, generator=g).to(x0v.device)
-    na = torch.randn(x0a.shape, generator=g).to(x0a.device)
+    nv = torch.randn(x0v.shape, generator=g, device=x0v.device)
+    na = torch.randn(x0a.shape, generator=g, device=x0a.device)
     s = sigma[:, None, None]
     video, audio = cond.impose(add_noise(x0v, nv, s), add_noise(x0a, na, s))
     return video, audio, nv, na
@@ -296,11 +296,17 @@ def distill(
         has_audio = generated[1].any(-1).float()
         # 1. the student's outputs, from a random step of its own sampling
         k = int(torch.randint(cfg.student_steps, (1,), generator=g))
-        x0v, x0a = student_outputs(student, cond, sigmas, k, g, device)
+        # noise is drawn where the models run (a CPU draw copied to a GPU costs a step several times)
+        gn = (
+            g
+            if device.type == "cpu"
+            else torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+        )
+        x0v, x0a = student_outputs(student, cond, sigmas, k, gn, device)
         # 2. the distribution-matching update of the student
         b = x0v.shape[0]
         sigma = (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
-        video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, g)
+        video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, gn)
         with torch.no_grad():
             real = denoised(teacher, video_t, audio_t, cond, sigma, guidance)
             fake_x0 = denoised(fake.eval(), video_t, audio_t, cond, sigma)
@@ -320,7 +326,7 @@ def distill(
         fake_losses = []
         for _ in range(cfg.fake_updates):
             s = (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
-            vt, at, nv, na = noised(cond, x0v.detach(), x0a.detach(), s, g)
+            vt, at, nv, na = noised(cond, x0v.detach(), x0a.detach(), s, gn)
             token_sigma = torch.cat([generated[0].float(), generated[1].float()], dim=1) * s[:, None]
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
                 o = fake(vt, at, cond.text[:b], cond.text_mask[:b], cond.positions, cond.video_clean,
