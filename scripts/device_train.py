@@ -10,6 +10,7 @@ under $OUT (also every 500 steps, so a run cut short still returns its last chec
     python3 scripts/device_train.py 545 128 2 1e-3        # BUDGET_S BATCH CLIP_REPEATS LR
     python3 scripts/device_train.py 200 128 2 3e-4 --init happyhorse/assets/default_model --seed 1 \
         --warmup 100 --rate 8.9                             # or: fine-tune the shipped model further
+    python3 scripts/device_train.py 480 64 1 5e-5 --distill 4   # or: DMD-2 of the shipped model to 4 steps
     python scripts/device_train.py --assemble /work/.device/N RUN   # here: RUN/model from the shards
 
 Measured on one H200 (2026-11-26): 8.7 steps/s at batch 128 with 2 samples per clip and 14 loader
@@ -44,6 +45,9 @@ def assemble(shards: Path, run: Path) -> None:
     run.mkdir(parents=True, exist_ok=True)
     for f in shards.iterdir():
         shutil.copy(f, run / f.name)
+    saved = json.loads((run / "config.json").read_text())
+    if "student_steps" in saved:  # a distillation run
+        return assemble_student(run, saved)
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     pipe = build_run_pipeline(cfg)
     state = {}
@@ -150,6 +154,56 @@ def export_while_training(run: Path, out: Path, stop: threading.Event) -> None:
             log("export:", exc)
 
 
+def distill_on_device(args, out: Path) -> None:
+    """DMD-2 of the shipped default model for the rest of the budget, exporting the EMA student."""
+    from happyhorse.distill import DistillConfig, distill
+
+    cfg = DistillConfig(
+        student_steps=args.distill,
+        batch_size=args.batch,
+        lr=args.lr,
+        fake_lr=args.lr,
+        fake_updates=args.fake_updates,
+        max_steps=10**6,
+        seed=args.seed,
+        log_every=10,
+        checkpoint_every=100,
+        num_workers=max(1, (os.cpu_count() or 4) - 2),
+    )
+    remaining = args.budget - (time.time() - T0) - 40
+    run = Path("/tmp/run")
+    log(f"distill: {remaining:.0f}s")
+    stop = threading.Event()
+    threading.Thread(target=export_while_training, args=(run, out, stop), daemon=True).start()
+    summary = distill(cfg, run, minutes=remaining / 60, log=lambda *a: None)
+    stop.set()
+    export(run, out, "final")
+    log("summary", json.dumps(summary)[:600])
+
+
+def assemble_student(run: Path, cfg: dict) -> None:
+    """RUN/model from a device distillation: the default model's codecs, the student's weights and its
+    few-step defaults (the distillation loss says nothing comparable to check here)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from happyhorse.pipeline import HappyHorsePipeline
+
+    pipe = HappyHorsePipeline.from_pretrained(cfg["teacher"])
+    state = {}
+    for i in range(3):
+        state.update(load_file(str(run / f"ema_{i}.safetensors")))
+    pipe.transformer.load_state_dict(state)
+    steps = cfg["student_steps"]
+    pipe.scheduler = replace(
+        pipe.scheduler, sampler="renoise", num_inference_steps=steps, guidance_scale=1.0, audio_guidance_scale=1.0
+    )
+    pipe.save_pretrained(run / "model")
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    log(f"wrote {run / 'model'} ({steps} renoise steps, no guidance); last record {last}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("budget", type=float, help="seconds of wall time for the whole command")
@@ -160,6 +214,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="world seed (another one: clips the first run never saw)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: a tenth, at most 500)")
     parser.add_argument("--rate", type=float, default=None, help="steps/s already measured: skip the bench")
+    parser.add_argument(
+        "--distill", type=int, default=None, metavar="K", help="instead: DMD-2 of the shipped model to K steps"
+    )
+    parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
     out = Path(os.environ.get("OUT", "/tmp/out"))
@@ -169,6 +227,10 @@ def main() -> None:
     log("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")
     torch.backends.cuda.matmul.allow_tf32 = True
     misses = check_tokens(rebuild_minilm(ROOT / ".gpu"))
+    if args.distill is not None:
+        distill_on_device(args, out)
+        log("prompts with unknown tokens", misses)
+        return
     from happyhorse.train import load_config, train
 
     recipe = str(ROOT / "configs" / "default.toml")
