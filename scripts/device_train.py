@@ -2,7 +2,7 @@
 
 The device tool runs one command of at most 10 minutes on a bare machine, and gives back at most
 16 MiB per file; so this measures the step rate first (80 steps), sets the cosine schedule to the
-steps that fit the rest of the budget, trains, and writes the EMA weights in three float32 shards
+steps that fit the rest of the budget, trains, and writes the EMA weights in float32 shards of <= 12 MiB
 under $OUT (also every 500 steps, so a run cut short still returns its last checkpoint).
 
     python scripts/device_bundle.py                      # here, once: .gpu/ (see its docstring)
@@ -51,8 +51,8 @@ def assemble(shards: Path, run: Path) -> None:
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     pipe = build_run_pipeline(cfg)
     state = {}
-    for i in range(3):
-        state.update(load_file(str(run / f"ema_{i}.safetensors")))
+    for shard in sorted(run.glob("ema_*.safetensors")):
+        state.update(load_file(str(shard)))
     pipe.transformer.load_state_dict(state)
     pipe.save_pretrained(run / "model")
     log(f"wrote {run / 'model'}")
@@ -122,16 +122,21 @@ def check_tokens(kept: set[int]) -> dict:
 
 
 def export(run: Path, out: Path, tag: str) -> None:
-    """The run's EMA weights (float32) in 3 shards, its config and log, to `out`."""
+    """The run's EMA weights (float32) in shards of at most ~12 MiB (the device returns files up to
+    16 MiB), its config and log, to `out`."""
     from safetensors.torch import load_file, save_file
 
     ema = run / "checkpoint" / "ema.safetensors"
     if not ema.exists():
         return
     state = load_file(str(ema))
-    keys = sorted(state)
-    for i in range(3):
-        save_file({k: state[k].contiguous() for k in keys[i::3]}, str(out / f"ema_{i}.safetensors.tmp"))
+    sizes = {k: v.numel() * v.element_size() for k, v in state.items()}
+    count = max(3, -(-sum(sizes.values()) // (12 * 2**20)))
+    shards = [{} for _ in range(count)]
+    for k in sorted(state, key=lambda k: -sizes[k]):  # largest first, each into the lightest shard
+        min(shards, key=lambda d: sum(sizes[n] for n in d))[k] = state[k].contiguous()
+    for i, shard in enumerate(shards):
+        save_file(shard, str(out / f"ema_{i}.safetensors.tmp"))
         os.replace(out / f"ema_{i}.safetensors.tmp", out / f"ema_{i}.safetensors")
     for name in ("config.json", "log.jsonl", "loss.png"):
         if (run / name).exists():
@@ -192,8 +197,8 @@ def assemble_student(run: Path, cfg: dict) -> None:
 
     pipe = HappyHorsePipeline.from_pretrained(cfg["teacher"])
     state = {}
-    for i in range(3):
-        state.update(load_file(str(run / f"ema_{i}.safetensors")))
+    for shard in sorted(run.glob("ema_*.safetensors")):
+        state.update(load_file(str(shard)))
     pipe.transformer.load_state_dict(state)
     steps = cfg["student_steps"]
     pipe.scheduler = replace(
@@ -217,6 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--distill", type=int, default=None, metavar="K", help="instead: DMD-2 of the shipped model to K steps"
     )
+    parser.add_argument("--recipe", default="configs/default.toml", help="the training config, in the repo")
     parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
@@ -233,7 +239,7 @@ def main() -> None:
         return
     from happyhorse.train import load_config, train
 
-    recipe = str(ROOT / "configs" / "default.toml")
+    recipe = str(ROOT / args.recipe)
     base = {
         "batch_size": args.batch,
         "clip_repeats": args.repeats,
