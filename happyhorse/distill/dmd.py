@@ -341,7 +341,7 @@ def distill(
             torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)
             opt_fake.step()
             fake_losses.append(fake_loss.item())
-        # how far the student's outputs are from what the guided teacher makes of them (falls as it learns)
+        # how far the student's outputs are from what the guided teacher makes of them (noised: never 0)
         with torch.no_grad():
             gap = (((x0v - real[0]).abs() * generated[0][..., None]).sum() / generated[0].sum().clamp(min=1)).item()
         window["steps"] += 1
