@@ -189,10 +189,9 @@ def distill_on_device(args, out: Path) -> None:
 def assemble_student(run: Path, cfg: dict) -> None:
     """RUN/model from a device distillation: the default model's codecs, the student's weights and its
     few-step defaults (the distillation loss says nothing comparable to check here)."""
-    from dataclasses import replace
-
     from safetensors.torch import load_file
 
+    from happyhorse.distill.dmd import student_scheduler
     from happyhorse.pipeline import HappyHorsePipeline
 
     pipe = HappyHorsePipeline.from_pretrained(cfg["teacher"])
@@ -201,9 +200,7 @@ def assemble_student(run: Path, cfg: dict) -> None:
         state.update(load_file(str(shard)))
     pipe.transformer.load_state_dict(state)
     steps = cfg["student_steps"]
-    pipe.scheduler = replace(
-        pipe.scheduler, sampler="renoise", num_inference_steps=steps, guidance_scale=1.0, audio_guidance_scale=1.0
-    )
+    pipe.scheduler = student_scheduler(pipe.scheduler, steps)
     pipe.save_pretrained(run / "model")
     last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     log(f"wrote {run / 'model'} ({steps} renoise steps, no guidance); last record {last}")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from ..diffusion import add_noise, flow_loss, get_schedule, predicted_x0
 from ..media import atomic_directory, write_json_atomic
-from ..pipeline import HappyHorsePipeline, sequence_positions
+from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
 from ..train.checkpoint import optimizer_state, optimizer_tensors
 from ..train.config import TrainConfig
 from ..train.trainer import StepBatches, sample_generator
@@ -217,6 +217,11 @@ def student_outputs(student, cond: Conditions, sigmas: list[float], k: int, g: t
     return cond.impose(*denoised(student, video, audio, cond, sigmas[k] * ones))
 
 
+def comparison_sigmas(cfg: DistillConfig, b: int, g: torch.Generator, device) -> torch.Tensor:
+    """Noise levels [B] where the denoisers meet the student's outputs: uniform in [sigma_min, sigma_max]."""
+    return (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
+
+
 def noised(cond: Conditions, x0v, x0a, sigma, g: torch.Generator):
     nv = torch.randn(x0v.shape, generator=g, device=x0v.device)
     na = torch.randn(x0a.shape, generator=g, device=x0a.device)
@@ -305,12 +310,11 @@ def distill(
         x0v, x0a = student_outputs(student, cond, sigmas, k, gn, device)
         # 2. the distribution-matching update of the student
         b = x0v.shape[0]
-        sigma = (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
+        sigma = comparison_sigmas(cfg, b, g, device)
         video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, gn)
         with torch.no_grad():
             real = denoised(teacher, video_t, audio_t, cond, sigma, guidance)
-            fake_x0 = denoised(fake.eval(), video_t, audio_t, cond, sigma)
-        fake.train()
+            fake_x0 = denoised(fake, video_t, audio_t, cond, sigma)
         loss_v = dmd_loss(x0v, real[0], fake_x0[0], generated[0])
         loss_a = dmd_loss(x0a, real[1], fake_x0[1], generated[1])
         loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
@@ -325,16 +329,11 @@ def distill(
         # 3. the fake denoiser follows the student's distribution: the teacher's flow loss on its outputs
         fake_losses = []
         for _ in range(cfg.fake_updates):
-            s = (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
+            s = comparison_sigmas(cfg, b, g, device)
             vt, at, nv, na = noised(cond, x0v.detach(), x0a.detach(), s, gn)
-            token_sigma = torch.cat([generated[0].float(), generated[1].float()], dim=1) * s[:, None]
-            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                o = fake(vt, at, cond.text[:b], cond.text_mask[:b], cond.positions, cond.video_clean,
-                         cond.audio_clean, token_sigma)  # fmt: skip
-            s3 = s[:, None, None]
-            pred = fake.cfg.prediction
-            lv = flow_loss(o.video.float(), x0v.detach(), nv, vt, s3, pred, generated[0])
-            la = flow_loss(o.audio.float(), x0a.detach(), na, at, s3, pred, generated[1])
+            pv, pa = denoised(fake, vt, at, cond, s)  # as x0; the loss is the teacher's, on v
+            lv = flow_loss(pv, x0v.detach(), nv, vt, s[:, None, None], "x0", generated[0])
+            la = flow_loss(pa, x0a.detach(), na, at, s[:, None, None], "x0", generated[1])
             fake_loss = lv.mean() + cfg.audio_loss_weight * (la * has_audio).mean()
             opt_fake.zero_grad(set_to_none=True)
             fake_loss.backward()
@@ -400,16 +399,15 @@ def _save(out: Path, pipe, cfg: DistillConfig, student, ema, fake, opt_student, 
             save_file({k: v.cpu() for k, v in tensors.items()}, str(staging / f"opt_{name}.safetensors"))
         (staging / "state.json").write_text(json.dumps({"step": step, **metas}, indent=1))
     export = copy.deepcopy(ema).cpu().float()
-    scheduler = replace(
-        pipe.scheduler,
-        sampler="renoise",
-        num_inference_steps=cfg.student_steps,
-        guidance_scale=1.0,
-        audio_guidance_scale=1.0,
-    )
+    scheduler = student_scheduler(pipe.scheduler, cfg.student_steps)
     HappyHorsePipeline(
         export, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, scheduler, pipe.defaults
     ).save_pretrained(out / "model")
+
+
+def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
+    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance."""
+    return replace(teacher, sampler="renoise", num_inference_steps=steps, guidance_scale=1.0, audio_guidance_scale=1.0)
 
 
 def plot_distill_loss(out: Path) -> None:
