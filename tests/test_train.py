@@ -320,3 +320,40 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a model directory"):
         missing = TrainConfig.from_dict({**cfg.to_dict(), "init_from": str(tmp_path / "none")})
         train(missing, tmp_path / "e", progress=False)
+
+
+def test_object_loss_weight_weights_video_tokens_by_their_object_pixels():
+    """Token weights are 1 + w x the share of the token's pixels the world's objects cover, and the
+    video loss is the weighted mean of the per-token errors; w = 0 is the plain mean."""
+    plain = TrainConfig.from_dict({**SMALL, "width": 64, "height": 64, "video_patch": (4, 8, 8), "p_image": 0.0})
+    weighted = TrainConfig.from_dict({**plain.to_dict(), "object_loss_weight": 10.0})
+    pipe = build_run_pipeline(plain)
+    model = pipe.transformer.eval()
+    batch = next(iter(StepBatches(weighted, 0, 1)))
+    assert "objects" not in next(iter(StepBatches(plain, 0, 1)))
+    inputs = prepare_step(weighted, pipe, batch, "cpu")
+    base = prepare_step(plain, pipe, batch, "cpu")
+    assert base.video_weight is None and torch.equal(inputs.video_x0, base.video_x0)
+    w = inputs.video_weight
+    assert w.min() == 1.0 and 2.0 < w.max() <= 11.0  # some token is mostly object, none is past all
+    # the weight of a token is its pixels' mean coverage: recompute one by hand
+    b, k = torch.nonzero(w == w.max())[0].tolist()
+    grid = pipe.video_codec.latent_shape(*batch["video"].shape[1:4])
+    t, rest = divmod(k, grid[1] * grid[2])
+    h, x = divmod(rest, grid[2])
+    frames = [0] if t == 0 else range(1 + 4 * (t - 1), 1 + 4 * t)
+    cell = batch["objects"][b, list(frames), 8 * h : 8 * h + 8, 8 * x : 8 * x + 8].float() / 255
+    assert torch.isclose(w[b, k], 1 + 10 * cell.mean())
+    with torch.no_grad():
+        loss_w, parts_w = step_loss(model, inputs, weighted, "x0")
+        loss_p, parts_p = step_loss(model, base, plain, "x0")
+        token_sigma = base.sigma[:, None].expand(-1, base.video_t.shape[1] + base.audio_t.shape[1])
+        x = base
+        out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
+    s = base.sigma[:, None, None]
+    err = ((base.video_t - out.video) / s.clamp(min=0.05) - (base.video_noise - base.video_x0)).pow(2).mean(-1)
+    assert torch.allclose(parts_p["video"], err.mean(-1), rtol=1e-4)
+    assert torch.allclose(parts_w["video"], (err * w).sum(-1) / w.sum(-1), rtol=1e-4)
+    assert not torch.allclose(loss_w, loss_p)
+    with pytest.raises(ValueError, match="object_loss_weight"):
+        TrainConfig.from_dict({**SMALL, "object_loss_weight": -1})

@@ -3,10 +3,11 @@
 import json
 import re
 
+import cv2
 import numpy as np
 import pytest
 
-from happyhorse.world import HELD_OUT, WorldConfig, is_held_out, make_clip, sample_scene
+from happyhorse.world import HELD_OUT, WorldConfig, is_held_out, make_clip, sample_scene, write_sample
 from happyhorse.world.caption import TIMES
 from happyhorse.world.scene import COLOURS, MOTIONS, SHAPES
 from happyhorse.world.sound import impact
@@ -133,3 +134,22 @@ def test_dataset_batches_clips():
     assert batch["audio"].shape == (3, 1, 32000)
     assert len(batch["caption"]) == 3 and batch["seed"].tolist() == [0, 1, 2]
     assert torch.equal(batch["video"][1], torch.from_numpy(make_clip(1).frames))
+
+
+def test_object_coverage_is_the_object_mask_and_leaves_frames_and_sidecars_alone(tmp_path):
+    plain, masked = make_clip(5), make_clip(5, object_coverage=True)
+    assert np.array_equal(plain.frames, masked.frames)
+    covered = masked.meta["object_coverage"]
+    assert covered.shape == plain.frames.shape[:3] and covered.dtype == np.uint8
+    # covered pixels are the saturated object colours, the rest the muted room (the tracker's split)
+    sat = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in plain.frames])[..., 1] > 100
+    assert 0 < (covered > 127).mean() < 0.2
+    assert ((covered > 127) == sat).mean() > 0.99
+    # each object's centre is covered in every frame where it is in view
+    for k, frame in enumerate(masked.meta["frames"]):
+        for state in frame["objects"]:
+            col, row = (int(v) for v in state["pixel"])
+            if 0 <= row < 64 and 0 <= col < 64:
+                assert covered[k, row, col] == 255
+    _, sidecar = write_sample(masked, tmp_path, "clip")
+    assert "object_coverage" not in json.loads(sidecar.read_text())

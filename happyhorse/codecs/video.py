@@ -57,6 +57,17 @@ class PatchVideoCodec(Codec):
             x, "b (t pt) (h ph) (w pw) c -> b t h w (pt ph pw c)", pt=self.patch_t, ph=self.patch_h, pw=self.patch_w
         )
 
+    def pool(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-pixel values [B, T, H, W] -> their mean over each latent cell [B, t, h, w] (frame 0
+        alone, as in encode): e.g. the share of a token's pixels that show an object."""
+        b, t, h, w = values.shape
+        self.check_size(t, h, w)
+        x = values.float()
+        x = torch.cat([x[:, :1].expand(-1, self.patch_t, -1, -1), x[:, 1:]], dim=1)
+        return rearrange(
+            x, "b (t pt) (h ph) (w pw) -> b t h w (pt ph pw)", pt=self.patch_t, ph=self.patch_h, pw=self.patch_w
+        ).mean(-1)
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """float [B, t, h, w, C] -> uint8 [B, 1 + (t - 1) * pt, H, W, 3]."""
         x = rearrange(

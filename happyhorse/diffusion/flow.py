@@ -85,7 +85,8 @@ def flow_loss(
     prediction: str,
     loss_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample mean squared velocity error [B] over tokens where loss_mask [B, N] is True.
+    """Per-sample mean squared velocity error [B] over tokens where loss_mask [B, N] is True; a float
+    loss_mask weights the tokens (a weighted mean).
 
     Clean (given) tokens carry no loss: they are inputs, not things to denoise.
     """

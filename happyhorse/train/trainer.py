@@ -27,6 +27,7 @@ from ..media import write_json_atomic
 from ..model import SingleStreamTransformer
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions
 from ..world import WorldConfig, make_clip
+from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .config import TrainConfig
 
@@ -71,15 +72,20 @@ class StepBatches(IterableDataset):
             for i in indices:
                 if i // r not in clips:
                     seed = clip_seed(cfg, step, i // r, b * self.world_size // r)
-                    clips[i // r] = make_clip(seed, "train", self.world, ground_truth=False)
+                    clips[i // r] = make_clip(
+                        seed, "train", self.world, ground_truth=False, object_coverage=cfg.object_loss_weight > 0
+                    )
             shown = [clips[i // r] for i in indices]
-            yield {
+            batch = {
                 "step": step,
                 "indices": list(indices),
                 "video": torch.from_numpy(np.stack([c.frames for c in shown])),
                 "audio": torch.from_numpy(np.stack([c.audio for c in shown])),
                 "captions": [c.caption for c in shown],
             }
+            if cfg.object_loss_weight > 0:
+                batch["objects"] = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in shown]))
+            yield batch
 
 
 # ------------------------------------------------------------------------------------------ step
@@ -99,6 +105,7 @@ class StepInputs:
     text: torch.Tensor
     text_mask: torch.Tensor
     positions: torch.Tensor
+    video_weight: torch.Tensor | None = None  # [B, Nv] loss weight per video token (None: all 1)
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
@@ -138,12 +145,17 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     audio_t = torch.where(aclean[..., None], audio_x0, add_noise(audio_x0, anoise, s))
     text, text_mask = pipe.text_encoder.encode(prompts)
     positions = sequence_positions(grid, na, text.shape[1], vc, ac, cfg.fps)
+    video_weight = None
+    if cfg.object_loss_weight > 0:
+        covered = vc.pool(batch["objects"].to(device, non_blocking=True).float() / 255).reshape(b, -1)
+        video_weight = 1 + cfg.object_loss_weight * covered
     move = lambda t: t.to(device)  # noqa: E731
     return StepInputs(
         *map(
             move,
             (video_x0, audio_x0, video_t, audio_t, vnoise, anoise, sigma, vclean, aclean, text, text_mask, positions),
-        )
+        ),
+        video_weight=video_weight,
     )
 
 
@@ -156,7 +168,8 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=x.video_t.device.type == "cuda"):
         out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
-    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
+    video_weight = (~x.video_clean).float() if x.video_weight is None else (~x.video_clean) * x.video_weight
+    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, prediction, video_weight)
     loss_a = flow_loss(out.audio.float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
     # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
     # samples with audio loss) keeps N processes x B samples equal to one process with N x B

@@ -81,11 +81,15 @@ MATERIAL_LOOK = {
 }
 
 
-def render(scene: Scene, positions: np.ndarray, width: int, height: int) -> np.ndarray:
+def render(
+    scene: Scene, positions: np.ndarray, width: int, height: int, coverage: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Frames uint8 [T, H, W, 3] for object centres `positions` [T, N, 2] in metres.
 
     Each object is shaded in a fixed-size window around it, for all frames at once (T, S, S), then
-    blended into a canvas padded by S on every side so windows never need clipping.
+    blended into a canvas padded by S on every side so windows never need clipping. With `coverage`,
+    also the share of each pixel that objects cover, float32 [T, H, W] in [0, 1] (the exact object
+    mask: training can weight its loss by it, since objects are all a prompt is about).
     """
     cam = Camera(width, height, scene.height_m)
     n_frames = positions.shape[0]
@@ -94,6 +98,7 @@ def render(scene: Scene, positions: np.ndarray, width: int, height: int) -> np.n
     pad = int(max((o.radius for o in scene.objects), default=0) * cam.ppm * 2 + 4)
     canvas = np.zeros((n_frames, height + 2 * pad, width + 2 * pad, 3), np.float32)
     canvas[:, pad : pad + height, pad : pad + width] = base
+    covered = np.zeros(canvas.shape[:3], np.float32) if coverage else None
     grid = np.arange(pad, dtype=np.float32)
     for k, obj in enumerate(scene.objects):
         r = np.float32(obj.radius * cam.ppm)
@@ -105,7 +110,8 @@ def render(scene: Scene, positions: np.ndarray, width: int, height: int) -> np.n
         dx = (c0[:, None, None] + grid[None, None, :size] + 0.5) - cx[:, None, None]  # (T, 1, S)
         dy = cy[:, None, None] - (r0[:, None, None] + grid[None, :size, None] + 0.5)  # (T, S, 1)
         highlight, opacity, grain = MATERIAL_LOOK[obj.material]
-        alpha = _coverage(obj.shape, dx, dy, r) * opacity  # (T, S, S)
+        shape_cover = _coverage(obj.shape, dx, dy, r)  # (T, S, S)
+        alpha = shape_cover * opacity
         # light from the upper left; metal and glass add a specular spot, wood a grain
         shade = 1.0 + 0.18 * np.minimum(np.maximum((dy - dx) / max(r, 1e-6), -1), 1)
         if grain:
@@ -119,5 +125,11 @@ def render(scene: Scene, positions: np.ndarray, width: int, height: int) -> np.n
         for t in range(n_frames):
             region = canvas[t, r0[t] + pad : r0[t] + pad + size, c0[t] + pad : c0[t] + pad + size]
             region += alpha[t] * (paint[t] - region)
+            if covered is not None:
+                cell = covered[t, r0[t] + pad : r0[t] + pad + size, c0[t] + pad : c0[t] + pad + size]
+                np.maximum(cell, shape_cover[t], out=cell)
     frames = canvas[:, pad : pad + height, pad : pad + width] + 0.5
-    return np.minimum(np.maximum(frames, 0), 255).astype(np.uint8)
+    frames = np.minimum(np.maximum(frames, 0), 255).astype(np.uint8)
+    if covered is None:
+        return frames
+    return frames, np.ascontiguousarray(covered[:, pad : pad + height, pad : pad + width])

@@ -52,10 +52,22 @@ class WorldConfig:
         return int(round(self.num_frames / self.fps * self.sample_rate))
 
 
-def make_clip(seed: int, split: str = "train", config: WorldConfig | None = None, *, ground_truth: bool = True) -> Clip:
+OBJECT_COVERAGE = "object_coverage"  # meta key of the object mask (not JSON: never written to sidecars)
+
+
+def make_clip(
+    seed: int,
+    split: str = "train",
+    config: WorldConfig | None = None,
+    *,
+    ground_truth: bool = True,
+    object_coverage: bool = False,
+) -> Clip:
     """The clip of (seed, split): identical bytes for identical arguments.
 
     `ground_truth=False` skips the per-frame JSON-ready records (faster, for training batches).
+    `object_coverage=True` adds meta["object_coverage"]: uint8 [T, H, W], the share of each pixel the
+    objects cover (255 = all), for losses weighted towards the objects.
     """
     config = config or WorldConfig()
     seconds = config.num_frames / config.fps
@@ -72,7 +84,9 @@ def make_clip(seed: int, split: str = "train", config: WorldConfig | None = None
     scene.seed = int(seed)
     times = np.arange(config.num_frames) / config.fps
     positions, velocities = trajectory.at(times)
-    frames = render(scene, positions, config.width, config.height)
+    frames = render(scene, positions, config.width, config.height, coverage=object_coverage)
+    if object_coverage:
+        frames, covered = frames
     rng = np.random.default_rng([int(seed), 7, 0 if split == "train" else 1])
     audio, onsets = soundtrack(
         scene,
@@ -84,6 +98,8 @@ def make_clip(seed: int, split: str = "train", config: WorldConfig | None = None
     )
     texts = captions(scene, trajectory.events, rng, seconds=seconds)
     meta = {"seed": int(seed), "split": split, "captions": texts}
+    if object_coverage:
+        meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)
     if ground_truth:
         meta.update(_ground_truth(scene, trajectory.events, onsets, positions, velocities, times, config))
         meta["facts"] = scene_facts(scene, trajectory.events, seconds)
@@ -153,7 +169,7 @@ def write_sample(clip: Clip, out_dir: str | Path, name: str) -> tuple[Path, Path
     """Write `name.mp4` (H.264 + AAC) and `name.json` (caption and ground truth) into out_dir."""
     out_dir = Path(out_dir)
     mp4 = save_video(out_dir / f"{name}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
-    sidecar = {"caption": clip.caption, **clip.meta}
+    sidecar = {"caption": clip.caption, **{k: v for k, v in clip.meta.items() if k != OBJECT_COVERAGE}}
     path = out_dir / f"{name}.json"
     write_json_atomic(path, json.dumps(sidecar, indent=1))
     return mp4, path
