@@ -26,6 +26,8 @@ class GenerateRequest:
     width: int | None = None
     height: int | None = None
     sampler: str | None = None
+    shift: float | None = None
+    guidance_interval: tuple[float, float] | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -46,6 +48,8 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         height=request.height,
         width=request.width,
         sampler=request.sampler,
+        shift=request.shift,
+        guidance_interval=request.guidance_interval,
         callback=callback,
     )
     output = Path(output)

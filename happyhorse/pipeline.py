@@ -38,6 +38,15 @@ class SchedulerConfig:
     shift: float = 1.0
     guidance_scale: float = 1.0  # video; 1 = no classifier-free guidance (one forward per step)
     audio_guidance_scale: float = 1.0
+    # noise levels [low, high] at which guidance applies (Kynkaenniemi et al. 2024, "Applying guidance
+    # in a limited interval"); outside it one conditional forward per step, as with guidance 1
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self):
+        low, high = (float(v) for v in self.guidance_interval)
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"guidance_interval: need 0 <= low <= high <= 1, got {list(self.guidance_interval)}")
+        self.guidance_interval = (low, high)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -255,6 +264,7 @@ class HappyHorsePipeline:
         fps: float | None = None,
         sampler: str | None = None,
         shift: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -266,6 +276,11 @@ class HappyHorsePipeline:
         audio_guidance = audio_guidance_scale if audio_guidance_scale is not None else sch.audio_guidance_scale
         sampler = sampler or sch.sampler
         shift = shift if shift is not None else sch.shift
+        interval = (
+            sch.guidance_interval
+            if guidance_interval is None
+            else SchedulerConfig(guidance_interval=guidance_interval).guidance_interval
+        )
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
         fps = float(fps or self.defaults["fps"])
@@ -319,7 +334,7 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
-        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance)
+        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval)
         sigmas = get_schedule(steps, shift)
         # 4. sample
         t0 = time.perf_counter()
@@ -360,12 +375,14 @@ class HappyHorsePipeline:
             "audio_guidance_scale": audio_guidance,
             "sampler": sampler,
             "shift": shift,
+            "guidance_interval": list(interval),
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
 
-    def _denoiser(self, text, text_mask, positions, clean, use_cfg, guidance, audio_guidance):
-        """The x0 predictor the samplers call: model + per-modality classifier-free guidance."""
+    def _denoiser(self, text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval=(0.0, 1.0)):
+        """The x0 predictor the samplers call: model + per-modality classifier-free guidance, at noise
+        levels inside `interval` only."""
         model, device, dtype = self.transformer, self.device, self.dtype
         prediction = model.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -375,15 +392,16 @@ class HappyHorsePipeline:
         def denoise(xs, sigma: float):
             video, audio = xs
             b = video.shape[0]
-            reps = 2 if use_cfg else 1
+            guided = use_cfg and interval[0] <= sigma <= interval[1]
+            reps = 2 if guided else 1
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
             sig_tokens = torch.cat([(~vclean).float(), (~aclean).float()], dim=1) * sigma  # clean tokens: 0
             out = model(
                 video.repeat(reps, 1, 1).to(device, dtype),
                 audio.repeat(reps, 1, 1).to(device, dtype),
-                text,
-                text_mask,
+                text if guided else text[:b],  # without guidance text holds the b prompts only
+                text_mask if guided else text_mask[:b],
                 positions,
                 vclean.repeat(reps, 1).to(device),
                 aclean.repeat(reps, 1).to(device),
@@ -392,7 +410,7 @@ class HappyHorsePipeline:
             sig = torch.tensor(sigma)
             x0v = predicted_x0(out.video.float().cpu(), video.repeat(reps, 1, 1), sig, prediction)
             x0a = predicted_x0(out.audio.float().cpu(), audio.repeat(reps, 1, 1), sig, prediction)
-            if use_cfg:
+            if guided:
                 x0v = x0v[b:] + guidance * (x0v[:b] - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (x0a[:b] - x0a[b:])
             return [x0v, x0a]

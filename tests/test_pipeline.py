@@ -65,6 +65,34 @@ def test_guidance_runs_two_branches_and_changes_the_result(pipe):
     assert not np.array_equal(a.frames, b.frames)
 
 
+def test_guidance_interval_guides_only_the_noise_levels_inside_it(pipe, tmp_path):
+    batches = []
+    hook = pipe.transformer.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    try:
+        kw = {"seed": 0, "num_inference_steps": 4, "sampler": "euler", "shift": 1.0, "guidance_scale": 4.0}
+        full = pipe("a red ball", **kw)
+        assert batches == [2, 2, 2, 2]  # sigmas 1, 0.75, 0.5, 0.25: guided throughout by default
+        batches.clear()
+        half = pipe("a red ball", guidance_interval=(0.0, 0.5), **kw)
+        assert batches == [1, 1, 2, 2] and half.settings["guidance_interval"] == [0.0, 0.5]
+        none = pipe("a red ball", guidance_interval=(0.1, 0.2), **{**kw})
+        plain = pipe("a red ball", **{**kw, "guidance_scale": 1.0})
+    finally:
+        hook.remove()
+    assert np.array_equal(none.frames, plain.frames)  # an interval with no step in it is no guidance
+    assert not np.array_equal(half.frames, full.frames) and not np.array_equal(half.frames, plain.frames)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        pipe("a red ball", guidance_interval=(0.6, 0.2))
+    pipe.scheduler.guidance_interval = (0.0, 0.5)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+        loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.guidance_interval = (0.0, 1.0)
+    assert loaded.scheduler.guidance_interval == (0.0, 0.5)
+    assert np.array_equal(loaded("a red ball", **kw).frames, half.frames)
+
+
 def test_save_and_load_round_trip(pipe, tmp_path):
     before = pipe("a green triangle", seed=1)
     pipe.save_pretrained(tmp_path / "m")

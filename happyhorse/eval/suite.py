@@ -117,7 +117,8 @@ def generate_test_set(
 ) -> tuple[Path, Path, dict]:
     """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth.
 
-    `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler` (None keeps them)."""
+    `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
+    `guidance_interval` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -154,6 +155,8 @@ def generate_test_set(
                 ("num_inference_steps", (sampling or {}).get("steps")),
                 ("guidance_scale", (sampling or {}).get("guidance")),
                 ("sampler", (sampling or {}).get("sampler")),
+                ("shift", (sampling or {}).get("shift")),
+                ("guidance_interval", (sampling or {}).get("guidance_interval")),
             )
             if value is not None
         },
