@@ -48,8 +48,10 @@ def parse_point(text: str) -> dict:
             if key == "shift":
                 point["shift"] = float(value)
             elif key == "interval":
-                low, high = value.split("-")
-                point["guidance_interval"] = (float(low), float(high))
+                low, high = (float(v) for v in value.split("-"))
+                if not 0 <= low <= high <= 1:
+                    raise ValueError(value)
+                point["guidance_interval"] = (low, high)
             else:
                 raise ValueError(key)
         return point

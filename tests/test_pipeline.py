@@ -80,6 +80,10 @@ def test_guidance_interval_guides_only_the_noise_levels_inside_it(pipe, tmp_path
     finally:
         hook.remove()
     assert np.array_equal(none.frames, plain.frames)  # an interval with no step in it is no guidance
+    two = ["a red ball", "a blue box slides to the left"]
+    assert np.array_equal(
+        pipe(two, guidance_interval=(0.1, 0.2), **kw).frames, pipe(two, **{**kw, "guidance_scale": 1.0}).frames
+    )
     assert not np.array_equal(half.frames, full.frames) and not np.array_equal(half.frames, plain.frames)
     with pytest.raises(ValueError, match="guidance_interval"):
         pipe("a red ball", guidance_interval=(0.6, 0.2))

@@ -355,5 +355,33 @@ def test_object_loss_weight_weights_video_tokens_by_their_object_pixels():
     assert torch.allclose(parts_p["video"], err.mean(-1), rtol=1e-4)
     assert torch.allclose(parts_w["video"], (err * w).sum(-1) / w.sum(-1), rtol=1e-4)
     assert not torch.allclose(loss_w, loss_p)
+    # the whole pooled grid against a brute-force loop over latent cells
+    covered = batch["objects"].float() / 255
+    brute = torch.stack(
+        [
+            covered[:, [0] if t == 0 else list(range(1 + 4 * (t - 1), 1 + 4 * t)), 8 * h : 8 * h + 8, 8 * x : 8 * x + 8]
+            .flatten(1)
+            .mean(1)
+            for t in range(grid[0])
+            for h in range(grid[1])
+            for x in range(grid[2])
+        ],
+        dim=1,
+    )
+    assert torch.allclose(w, 1 + 10 * brute)
+    # given tokens (a first frame) carry no loss, whatever their weight
+    given = prepare_step(TrainConfig.from_dict({**weighted.to_dict(), "p_image": 1.0}), pipe, batch, "cpu")
+    keep = (~given.video_clean).float()
+    assert keep[:, : grid[1] * grid[2]].sum() == 0
+    with torch.no_grad():
+        out = model(
+            *(getattr(given, k) for k in ("video_t", "audio_t", "text", "text_mask", "positions")),
+            given.video_clean,
+            given.audio_clean,
+            torch.cat([keep, (~given.audio_clean).float()], 1) * given.sigma[:, None],
+        )
+        _, parts_g = step_loss(model, given, weighted, "x0")
+    err = ((given.video_t - out.video) / given.sigma[:, None, None].clamp(min=0.05) - (given.video_noise - given.video_x0)).pow(2).mean(-1)
+    assert torch.allclose(parts_g["video"], (err * w * keep).sum(-1) / (w * keep).sum(-1), rtol=1e-4)
     with pytest.raises(ValueError, match="object_loss_weight"):
         TrainConfig.from_dict({**SMALL, "object_loss_weight": -1})
