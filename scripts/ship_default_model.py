@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--audio-guidance", type=float, default=None)
+    parser.add_argument("--shift", type=float, default=None, help="the noise schedule's shift")
+    parser.add_argument(
+        "--interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="noise levels guided"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
@@ -34,6 +38,8 @@ def main() -> None:
         "num_inference_steps": args.steps,
         "guidance_scale": args.guidance,
         "audio_guidance_scale": args.audio_guidance,
+        "shift": args.shift,
+        "guidance_interval": tuple(args.interval) if args.interval else None,
     }
     pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
     pipe.save_pretrained(args.out, weights_dtype=torch.float16)

@@ -96,3 +96,26 @@ def test_distill_command_checks_its_arguments(tmp_path):
     assert result.exit_code == 2 and "--steps" in result.output
     with pytest.raises(ValueError, match="sigma_min"):
         DistillConfig(sigma_min=0.5, sigma_max=0.4)
+
+
+def test_teacher_guidance_follows_its_guidance_interval(teacher):
+    """The teacher guides the samples whose noise level lies in its guidance interval, as its sampler does."""
+    from happyhorse.distill.dmd import denoised, prepare_conditions, world_config
+    from happyhorse.train.trainer import StepBatches
+
+    pipe = HappyHorsePipeline.from_pretrained(teacher)
+    cfg = DistillConfig(teacher=str(teacher), batch_size=2, num_workers=0)
+    batch = next(iter(StepBatches(world_config(pipe, cfg), 0, 1)))
+    cond = prepare_conditions(cfg, pipe, batch, "cpu")
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(*cond.video_clean.shape, pipe.video_codec.latent_dim, generator=g)
+    audio = torch.randn(*cond.audio_clean.shape, pipe.audio_codec.latent_dim, generator=g)
+    sigma = torch.tensor([0.3, 0.9])
+    model = pipe.transformer.eval()
+    with torch.no_grad():
+        guided = denoised(model, video, audio, cond, sigma, (3.0, 2.0))
+        plain = denoised(model, video, audio, cond, sigma)
+        half = denoised(model, video, audio, cond, sigma, (3.0, 2.0), interval=(0.0, 0.5))
+    for k in (0, 1):  # video, audio
+        assert torch.allclose(half[k][0], guided[k][0]) and torch.allclose(half[k][1], plain[k][1], atol=1e-5)
+        assert not torch.allclose(guided[k][1], plain[k][1])

@@ -381,7 +381,8 @@ def test_object_loss_weight_weights_video_tokens_by_their_object_pixels():
             torch.cat([keep, (~given.audio_clean).float()], 1) * given.sigma[:, None],
         )
         _, parts_g = step_loss(model, given, weighted, "x0")
-    err = ((given.video_t - out.video) / given.sigma[:, None, None].clamp(min=0.05) - (given.video_noise - given.video_x0)).pow(2).mean(-1)
+    v = (given.video_t - out.video) / given.sigma[:, None, None].clamp(min=0.05)
+    err = (v - (given.video_noise - given.video_x0)).pow(2).mean(-1)
     assert torch.allclose(parts_g["video"], (err * w * keep).sum(-1) / (w * keep).sum(-1), rtol=1e-4)
     with pytest.raises(ValueError, match="object_loss_weight"):
         TrainConfig.from_dict({**SMALL, "object_loss_weight": -1})

@@ -155,9 +155,10 @@ def prepare_conditions(cfg: DistillConfig, pipe: HappyHorsePipeline, batch: dict
     return Conditions(*(t.to(device) for t in parts))
 
 
-def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, guidance=(1.0, 1.0)):
+def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, guidance=(1.0, 1.0), interval=(0.0, 1.0)):
     """x0 predictions of `model` for the batch at per-sample noise levels sigma [B]; with guidance
-    other than 1 on either modality, classifier-free guidance against the empty prompt."""
+    other than 1 on either modality, classifier-free guidance against the empty prompt for the samples
+    whose sigma lies in `interval` (the teacher's own guidance interval, as its sampler guides)."""
     b = video.shape[0]
     use_cfg = guidance != (1.0, 1.0)
     reps = 2 if use_cfg else 1
@@ -179,8 +180,9 @@ def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, guidanc
     x0v = predicted_x0(out.video.float(), video.repeat(reps, 1, 1), s, prediction)
     x0a = predicted_x0(out.audio.float(), audio.repeat(reps, 1, 1), s, prediction)
     if use_cfg:
-        x0v = x0v[b:] + guidance[0] * (x0v[:b] - x0v[b:])
-        x0a = x0a[b:] + guidance[1] * (x0a[:b] - x0a[b:])
+        inside = ((sigma >= interval[0]) & (sigma <= interval[1]))[:, None, None]
+        x0v = torch.where(inside, x0v[b:] + guidance[0] * (x0v[:b] - x0v[b:]), x0v[:b])
+        x0a = torch.where(inside, x0a[b:] + guidance[1] * (x0a[:b] - x0a[b:]), x0a[:b])
     return x0v, x0a
 
 
@@ -313,7 +315,7 @@ def distill(
         sigma = comparison_sigmas(cfg, b, g, device)
         video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, gn)
         with torch.no_grad():
-            real = denoised(teacher, video_t, audio_t, cond, sigma, guidance)
+            real = denoised(teacher, video_t, audio_t, cond, sigma, guidance, pipe.scheduler.guidance_interval)
             fake_x0 = denoised(fake, video_t, audio_t, cond, sigma)
         loss_v = dmd_loss(x0v, real[0], fake_x0[0], generated[0])
         loss_a = dmd_loss(x0a, real[1], fake_x0[1], generated[1])
@@ -407,7 +409,14 @@ def _save(out: Path, pipe, cfg: DistillConfig, student, ema, fake, opt_student, 
 
 def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
     """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance."""
-    return replace(teacher, sampler="renoise", num_inference_steps=steps, guidance_scale=1.0, audio_guidance_scale=1.0)
+    return replace(
+        teacher,
+        sampler="renoise",
+        num_inference_steps=steps,
+        guidance_scale=1.0,
+        audio_guidance_scale=1.0,
+        guidance_interval=(0.0, 1.0),
+    )
 
 
 def plot_distill_loss(out: Path) -> None:
