@@ -145,6 +145,19 @@ def distill_command(
     console.print(f"step {summary['step']}: few-step model in {out}/model ({steps} steps, no guidance)")
 
 
+def check_sampling(sampler: str | None, guidance_interval: tuple[float, float] | None) -> None:
+    """Sampling overrides of generate and eval, refused before any model loads."""
+    from .diffusion import SAMPLERS
+
+    if sampler is not None and sampler not in SAMPLERS:
+        raise typer.BadParameter(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}", param_hint="--sampler")
+    if guidance_interval is not None and not 0 <= guidance_interval[0] <= guidance_interval[1] <= 1:
+        raise typer.BadParameter(
+            f"need 0 <= LOW <= HIGH <= 1, got {guidance_interval[0]} {guidance_interval[1]}",
+            param_hint="--guidance-interval",
+        )
+
+
 @app.command("generate")
 def generate_command(
     prompt: str = typer.Argument(None, help="What to generate (omit with --prompts-file)."),
@@ -154,6 +167,11 @@ def generate_command(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same clip."),
     steps: int = typer.Option(None, min=1, max=1000, help="Sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="Guidance scale (default: the model's)."),
+    sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
+    shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
+    guidance_interval: tuple[float, float] = typer.Option(
+        None, help="LOW HIGH: guide only at noise levels in [LOW, HIGH] (default: the model's)."
+    ),
     seconds: float = typer.Option(None, min=0.1, max=20, help="Clip length (default: the model's, or the audio's)."),
     size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's)."),
     output: Path = typer.Option(Path("happyhorse.mp4"), help="Output MP4; a JSON sidecar is written beside it."),
@@ -169,6 +187,7 @@ def generate_command(
             raise typer.BadParameter(f"no such file: {path}", param_hint=name)
     if output.suffix.lower() != ".mp4":
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
+    check_sampling(sampler, guidance_interval)
     width = height = None
     if size is not None:
         width, height = parse_size(size)
@@ -186,7 +205,9 @@ def generate_command(
     with progress() as bar:
         task = bar.add_task("generating", total=len(prompts))
         for text, path in zip(prompts, outputs, strict=True):
-            request = GenerateRequest(text, image, audio, seed, steps, guidance, seconds, width, height)
+            request = GenerateRequest(
+                text, image, audio, seed, steps, guidance, seconds, width, height, sampler, shift, guidance_interval
+            )
             try:
                 result = run_generate(pipe, request, path)
             except ValueError as exc:
@@ -207,6 +228,10 @@ def eval_command(
     steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
     sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
+    shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
+    guidance_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."
+    ),
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
     from .eval import compare_reports, evaluate_clips, evaluate_model, write_report
@@ -229,13 +254,19 @@ def eval_command(
         raise typer.BadParameter(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
-    from .diffusion import SAMPLERS
-
-    if sampler is not None and sampler not in SAMPLERS:
-        raise typer.BadParameter(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}", param_hint="--sampler")
-    sampling = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    check_sampling(sampler, guidance_interval)
+    sampling = {
+        "steps": steps,
+        "guidance": guidance,
+        "sampler": sampler,
+        "shift": shift,
+        "guidance_interval": guidance_interval,
+    }
     if clips is not None and any(v is not None for v in sampling.values()):
-        raise typer.BadParameter("--steps, --guidance and --sampler apply to --model only", param_hint="--steps")
+        raise typer.BadParameter(
+            "--steps, --guidance, --sampler, --shift and --guidance-interval apply to --model only",
+            param_hint="--steps",
+        )
     with progress() as bar:
         if clips is not None:
             if not clips.is_dir():

@@ -248,6 +248,14 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("many_*.mp4")) == ["many_000.mp4", "many_001.mp4"]
+    # sampling overrides reach the pipeline and its sidecar
+    out = tmp_path / "tuned.mp4"
+    tuned = ["--sampler", "euler", "--shift", "3", "--guidance", "4", "--guidance-interval", "0.3", "1", "--steps", "3"]
+    result = runner.invoke(app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), *tuned])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (settings["sampler"], settings["shift"], settings["guidance_interval"]) == ("euler", 3.0, [0.3, 1.0])
+    assert (settings["guidance_scale"], settings["num_inference_steps"]) == (4.0, 3)
 
 
 def test_generate_errors_name_the_argument(tmp_path):
@@ -258,6 +266,8 @@ def test_generate_errors_name_the_argument(tmp_path):
         (["x", "--output", "clip.avi"], "--output"),
         ([], "PROMPT"),
         (["x", "--size", "big"], "--size"),
+        (["x", "--sampler", "heun"], "--sampler"),
+        (["x", "--guidance-interval", "0.9", "0.1"], "--guidance-interval"),
     ]:
         result = runner.invoke(app, ["generate", *args])
         assert result.exit_code == 2, (args, result.output)
