@@ -37,8 +37,6 @@ def log(*parts) -> None:
 
 def assemble(shards: Path, run: Path) -> None:
     """RUN/model (a model directory) from the EMA shards and config.json a device run sent back."""
-    from safetensors.torch import load_file
-
     from happyhorse.train import TrainConfig
     from happyhorse.train.trainer import build_run_pipeline
 
@@ -48,12 +46,9 @@ def assemble(shards: Path, run: Path) -> None:
     saved = json.loads((run / "config.json").read_text())
     if "student_steps" in saved:  # a distillation run
         return assemble_student(run, saved)
-    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    cfg = TrainConfig.from_dict(saved)
     pipe = build_run_pipeline(cfg)
-    state = {}
-    for shard in sorted(run.glob("ema_*.safetensors")):
-        state.update(load_file(str(shard)))
-    pipe.transformer.load_state_dict(state)
+    pipe.transformer.load_state_dict(load_shards(run))
     pipe.save_pretrained(run / "model")
     log(f"wrote {run / 'model'}")
     # the weights must do here what they did there: the loss on training batches, on this CPU in
@@ -186,19 +181,24 @@ def distill_on_device(args, out: Path) -> None:
     log("summary", json.dumps(summary)[:600])
 
 
+def load_shards(run: Path) -> dict:
+    """The EMA state dict from all of a run's ema_*.safetensors shards (export writes as many as it needs)."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for shard in sorted(run.glob("ema_*.safetensors")):
+        state.update(load_file(str(shard)))
+    return state
+
+
 def assemble_student(run: Path, cfg: dict) -> None:
     """RUN/model from a device distillation: the default model's codecs, the student's weights and its
     few-step defaults (the distillation loss says nothing comparable to check here)."""
-    from safetensors.torch import load_file
-
     from happyhorse.distill.dmd import student_scheduler
     from happyhorse.pipeline import HappyHorsePipeline
 
     pipe = HappyHorsePipeline.from_pretrained(cfg["teacher"])
-    state = {}
-    for shard in sorted(run.glob("ema_*.safetensors")):
-        state.update(load_file(str(shard)))
-    pipe.transformer.load_state_dict(state)
+    pipe.transformer.load_state_dict(load_shards(run))
     steps = cfg["student_steps"]
     pipe.scheduler = student_scheduler(pipe.scheduler, steps)
     pipe.save_pretrained(run / "model")

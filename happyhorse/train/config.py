@@ -50,7 +50,7 @@ class TrainConfig:
     shift: float = 1.0
     audio_loss_weight: float = 1.0
     # a video token's loss weight is 1 + this x the share of its pixels that objects cover (the world's
-    # exact object masks): objects are ~1-3 % of the pixels but all that a prompt is about. Measured at
+    # exact object masks): objects cover ~3 % of the pixels (README.md) but all that a prompt is about. Measured at
     # 10 (MODEL_CARD.md): it smears objects, since a weight that depends on the target biases the optimum
     object_loss_weight: float = 0.0
     text_dropout: float = 0.1  # prompts replaced by "" so the model also learns the unconditional
