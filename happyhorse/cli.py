@@ -104,6 +104,41 @@ def train_command(
         console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
 
 
+@app.command("train-codec")
+def train_codec_command(
+    config: Path = typer.Argument(..., help="A .toml/.json codec config (e.g. configs/video_codec.toml)."),
+    out: Path = typer.Option(Path("runs/video_codec"), help="Run directory; DIR/codec is the trained codec."),
+    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
+    max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
+    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+) -> None:
+    """Train the learned video codec (an autoencoder) on world clips; a training config names DIR/codec."""
+    from rich.progress import Progress
+
+    from .train.codec import load_codec_config, train_codec
+
+    try:
+        cfg = load_codec_config(config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    with Progress(console=console) as bar:
+        task = bar.add_task("codec", total=max_steps or cfg.max_steps)
+        summary = train_codec(
+            cfg,
+            out,
+            resume=resume,
+            max_steps=max_steps,
+            minutes=minutes,
+            log=console.print,
+            progress=lambda step, end: bar.update(task, completed=step, total=end),
+        )
+    if summary:
+        console.print(
+            f"step {summary.get('step')}: PSNR {summary.get('psnr', float('nan')):.2f} dB "
+            f"(objects {summary.get('object_psnr', float('nan')):.2f} dB); codec in {out}/codec"
+        )
+
+
 @app.command("distill")
 def distill_command(
     teacher: Path = typer.Option(None, help="Model directory to distill (default: the embedded default model)."),

@@ -178,6 +178,7 @@ class HappyHorsePipeline:
         self.device = torch.device(device)
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.transformer.to(self.device, self.dtype)
+        self.video_codec.to(self.device)  # a learned codec computes in float32 wherever it is
         return self
 
     # ------------------------------------------------------------------------------ inputs
@@ -436,13 +437,15 @@ def build_pipeline(
     audio_scale: float = 3.0,
     defaults: dict | None = None,
     scheduler: SchedulerConfig | None = None,
+    video_codec: Codec | None = None,
     **overrides,
 ) -> HappyHorsePipeline:
-    """A freshly initialised pipeline: codecs first, then a transformer whose input widths match them."""
+    """A freshly initialised pipeline: codecs first, then a transformer whose input widths match them.
+    `video_codec` (e.g. a trained AutoencoderVideoCodec) replaces the exact patch codec of `video_patch`."""
     from .codecs import HashTextEncoder, MiniLMTextEncoder
     from .model import CONFIGS
 
-    vc = PatchVideoCodec(*video_patch)
+    vc = video_codec if video_codec is not None else PatchVideoCodec(*video_patch)
     ac = PatchAudioCodec(audio_patch, sample_rate, channels, audio_scale)
     te = (
         MiniLMTextEncoder()

@@ -3,6 +3,14 @@
 from .audio import PatchAudioCodec
 from .base import Codec
 from .text import HashTextEncoder, MiniLMTextEncoder, TextEncoder
-from .video import PatchVideoCodec
+from .video import AutoencoderVideoCodec, PatchVideoCodec
 
-__all__ = ["Codec", "HashTextEncoder", "MiniLMTextEncoder", "PatchAudioCodec", "PatchVideoCodec", "TextEncoder"]
+__all__ = [
+    "AutoencoderVideoCodec",
+    "Codec",
+    "HashTextEncoder",
+    "MiniLMTextEncoder",
+    "PatchAudioCodec",
+    "PatchVideoCodec",
+    "TextEncoder",
+]

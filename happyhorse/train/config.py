@@ -18,6 +18,9 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # e.g. {"prediction": "v", "depth": 8}
     text_encoder: str = "minilm"  # minilm | hash (instant, for tests)
     video_patch: tuple[int, int, int] = (4, 8, 8)
+    # a trained video codec directory (`happyhorse train-codec` writes OUT/codec) instead of the exact
+    # patch codec; frozen in training, and shipped in the model directory. video_patch must equal its cell
+    video_codec: str | None = None
     audio_patch: int = 400
     audio_scale: float = 3.0
     # data: world clips; frames = 1 + k * patch_t so that frame 0 has a latent frame of its own
@@ -40,7 +43,8 @@ class TrainConfig:
     anneal_from: int | None = None
     anneal_steps: int = 0
     # fine-tuning: a model directory (or its transformer/model.safetensors) whose weights start the
-    # run instead of a random init; the architecture must match (ignored when resuming a checkpoint)
+    # run instead of a random init; the architecture must match, except the video input and output
+    # projections, which start fresh when the video codec differs (ignored when resuming a checkpoint)
     init_from: str | None = None
     grad_clip: float = 1.0
     ema_decay: float = 0.995

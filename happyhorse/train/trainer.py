@@ -236,6 +236,17 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
         cfg.sampler, cfg.num_inference_steps, cfg.shift, cfg.guidance_scale, cfg.audio_guidance_scale
     )
     defaults = {"width": cfg.width, "height": cfg.height, "fps": cfg.fps, "seconds": cfg.seconds}
+    video_codec = None
+    if cfg.video_codec:
+        from ..codecs import Codec
+
+        path = Path(cfg.video_codec).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"video_codec: {cfg.video_codec} is not a codec directory (no config.json)")
+        video_codec = Codec.from_pretrained(path).requires_grad_(False)
+        cell = (video_codec.patch_t, video_codec.patch_h, video_codec.patch_w)
+        if cell != tuple(cfg.video_patch):
+            raise ValueError(f"video_codec: its cell is {cell} pixels but video_patch is {tuple(cfg.video_patch)}")
     return build_pipeline(
         cfg.model,
         text_encoder=cfg.text_encoder,
@@ -246,13 +257,18 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
         audio_scale=cfg.audio_scale,
         defaults=defaults,
         scheduler=scheduler,
+        video_codec=video_codec,
         **cfg.model_overrides,
     )
 
 
+VIDEO_PROJECTIONS = ("video_in.weight", "video_in.bias", "video_out.weight", "video_out.bias")
+
+
 def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The float32 state of `source` (a model directory or a .safetensors file) for `model`, with a clear
-    error when it was trained for another architecture."""
+    error when it was trained for another architecture. Only the video input and output projections
+    may differ in shape (a model moved to another video codec): those keep `model`'s fresh init."""
     from safetensors.torch import load_file
 
     path = Path(source).expanduser()
@@ -264,6 +280,9 @@ def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, t
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+    for k in [k for k in mismatched if k in VIDEO_PROJECTIONS]:
+        state[k] = expected[k]
+    mismatched = [k for k in mismatched if k not in VIDEO_PROJECTIONS]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"init_from: {source} does not fit this config's model (missing {missing[:3]}, "
@@ -300,7 +319,8 @@ def train(
             log(f"resume: using the run's saved config; CONFIG differs in {diff}")
         cfg = saved
     pipe = build_run_pipeline(cfg)
-    pipe.text_encoder.to(device)  # the frozen text encoder runs where the model trains
+    pipe.text_encoder.to(device)  # the frozen text encoder and video codec run where the model trains
+    pipe.video_codec.to(device)
     model = pipe.transformer.train().to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     start_step, history, saved_optimizer = 0, [], None

@@ -1,0 +1,82 @@
+"""What a video codec leaves of the world's ground truth: the evaluation suite on test-split clips
+passed through encode + decode, beside the same clips untouched.
+
+    python bench/codec_ceiling.py --codec ~/.cache/happyhorse/runs/video_codec/codec --count 60
+
+A model that generates over a codec cannot score better than its reconstructions: this is the ceiling
+the codec sets on colour, shape, direction, object persistence and subject consistency (issue 5's bars),
+and the PSNR of the reconstructions over all pixels and over the objects' pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from happyhorse.codecs import Codec
+from happyhorse.eval import evaluate_clips
+from happyhorse.world import WorldConfig, make_clip, write_sample
+from happyhorse.world.sample import OBJECT_COVERAGE
+
+COLUMNS = (
+    "colour_accuracy",
+    "shape_accuracy",
+    "direction_accuracy",
+    "count_accuracy",
+    "object_permanence",
+    "object_persistence_rate",
+    "subject_consistency_proxy",
+    "physics_residual_px",
+)
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(255**2 / max(mse, 1e-10))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--codec", type=Path, required=True, help="A video codec directory (config.json).")
+    parser.add_argument("--count", type=int, default=60, help="Test-split clips.")
+    parser.add_argument("--size", type=int, default=64, help="Frame width and height.")
+    parser.add_argument("--out", type=Path, default=None, help="Keep the clips here (default: a temporary dir).")
+    parser.add_argument("--json", type=Path, default=None, help="Write the table as JSON here.")
+    args = parser.parse_args()
+    codec = Codec.from_pretrained(args.codec)
+    frames = codec.num_frames(25)
+    world = WorldConfig(args.size, args.size, 12.0, frames / 12.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        errors, object_errors = [], []
+        for i in range(args.count):
+            truth = make_clip(i, "test", world, object_coverage=True)
+            decoded = codec.decode(codec.encode(torch.from_numpy(truth.frames)[None]))[0].numpy()
+            err = (decoded.astype(np.float64) - truth.frames).__pow__(2).mean(-1)
+            errors.append(err.mean())
+            on = truth.meta[OBJECT_COVERAGE] > 127
+            if on.any():
+                object_errors.append(err[on].mean())
+            write_sample(truth, out / "truth", f"{i:03d}")
+            write_sample(replace(truth, frames=decoded), out / "decoded", f"{i:03d}")
+        table = {}
+        for name in ("truth", "decoded"):
+            metrics = evaluate_clips(out / name, "all", workers=1)["metrics"]
+            table[name] = {c: metrics[c]["value"] for c in COLUMNS if c in metrics}
+        table["decoded"]["psnr"] = psnr(float(np.mean(errors)))
+        table["decoded"]["object_psnr"] = psnr(float(np.mean(object_errors)))
+    print(f"{'metric':28s} {'truth':>8s} {'decoded':>8s}")
+    for c in (*COLUMNS, "psnr", "object_psnr"):
+        print(f"{c:28s} {table['truth'].get(c, float('nan')):8.3f} {table['decoded'].get(c, float('nan')):8.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"codec": str(args.codec), "count": args.count, **table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

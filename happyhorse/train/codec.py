@@ -1,0 +1,236 @@
+"""Training the learned video codec (`happyhorse train-codec`) on world clips, resumable.
+
+The autoencoder learns to reconstruct 4-frame cells of train-split clips through a bottleneck of a
+few dozen numbers per cell, with noise on its latents (so that the decoder also draws clean frames
+from the slightly-off latents a sampler ends at; the noise also caps what each number can carry) and
+a reconstruction loss weighted towards the objects' pixels (~3 % of a frame, and all that a prompt
+is about). At the end it measures the latents' per-channel mean and
+spread, which `encode` divides out, and writes a codec directory that `video_codec` in a training
+config names.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codecs import AutoencoderVideoCodec
+from ..media import write_json_atomic
+from ..world import WorldConfig, make_clip
+from ..world.sample import OBJECT_COVERAGE
+from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+
+VALIDATION_SEEDS = range(16)  # test-split clips for the reconstruction figures
+STATS_SEEDS = range(2**30, 2**30 + 64)  # train-split clips for the latent statistics (no step draws these)
+
+
+@dataclass
+class CodecTrainConfig:
+    patch: tuple[int, int, int] = (4, 8, 8)
+    latent_channels: int = 16
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    width: int = 64
+    height: int = 64
+    fps: float = 12.0
+    num_frames: int = 25
+    clips_per_step: int = 4
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    max_steps: int = 3000
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    # Gaussian noise added to the raw latents in training, relative to their RMS
+    latent_noise: float = 0.1
+    # a pixel's loss weight is 1 + this x the share of it that objects cover
+    object_weight: float = 10.0
+    seed: int = 0
+    log_every: int = 20
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        self.patch, self.channels = tuple(self.patch), tuple(self.channels)
+        if (self.num_frames - 1) % self.patch[0] or self.width % self.patch[2] or self.height % self.patch[1]:
+            raise ValueError(
+                f"num_frames - 1, height and width must be multiples of patch {self.patch}, "
+                f"got {self.num_frames}, {self.height}, {self.width}"
+            )
+        if self.clips_per_step < 1 or self.max_steps < 1 or self.lr <= 0:
+            raise ValueError("clips_per_step and max_steps must be >= 1 and lr > 0")
+        if self.latent_noise < 0 or self.object_weight < 0:
+            raise ValueError(
+                f"latent_noise and object_weight must be >= 0, got {self.latent_noise}, {self.object_weight}"
+            )
+
+    def build(self) -> AutoencoderVideoCodec:
+        return AutoencoderVideoCodec(*self.patch, latent_channels=self.latent_channels, channels=self.channels)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CodecTrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown codec config keys: {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}"
+            )
+        return cls(**d)
+
+
+def load_codec_config(path: str | Path, overrides: dict | None = None) -> CodecTrainConfig:
+    path = Path(path)
+    if path.suffix not in (".toml", ".json") or not path.is_file():
+        raise ValueError(f"CONFIG: {path} is not a .toml or .json file")
+    raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    return CodecTrainConfig.from_dict({**raw, **(overrides or {})})
+
+
+def world_of(cfg: CodecTrainConfig) -> WorldConfig:
+    return WorldConfig(cfg.width, cfg.height, cfg.fps, cfg.num_frames / cfg.fps)
+
+
+def clip_batch(cfg: CodecTrainConfig, seeds, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames uint8 [B, T, H, W, 3] and object coverage in [0, 1] [B, T, H, W] of world clips."""
+    clips = [make_clip(int(s), split, world_of(cfg), ground_truth=False, object_coverage=True) for s in seeds]
+    frames = torch.from_numpy(np.stack([c.frames for c in clips]))
+    coverage = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in clips])).float() / 255
+    return frames, coverage
+
+
+def reconstruction_loss(
+    codec: AutoencoderVideoCodec, frames, coverage, object_weight: float, noise: float, generator=None
+) -> torch.Tensor:
+    """Object-weighted L1 + L2 of the decoded cells, with relative Gaussian noise on the latents."""
+    cells = codec.to_cells(frames)
+    weight = 1 + object_weight * codec.repeat_first(coverage)  # [B, T', H, W], coverage in [0, 1]
+    weight = weight.reshape(cells.shape[0], codec.patch_t, 1, *cells.shape[2:])
+    z = codec.encode_cells(cells)
+    if noise > 0:
+        rms = z.detach().pow(2).mean().sqrt()
+        z = z + noise * rms * torch.randn(z.shape, generator=generator)
+    err = codec.decode_cells(z) - cells
+    err = err.reshape(cells.shape[0], codec.patch_t, 3, *cells.shape[2:])
+    return (weight * (err.abs() + err.square())).mean() / weight.mean()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.float() - b.float()).square().mean().item()
+    return 10 * math.log10(255**2 / max(mse, 1e-10))
+
+
+@torch.no_grad()
+def validate(codec: AutoencoderVideoCodec, cfg: CodecTrainConfig) -> dict:
+    """PSNR of reconstructed test-split clips, over all pixels and over the objects' pixels."""
+    frames, coverage = clip_batch(cfg, VALIDATION_SEEDS, "test")
+    decoded = torch.cat([codec.decode(codec.encode(frames[i : i + 4])) for i in range(0, len(frames), 4)])
+    on = coverage > 0.5
+    err = (decoded.float() - frames.float()).square().mean(-1)
+    object_mse = err[on].mean().item() if on.any() else float("nan")
+    return {"psnr": psnr(decoded, frames), "object_psnr": 10 * math.log10(255**2 / max(object_mse, 1e-10))}
+
+
+@torch.no_grad()
+def measure_latent_stats(codec: AutoencoderVideoCodec, cfg: CodecTrainConfig) -> None:
+    """Set latent_mean / latent_std from train-split clips."""
+    zs = []
+    for i in range(0, len(STATS_SEEDS), 8):
+        frames, _ = clip_batch(cfg, STATS_SEEDS[i : i + 8], "train")
+        zs.append(codec.encode_cells(codec.to_cells(frames)))
+    z = torch.cat(zs).transpose(0, 1).reshape(codec.latent_channels, -1)
+    codec.latent_mean.copy_(z.mean(1))
+    codec.latent_std.copy_(z.std(1).clamp_min(1e-4))
+
+
+def lr_at(cfg: CodecTrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_codec(
+    cfg: CodecTrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    max_steps: int | None = None,
+    minutes: float | None = None,
+    log=print,
+    progress=None,
+) -> dict:
+    """Train until max_steps (or `minutes`); writes OUT/config.json, log.jsonl, checkpoint/ and codec/
+    (the EMA codec with its latent statistics: what a diffusion config's `video_codec` names)."""
+    out = Path(out)
+    ckpt = out / "checkpoint"
+    if resume and (out / "config.json").exists():
+        cfg = CodecTrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    torch.manual_seed(cfg.seed)
+    codec = cfg.build().train()
+    ema = copy.deepcopy(codec).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step = 0
+    if resume and (ckpt / "state.json").exists():
+        model_state, ema_state, opt_tensors, state = load_checkpoint(ckpt)
+        codec.load_state_dict(model_state)
+        ema.load_state_dict(ema_state)
+        optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
+        step = state["step"]
+        log(f"resumed from step {step}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
+    if step == 0 and (out / "log.jsonl").exists():
+        (out / "log.jsonl").unlink()
+    end = min(max_steps or cfg.max_steps, cfg.max_steps)
+    started, window, summary = time.perf_counter(), [], {}
+    while step < end:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        seeds = torch.randint(0, 2**30, (cfg.clips_per_step,), generator=g).tolist()
+        frames, coverage = clip_batch(cfg, seeds, "train")
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), codec.parameters(), strict=True):
+                pe.lerp_(pm.detach(), 1 - decay)
+        step += 1
+        window.append(loss.item())
+        if progress:
+            progress(step, end)
+        out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
+        if step % cfg.log_every == 0 or step == end:
+            record = {"step": step, "loss": float(np.mean(window)), "lr": lr_at(cfg, step - 1)}
+            record["elapsed_s"] = time.perf_counter() - started
+            window = []
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            summary = record
+        if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
+            summary = {**summary, **_save(cfg, out, codec, ema, optimizer, step)}
+            log(json.dumps(summary))
+        if out_of_time:
+            log(f"stopping after {minutes} minutes at step {step}")
+            break
+    return summary
+
+
+def _save(cfg, out: Path, codec, ema, optimizer, step: int) -> dict:
+    """Checkpoint, then the EMA codec with measured latent statistics as OUT/codec; its figures."""
+    save_checkpoint(out / "checkpoint", codec.state_dict(), ema.state_dict(), optimizer.state_dict(), {"step": step})
+    export = copy.deepcopy(ema)
+    measure_latent_stats(export, cfg)
+    figures = validate(export, cfg)
+    export.save_pretrained(out / "codec")
+    write_json_atomic(out / "codec" / "validation.json", json.dumps({"step": step, **figures}, indent=1))
+    return figures
+
+
+__all__ = ["CodecTrainConfig", "load_codec_config", "reconstruction_loss", "train_codec", "validate"]

@@ -1,0 +1,151 @@
+"""The learned video codec: shapes and frame 0 like the patch codec, training that learns and resumes,
+normalised latents, and diffusion training and sampling on top of it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from happyhorse.codecs import AutoencoderVideoCodec, Codec, PatchVideoCodec
+from happyhorse.pipeline import HappyHorsePipeline
+from happyhorse.train import TrainConfig, train
+from happyhorse.train.codec import STATS_SEEDS, CodecTrainConfig, clip_batch, reconstruction_loss, train_codec
+from happyhorse.train.trainer import build_run_pipeline
+
+# 2 x 2 pixel cells over 2 frames, 32 x 32 clips of 9 frames: seconds on a CPU
+TINY = {
+    "patch": (2, 2, 2),
+    "latent_channels": 4,
+    "channels": (8, 16),
+    "width": 32,
+    "height": 32,
+    "num_frames": 9,
+    "clips_per_step": 2,
+    "warmup_steps": 2,
+    "log_every": 1,
+    "checkpoint_every": 1000,
+}
+
+
+def quiet(*args):
+    pass
+
+
+def test_latent_grid_and_first_frame_match_the_patch_codec():
+    torch.manual_seed(0)
+    codec = AutoencoderVideoCodec(4, 8, 8, latent_channels=16, channels=(8, 8, 8, 8)).eval()
+    patch = PatchVideoCodec(4, 8, 8)
+    frames = torch.randint(0, 256, (2, 9, 32, 48, 3), dtype=torch.uint8)
+    z = codec.encode(frames)
+    assert z.shape == (2, *patch.latent_shape(9, 32, 48), 16) and codec.latent_dim == 16
+    assert codec.num_frames(10) == patch.num_frames(10) == 13
+    decoded = codec.decode(z)
+    assert decoded.shape == frames.shape and decoded.dtype == torch.uint8
+    # latent frame 0 depends on frame 0 alone: a given first image is exactly latent frame 0
+    other = frames.clone()
+    other[:, 1:] = 255 - other[:, 1:]
+    assert torch.equal(codec.encode(other)[:, 0], z[:, 0])
+    assert not torch.equal(codec.encode(other)[:, 1], z[:, 1])
+    with pytest.raises(ValueError, match="num_frames"):
+        codec.encode(frames[:, :8])
+    with pytest.raises(ValueError, match="patch_h/patch_w"):
+        AutoencoderVideoCodec(4, 8, 8, channels=(8, 16))
+
+
+def test_pool_is_shared_by_both_codecs():
+    values = torch.rand(1, 9, 16, 16)
+    learned = AutoencoderVideoCodec(4, 8, 8, channels=(8, 8, 8, 8))
+    assert torch.equal(learned.pool(values), PatchVideoCodec(4, 8, 8).pool(values))
+
+
+def test_codec_directory_round_trip(tmp_path):
+    torch.manual_seed(1)
+    codec = AutoencoderVideoCodec(2, 2, 2, latent_channels=4, channels=(8, 16)).eval()
+    codec.latent_mean.fill_(0.5)
+    codec.latent_std.fill_(2.0)
+    codec.save_pretrained(tmp_path / "vc")
+    loaded = Codec.from_pretrained(tmp_path / "vc")
+    assert isinstance(loaded, AutoencoderVideoCodec) and loaded.channels == (8, 16)
+    frames = torch.randint(0, 256, (1, 5, 8, 8, 3), dtype=torch.uint8)
+    assert torch.equal(loaded.encode(frames), codec.encode(frames))
+    assert torch.equal(loaded.decode(codec.encode(frames)), codec.decode(codec.encode(frames)))
+
+
+def test_codec_training_learns_and_resumes(tmp_path):
+    """Overfits one batch of world clips, and a run stopped and resumed ends where one run ends."""
+    cfg = CodecTrainConfig.from_dict({**TINY, "latent_noise": 0.0})
+    torch.manual_seed(0)
+    codec = cfg.build().train()
+    frames, coverage = clip_batch(cfg, [0, 1], "train")
+    optimizer = torch.optim.Adam(codec.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, 0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+    cfg = CodecTrainConfig.from_dict({**TINY, "max_steps": 4})
+    one = train_codec(cfg, tmp_path / "one", log=quiet)
+    train_codec(cfg, tmp_path / "two", max_steps=2, log=quiet)
+    two = train_codec(cfg, tmp_path / "two", resume=True, log=quiet)
+    assert one["step"] == two["step"] == 4
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
+    figures = json.loads((tmp_path / "one" / "codec" / "validation.json").read_text())
+    assert figures["step"] == 4 and 0 < figures["psnr"] < 60
+    # latents are normalised to zero mean and unit spread per channel on train clips
+    codec = Codec.from_pretrained(tmp_path / "one" / "codec")
+    z = codec.encode(clip_batch(cfg, STATS_SEEDS, "train")[0])
+    np.testing.assert_allclose(z.mean((0, 1, 2, 3)).numpy(), 0, atol=1e-3)
+    np.testing.assert_allclose(z.std((0, 1, 2, 3)).numpy(), 1, atol=1e-2)
+    with pytest.raises(ValueError, match="unknown codec config keys"):
+        CodecTrainConfig.from_dict({"patch_size": 4})
+
+
+def test_diffusion_over_a_learned_codec_trains_ships_and_samples(tmp_path):
+    """A model trained over the codec saves it in its model directory, and a patch-codec model
+    fine-tunes onto it: everything but the video projections carries over."""
+    codec_cfg = CodecTrainConfig.from_dict({**TINY, "max_steps": 1})
+    train_codec(codec_cfg, tmp_path / "codec", log=quiet)
+    small = {
+        "model": "tiny",
+        "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+        "text_encoder": "hash",
+        "width": 32,
+        "height": 32,
+        "num_frames": 9,
+        "video_patch": (2, 2, 2),
+        "batch_size": 2,
+        "num_workers": 0,
+        "warmup_steps": 1,
+        "max_steps": 2,
+        "sample_every": 0,
+    }
+    base = TrainConfig.from_dict(small)
+    train(base, tmp_path / "patch", progress=False, log=quiet)
+    cfg = TrainConfig.from_dict(
+        {
+            **small,
+            "video_codec": str(tmp_path / "codec" / "codec"),
+            "init_from": str(tmp_path / "patch" / "model"),
+            "lr": 1e-12,  # a vanishing rate: the run's model is the weights it started from
+        }
+    )
+    assert build_run_pipeline(cfg).transformer.cfg.video_in == 4
+    train(cfg, tmp_path / "latent", progress=False, log=quiet)
+    pipe = HappyHorsePipeline.from_pretrained(tmp_path / "latent" / "model")
+    assert isinstance(pipe.video_codec, AutoencoderVideoCodec)
+    before = HappyHorsePipeline.from_pretrained(tmp_path / "patch" / "model").transformer.state_dict()
+    after = pipe.transformer.state_dict()
+    assert after["video_in.weight"].shape == (64, 4) and before["video_in.weight"].shape == (64, 24)
+    shared = [k for k in before if not k.startswith(("video_in.", "video_out."))]
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in shared)
+    out = pipe("A red ball falls.", seconds=0.75, num_inference_steps=2, seed=0)
+    assert out.frames.shape == (1, 9, 32, 32, 3)
+    with pytest.raises(ValueError, match="video_patch"):
+        build_run_pipeline(TrainConfig.from_dict({**cfg.to_dict(), "video_patch": (4, 8, 8)}))
+    with pytest.raises(FileNotFoundError, match="not a codec directory"):
+        build_run_pipeline(TrainConfig.from_dict({**cfg.to_dict(), "video_codec": str(tmp_path)}))
