@@ -53,6 +53,23 @@ def test_latent_grid_and_first_frame_match_the_patch_codec():
         AutoencoderVideoCodec(4, 8, 8, channels=(8, 16))
 
 
+def test_per_frame_codec_codes_each_frame_alone(tmp_path):
+    """per_frame: frame k of a cell owns channels [k C/pt, (k+1) C/pt) of its latent cell."""
+    torch.manual_seed(0)
+    codec = AutoencoderVideoCodec(4, 8, 8, latent_channels=8, channels=(8, 8, 8, 8), per_frame=True).eval()
+    frames = torch.randint(0, 256, (1, 9, 16, 16, 3), dtype=torch.uint8)
+    changed = frames.clone()
+    changed[:, 2] = 255 - changed[:, 2]  # frame 2: the second frame of latent frame 1
+    diff = (codec.encode(changed) - codec.encode(frames)).abs().amax((0, 2, 3))  # [t, C]
+    assert diff[1, 2:4].min() > 0 and diff[1, :2].max() == 0 and diff[1, 4:].max() == 0
+    assert diff[0].max() == 0 and diff[2].max() == 0
+    assert codec.decode(codec.encode(frames)).shape == frames.shape
+    codec.save_pretrained(tmp_path / "vc")
+    assert Codec.from_pretrained(tmp_path / "vc").per_frame
+    with pytest.raises(ValueError, match="multiple of patch_t"):
+        AutoencoderVideoCodec(4, 8, 8, latent_channels=6, channels=(8, 8, 8, 8), per_frame=True)
+
+
 def test_pool_is_shared_by_both_codecs():
     values = torch.rand(1, 9, 16, 16)
     learned = AutoencoderVideoCodec(4, 8, 8, channels=(8, 8, 8, 8))

@@ -139,6 +139,7 @@ class AutoencoderVideoCodec(VideoGrid, Codec):
         patch_w: int = 8,
         latent_channels: int = 16,
         channels: tuple[int, ...] | list[int] = (32, 64, 96, 128),
+        per_frame: bool = False,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -153,15 +154,18 @@ class AutoencoderVideoCodec(VideoGrid, Codec):
                 f"got {patch_t}, {latent_channels}, {channels}"
             )
         self.patch_t, self.patch_h, self.patch_w = patch_t, patch_h, patch_w
-        self.latent_channels, self.channels = latent_channels, channels
-        pixels = 3 * patch_t
+        if per_frame and latent_channels % patch_t:
+            raise ValueError(f"per_frame: latent_channels ({latent_channels}) must be a multiple of patch_t {patch_t}")
+        self.latent_channels, self.channels, self.per_frame = latent_channels, channels, per_frame
+        # per frame: each frame of a cell is coded alone to latent_channels / pt numbers, stacked into one cell
+        pixels, code = (3, latent_channels // patch_t) if per_frame else (3 * patch_t, latent_channels)
         enc: list[nn.Module] = [nn.Conv2d(pixels, channels[0], 3, padding=1)]
         for c_in, c_out in zip(channels, channels[1:], strict=False):
             enc += [ResBlock(c_in), nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)]
         enc += [ResBlock(channels[-1]), nn.GroupNorm(8, channels[-1]), nn.SiLU()]
-        enc += [nn.Conv2d(channels[-1], latent_channels, 3, padding=1)]
+        enc += [nn.Conv2d(channels[-1], code, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(latent_channels, channels[-1], 3, padding=1), ResBlock(channels[-1])]
+        dec: list[nn.Module] = [nn.Conv2d(code, channels[-1], 3, padding=1), ResBlock(channels[-1])]
         for c_in, c_out in zip(channels[::-1], channels[::-1][1:], strict=False):
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1), ResBlock(c_out)]
         dec += [nn.GroupNorm(8, channels[0]), nn.SiLU(), nn.Conv2d(channels[0], pixels, 3, padding=1)]
@@ -176,6 +180,7 @@ class AutoencoderVideoCodec(VideoGrid, Codec):
             "patch_w": self.patch_w,
             "latent_channels": self.latent_channels,
             "channels": list(self.channels),
+            "per_frame": self.per_frame,
         }
 
     @property
@@ -191,10 +196,16 @@ class AutoencoderVideoCodec(VideoGrid, Codec):
 
     def encode_cells(self, cells: torch.Tensor) -> torch.Tensor:
         """[N, pt * 3, H, W] -> raw (unnormalised) latents [N, C, h, w]."""
+        if self.per_frame:
+            z = self.encoder(rearrange(cells, "n (pt c) h w -> (n pt) c h w", pt=self.patch_t))
+            return rearrange(z, "(n pt) c h w -> n (pt c) h w", pt=self.patch_t)
         return self.encoder(cells)
 
     def decode_cells(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw latents [N, C, h, w] -> [N, pt * 3, H, W], unclamped (for losses)."""
+        if self.per_frame:
+            x = self.decoder(rearrange(latents, "n (pt c) h w -> (n pt) c h w", pt=self.patch_t))
+            return rearrange(x, "(n pt) c h w -> n (pt c) h w", pt=self.patch_t)
         return self.decoder(latents)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ class CodecTrainConfig:
     patch: tuple[int, int, int] = (4, 8, 8)
     latent_channels: int = 16
     channels: tuple[int, ...] = (32, 64, 96, 128)
+    per_frame: bool = False  # code each frame of a cell alone (latent_channels / patch_t numbers each)
     width: int = 64
     height: int = 64
     fps: float = 12.0
@@ -70,7 +71,9 @@ class CodecTrainConfig:
             )
 
     def build(self) -> AutoencoderVideoCodec:
-        return AutoencoderVideoCodec(*self.patch, latent_channels=self.latent_channels, channels=self.channels)
+        return AutoencoderVideoCodec(
+            *self.patch, latent_channels=self.latent_channels, channels=self.channels, per_frame=self.per_frame
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> CodecTrainConfig:
