@@ -97,7 +97,7 @@ class HappyHorsePipeline:
     def __init__(
         self,
         transformer: SingleStreamTransformer,
-        video_codec: PatchVideoCodec,
+        video_codec: Codec,  # PatchVideoCodec or AutoencoderVideoCodec
         audio_codec: PatchAudioCodec,
         text_encoder: TextEncoder,
         scheduler: SchedulerConfig | None = None,
