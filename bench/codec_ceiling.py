@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from happyhorse.codecs import Codec
 from happyhorse.eval import evaluate_clips
+from happyhorse.train.codec import psnr
 from happyhorse.world import WorldConfig, make_clip, write_sample
 from happyhorse.world.sample import OBJECT_COVERAGE
 
@@ -35,10 +35,6 @@ COLUMNS = (
     "subject_consistency_proxy",
     "physics_residual_px",
 )
-
-
-def psnr(mse: float) -> float:
-    return 10 * math.log10(255**2 / max(mse, 1e-10))
 
 
 def main() -> None:
@@ -58,7 +54,7 @@ def main() -> None:
         for i in range(args.count):
             truth = make_clip(i, "test", world, object_coverage=True)
             decoded = codec.decode(codec.encode(torch.from_numpy(truth.frames)[None]))[0].numpy()
-            err = (decoded.astype(np.float64) - truth.frames).__pow__(2).mean(-1)
+            err = ((decoded.astype(np.float64) - truth.frames) ** 2).mean(-1)
             errors.append(err.mean())
             on = truth.meta[OBJECT_COVERAGE] > 127
             if on.any():

@@ -36,7 +36,7 @@ from ..media import atomic_directory, write_json_atomic
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
 from ..train.checkpoint import optimizer_state, optimizer_tensors
 from ..train.config import TrainConfig
-from ..train.trainer import StepBatches, sample_generator
+from ..train.trainer import StepBatches, sample_generator, update_ema
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
 
@@ -324,10 +324,7 @@ def distill(
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         opt_student.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, ps in zip(ema.parameters(), student.parameters(), strict=True):
-                pe.lerp_(ps.detach(), 1 - decay)
+        update_ema(ema, student, step, cfg.ema_decay)
         # 3. the fake denoiser follows the student's distribution: the teacher's flow loss on its outputs
         fake_losses = []
         for _ in range(cfg.fake_updates):

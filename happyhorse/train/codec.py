@@ -4,9 +4,8 @@ The autoencoder learns to reconstruct 4-frame cells of train-split clips through
 few dozen numbers per cell, with noise on its latents (so that the decoder also draws clean frames
 from the slightly-off latents a sampler ends at; the noise also caps what each number can carry) and
 a reconstruction loss weighted towards the objects' pixels (~3 % of a frame, and all that a prompt
-is about). At the end it measures the latents' per-channel mean and
-spread, which `encode` divides out, and writes a codec directory that `video_codec` in a training
-config names.
+is about). Each checkpoint measures the latents' per-channel mean and spread, which `encode` divides
+out, and writes a codec directory that `video_codec` in a training config names.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from ..media import write_json_atomic
 from ..world import WorldConfig, make_clip
 from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from .trainer import update_ema, warmup_cosine_lr
 
 VALIDATION_SEEDS = range(16)  # test-split clips for the reconstruction figures
 STATS_SEEDS = range(2**30, 2**30 + 64)  # train-split clips for the latent statistics (no step draws these)
@@ -121,8 +121,8 @@ def reconstruction_loss(
     return (weight * (err.abs() + err.square())).mean() / weight.mean()
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.float() - b.float()).square().mean().item()
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio in dB of a mean squared error over 8-bit pixels."""
     return 10 * math.log10(255**2 / max(mse, 1e-10))
 
 
@@ -133,8 +133,7 @@ def validate(codec: AutoencoderVideoCodec, cfg: CodecTrainConfig) -> dict:
     decoded = torch.cat([codec.decode(codec.encode(frames[i : i + 4])) for i in range(0, len(frames), 4)])
     on = coverage > 0.5
     err = (decoded.float() - frames.float()).square().mean(-1)
-    object_mse = err[on].mean().item() if on.any() else float("nan")
-    return {"psnr": psnr(decoded, frames), "object_psnr": 10 * math.log10(255**2 / max(object_mse, 1e-10))}
+    return {"psnr": psnr(err.mean().item()), "object_psnr": psnr(err[on].mean().item()) if on.any() else float("nan")}
 
 
 @torch.no_grad()
@@ -147,13 +146,6 @@ def measure_latent_stats(codec: AutoencoderVideoCodec, cfg: CodecTrainConfig) ->
     z = torch.cat(zs).transpose(0, 1).reshape(codec.latent_channels, -1)
     codec.latent_mean.copy_(z.mean(1))
     codec.latent_std.copy_(z.std(1).clamp_min(1e-4))
-
-
-def lr_at(cfg: CodecTrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def train_codec(
@@ -194,23 +186,20 @@ def train_codec(
         seeds = torch.randint(0, 2**30, (cfg.clips_per_step,), generator=g).tolist()
         frames, coverage = clip_batch(cfg, seeds, "train")
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, step)
+            group["lr"] = warmup_cosine_lr(cfg, step)
         loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
         optimizer.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), codec.parameters(), strict=True):
-                pe.lerp_(pm.detach(), 1 - decay)
+        update_ema(ema, codec, step, cfg.ema_decay)
         step += 1
         window.append(loss.item())
         if progress:
             progress(step, end)
         out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
         if step % cfg.log_every == 0 or step == end:
-            record = {"step": step, "loss": float(np.mean(window)), "lr": lr_at(cfg, step - 1)}
+            record = {"step": step, "loss": float(np.mean(window)), "lr": warmup_cosine_lr(cfg, step - 1)}
             record["elapsed_s"] = time.perf_counter() - started
             window = []
             with open(out / "log.jsonl", "a") as f:

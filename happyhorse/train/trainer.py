@@ -201,17 +201,28 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to 10 % at max_steps; with a cool-down (anneal_from), linear
     from the rate at anneal_from to 2 % of lr over anneal_steps."""
     if cfg.anneal_from is not None and step >= cfg.anneal_from:
-        start = _cosine_lr(cfg, cfg.anneal_from)
+        start = warmup_cosine_lr(cfg, cfg.anneal_from)
         progress = min(1.0, (step - cfg.anneal_from) / cfg.anneal_steps)
         return start + (0.02 * cfg.lr - start) * progress
-    return _cosine_lr(cfg, step)
+    return warmup_cosine_lr(cfg, step)
 
 
-def _cosine_lr(cfg: TrainConfig, step: int) -> float:
+def warmup_cosine_lr(cfg, step: int) -> float:
+    """Linear warm-up over cfg.warmup_steps, then cosine decay to 10 % of cfg.lr at cfg.max_steps (any
+    config with those three fields: the model's and the video codec's runs)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """One EMA step towards `model`; the EMA warms up with the run (decay (1 + step) / (10 + step) until
+    that reaches `decay`)."""
+    rate = 1 - min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm.detach(), rate)
 
 
 def _distributed() -> tuple[int, int]:
@@ -401,10 +412,7 @@ def train(
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            with torch.no_grad():
-                decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # EMA warms up with the run
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(pm.detach(), 1 - decay)
+            update_ema(ema, model, step, cfg.ema_decay)
             window["steps"] += 1
             logged = loss.detach().clone()
             if world_size > 1:  # log the mean over all processes' samples, as one process would
