@@ -166,3 +166,21 @@ def test_diffusion_over_a_learned_codec_trains_ships_and_samples(tmp_path):
         build_run_pipeline(TrainConfig.from_dict({**cfg.to_dict(), "video_patch": (4, 8, 8)}))
     with pytest.raises(FileNotFoundError, match="not a codec directory"):
         build_run_pipeline(TrainConfig.from_dict({**cfg.to_dict(), "video_codec": str(tmp_path)}))
+
+
+def test_edge_term_charges_blurred_edges_not_uniform_offsets():
+    """`edge_weight` adds the error's neighbour differences: zero for an error that is the same at every
+    pixel (a colour offset), more than zero for an outline drawn soft."""
+    codec = CodecTrainConfig.from_dict(TINY).build()
+    frames = torch.zeros(1, 9, 32, 32, 3, dtype=torch.uint8)
+    frames[:, :, 8:20, 8:20] = 255
+    coverage = (frames[..., 0] > 0).float()
+    cells = codec.to_cells(frames)
+    blurred = torch.nn.functional.avg_pool2d(cells, 3, stride=1, padding=1, count_include_pad=False)
+    for reconstruction, charged in ((cells + 0.1, False), (blurred, True)):
+        codec.encode_cells = lambda c: c
+        codec.decode_cells = lambda z, r=reconstruction: r
+        plain = reconstruction_loss(codec, frames, coverage, 5.0, 0.0)
+        edged = reconstruction_loss(codec, frames, coverage, 5.0, 0.0, edge_weight=1.0)
+        assert (edged.item() > plain.item() + 1e-3) == charged
+        assert edged.item() >= plain.item() - 1e-6

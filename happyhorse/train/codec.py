@@ -52,6 +52,9 @@ class CodecTrainConfig:
     latent_noise: float = 0.1
     # a pixel's loss weight is 1 + this x the share of it that objects cover
     object_weight: float = 10.0
+    # weight of the loss on the error's horizontal and vertical differences: L1/L2 alone let edges blur
+    # (a blurred box loses its corners, a blurred triangle its point), this term pays for each soft edge
+    edge_weight: float = 0.0
     seed: int = 0
     log_every: int = 20
     checkpoint_every: int = 200
@@ -65,9 +68,10 @@ class CodecTrainConfig:
             )
         if self.clips_per_step < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("clips_per_step and max_steps must be >= 1 and lr > 0")
-        if self.latent_noise < 0 or self.object_weight < 0:
+        if self.latent_noise < 0 or self.object_weight < 0 or self.edge_weight < 0:
             raise ValueError(
-                f"latent_noise and object_weight must be >= 0, got {self.latent_noise}, {self.object_weight}"
+                f"latent_noise, object_weight and edge_weight must be >= 0, "
+                f"got {self.latent_noise}, {self.object_weight}, {self.edge_weight}"
             )
 
     def build(self) -> AutoencoderVideoCodec:
@@ -106,9 +110,16 @@ def clip_batch(cfg: CodecTrainConfig, seeds, split: str) -> tuple[torch.Tensor, 
 
 
 def reconstruction_loss(
-    codec: AutoencoderVideoCodec, frames, coverage, object_weight: float, noise: float, generator=None
+    codec: AutoencoderVideoCodec,
+    frames,
+    coverage,
+    object_weight: float,
+    noise: float,
+    generator=None,
+    edge_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Object-weighted L1 + L2 of the decoded cells, with relative Gaussian noise on the latents."""
+    """Object-weighted L1 + L2 of the decoded cells, with relative Gaussian noise on the latents, plus
+    `edge_weight` x the object-weighted L1 of the error's differences between neighbouring pixels."""
     cells = codec.to_cells(frames)
     weight = 1 + object_weight * codec.repeat_first(coverage)  # [B, T', H, W], coverage in [0, 1]
     weight = weight.reshape(cells.shape[0], codec.patch_t, 1, *cells.shape[2:])
@@ -118,7 +129,12 @@ def reconstruction_loss(
         z = z + noise * rms * torch.randn(z.shape, generator=generator)
     err = codec.decode_cells(z) - cells
     err = err.reshape(cells.shape[0], codec.patch_t, 3, *cells.shape[2:])
-    return (weight * (err.abs() + err.square())).mean() / weight.mean()
+    loss = (weight * (err.abs() + err.square())).mean() / weight.mean()
+    if edge_weight > 0:
+        dx, dy = err.diff(dim=-1).abs(), err.diff(dim=-2).abs()
+        wx, wy = weight[..., :, 1:], weight[..., 1:, :]
+        loss = loss + edge_weight * ((wx * dx).mean() / wx.mean() + (wy * dy).mean() / wy.mean())
+    return loss
 
 
 def psnr(mse: float) -> float:
@@ -187,7 +203,7 @@ def train_codec(
         frames, coverage = clip_batch(cfg, seeds, "train")
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_lr(cfg, step)
-        loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g)
+        loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g, cfg.edge_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
