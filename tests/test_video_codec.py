@@ -184,3 +184,20 @@ def test_edge_term_charges_blurred_edges_not_uniform_offsets():
         edged = reconstruction_loss(codec, frames, coverage, 5.0, 0.0, edge_weight=1.0)
         assert (edged.item() > plain.item() + 1e-3) == charged
         assert edged.item() >= plain.item() - 1e-6
+
+
+def test_adversarial_phase_starts_at_its_step_and_resumes_exactly(tmp_path):
+    """The discriminator joins at `adversarial_start`, is checkpointed beside the codec, and a run
+    stopped and resumed in the adversarial phase ends where one run ends."""
+    cfg = CodecTrainConfig.from_dict({**TINY, "max_steps": 5, "adversarial_start": 2, "adversarial_weight": 0.5})
+    one = train_codec(cfg, tmp_path / "one", log=quiet)
+    train_codec(cfg, tmp_path / "two", max_steps=3, log=quiet)
+    two = train_codec(cfg, tmp_path / "two", resume=True, log=quiet)
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
+    assert one["discriminator_loss"] == pytest.approx(two["discriminator_loss"], rel=1e-5)
+    records = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    assert [("adversarial_share" in r) for r in records] == [False, False, True, True, True]
+    assert all(r["adversarial_share"] > 0 for r in records[2:])
+    assert json.loads((tmp_path / "one" / "discriminator" / "state.json").read_text())["step"] == 5
+    with pytest.raises(ValueError, match="adversarial_start"):
+        CodecTrainConfig.from_dict({**TINY, "adversarial_start": -1})

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ..codecs import AutoencoderVideoCodec
 from ..media import write_json_atomic
@@ -55,6 +57,12 @@ class CodecTrainConfig:
     # weight of the loss on the error's horizontal and vertical differences: L1/L2 alone let edges blur
     # (a blurred box loses its corners, a blurred triangle its point), this term pays for each soft edge
     edge_weight: float = 0.0
+    # a patch discriminator on decoded frames from this step on (0 = never): reconstruction losses
+    # alone settle on the mean of what a latent could be, a blurred object; the discriminator pays for
+    # outlines that real frames have (the VQGAN / SD-VAE recipe, here on a converged codec)
+    adversarial_start: int = 0
+    # the adversarial term's share of the reconstruction gradient at the decoder's last layer
+    adversarial_weight: float = 0.1
     seed: int = 0
     log_every: int = 20
     checkpoint_every: int = 200
@@ -68,6 +76,11 @@ class CodecTrainConfig:
             )
         if self.clips_per_step < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("clips_per_step and max_steps must be >= 1 and lr > 0")
+        if self.adversarial_start < 0 or self.adversarial_weight < 0:
+            raise ValueError(
+                f"adversarial_start and adversarial_weight must be >= 0, "
+                f"got {self.adversarial_start}, {self.adversarial_weight}"
+            )
         if self.latent_noise < 0 or self.object_weight < 0 or self.edge_weight < 0:
             raise ValueError(
                 f"latent_noise, object_weight and edge_weight must be >= 0, "
@@ -120,6 +133,11 @@ def reconstruction_loss(
 ) -> torch.Tensor:
     """Object-weighted L1 + L2 of the decoded cells, with relative Gaussian noise on the latents, plus
     `edge_weight` x the object-weighted L1 of the error's differences between neighbouring pixels."""
+    return reconstruct(codec, frames, coverage, object_weight, noise, generator, edge_weight)[0]
+
+
+def reconstruct(codec, frames, coverage, object_weight, noise, generator=None, edge_weight=0.0):
+    """(reconstruction loss, decoded cells, true cells): the cells [N, pt * 3, H, W] in [-1, 1]."""
     cells = codec.to_cells(frames)
     weight = 1 + object_weight * codec.repeat_first(coverage)  # [B, T', H, W], coverage in [0, 1]
     weight = weight.reshape(cells.shape[0], codec.patch_t, 1, *cells.shape[2:])
@@ -127,14 +145,51 @@ def reconstruction_loss(
     if noise > 0:
         rms = z.detach().pow(2).mean().sqrt()
         z = z + noise * rms * torch.randn(z.shape, generator=generator)
-    err = codec.decode_cells(z) - cells
-    err = err.reshape(cells.shape[0], codec.patch_t, 3, *cells.shape[2:])
+    decoded = codec.decode_cells(z)
+    err = (decoded - cells).reshape(cells.shape[0], codec.patch_t, 3, *cells.shape[2:])
     loss = (weight * (err.abs() + err.square())).mean() / weight.mean()
     if edge_weight > 0:
         dx, dy = err.diff(dim=-1).abs(), err.diff(dim=-2).abs()
         wx, wy = weight[..., :, 1:], weight[..., 1:, :]
         loss = loss + edge_weight * ((wx * dx).mean() / wx.mean() + (wy * dy).mean() / wy.mean())
-    return loss
+    return loss, decoded, cells
+
+
+class PatchDiscriminator(nn.Module):
+    """Real or decoded, per ~22 x 22-pixel patch of a frame (the size of the world's largest objects).
+
+    Three strided convolutions and a 1-channel head, no normalisation layers: batches mix real and
+    decoded frames only through the loss."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 1, 3, padding=1),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [-1, 1] -> logits [N, 1, H / 4, W / 4]."""
+        return self.net(frames)
+
+
+def as_frames(cells: torch.Tensor, patch_t: int) -> torch.Tensor:
+    """[N, pt * 3, H, W] -> [N * pt, 3, H, W]."""
+    return cells.reshape(cells.shape[0] * patch_t, 3, *cells.shape[2:])
+
+
+def adaptive_weight(rec_loss, adv_loss, last: torch.Tensor, weight: float) -> torch.Tensor:
+    """`weight` x |grad of rec_loss| / |grad of adv_loss| at the decoder's last layer (VQGAN's rule):
+    the adversarial term keeps a fixed share of the decoder's update whatever the losses' scales."""
+    rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0].norm()
+    adv = torch.autograd.grad(adv_loss, last, retain_graph=True)[0].norm()
+    return (weight * rec / (adv + 1e-6)).clamp(max=1e4).detach()
 
 
 def psnr(mse: float) -> float:
@@ -191,24 +246,52 @@ def train_codec(
         optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
         step = state["step"]
         log(f"resumed from step {step}")
+    disc, disc_optimizer = None, None
+    if cfg.adversarial_start > 0:
+        disc = PatchDiscriminator()
+        disc_optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        if resume and (out / "discriminator" / "state.json").exists():
+            disc_state, _, disc_opt_tensors, disc_meta = load_checkpoint(out / "discriminator")
+            disc.load_state_dict(disc_state)
+            disc_optimizer.load_state_dict(optimizer_state(disc_opt_tensors, disc_meta["optimizer"]))
+            if disc_meta["step"] != step:
+                log(f"discriminator checkpoint is from step {disc_meta['step']}, the codec's from {step}")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     if step == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()
     end = min(max_steps or cfg.max_steps, cfg.max_steps)
-    started, window, summary = time.perf_counter(), [], {}
+    started, window, disc_window, summary = time.perf_counter(), [], [], {}
     while step < end:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         seeds = torch.randint(0, 2**30, (cfg.clips_per_step,), generator=g).tolist()
         frames, coverage = clip_batch(cfg, seeds, "train")
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_lr(cfg, step)
-        loss = reconstruction_loss(codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g, cfg.edge_weight)
+        loss, decoded, cells = reconstruct(
+            codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g, cfg.edge_weight
+        )
+        adversarial = disc is not None and step >= cfg.adversarial_start
+        if adversarial:
+            fake = as_frames(decoded, codec.patch_t)
+            disc.requires_grad_(False)
+            fool = -disc(fake).mean()
+            share = adaptive_weight(loss, fool, codec.decoder[-1].weight, cfg.adversarial_weight)
+            disc_window.append([fool.item(), share.item()])
+            loss = loss + share * fool
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
         optimizer.step()
         update_ema(ema, codec, step, cfg.ema_decay)
+        if adversarial:  # hinge loss: real frames above +1, decoded ones below -1
+            disc.requires_grad_(True)
+            real = as_frames(cells, codec.patch_t)
+            disc_loss = F.relu(1 - disc(real)).mean() + F.relu(1 + disc(fake.detach())).mean()
+            disc_optimizer.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            disc_optimizer.step()
+            disc_window[-1].append(disc_loss.item())
         step += 1
         window.append(loss.item())
         if progress:
@@ -216,12 +299,18 @@ def train_codec(
         out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
         if step % cfg.log_every == 0 or step == end:
             record = {"step": step, "loss": float(np.mean(window)), "lr": warmup_cosine_lr(cfg, step - 1)}
+            if disc_window:
+                fool, share, disc_loss = np.mean(disc_window, axis=0)
+                record.update(adversarial_loss=fool, adversarial_share=share, discriminator_loss=disc_loss)
             record["elapsed_s"] = time.perf_counter() - started
-            window = []
+            window, disc_window = [], []
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             summary = record
         if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
+            if disc is not None:
+                disc_state = disc_optimizer.state_dict()
+                save_checkpoint(out / "discriminator", disc.state_dict(), {}, disc_state, {"step": step})
             summary = {**summary, **_save(cfg, out, codec, ema, optimizer, step)}
             log(json.dumps(summary))
         if out_of_time:
