@@ -2,6 +2,7 @@
 passed through encode + decode, beside the same clips untouched.
 
     python bench/codec_ceiling.py --codec ~/.cache/happyhorse/runs/video_codec/codec --count 60
+    python bench/codec_ceiling.py --blur 1.0 --count 30   # a reference: the clips under a Gaussian blur
 
 A model that generates over a codec cannot score better than its reconstructions: this is the ceiling
 the codec sets on colour, shape, direction, object persistence and subject consistency (issue 5's bars),
@@ -16,6 +17,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -39,21 +41,37 @@ COLUMNS = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--codec", type=Path, required=True, help="A video codec directory (config.json).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--codec", type=Path, help="A video codec directory (config.json).")
+    source.add_argument(
+        "--blur", type=float, help="No codec: blur each frame by a Gaussian of this sigma (pixels), a reference."
+    )
     parser.add_argument("--count", type=int, default=60, help="Test-split clips.")
     parser.add_argument("--size", type=int, default=64, help="Frame width and height.")
     parser.add_argument("--out", type=Path, default=None, help="Keep the clips here (default: a temporary dir).")
     parser.add_argument("--json", type=Path, default=None, help="Write the table as JSON here.")
     args = parser.parse_args()
-    codec = Codec.from_pretrained(args.codec)
-    frames = codec.num_frames(25)
+    if args.codec is not None:
+        codec = Codec.from_pretrained(args.codec)
+        frames = codec.num_frames(25)
+
+        def passed(clip: np.ndarray) -> np.ndarray:
+            return codec.decode(codec.encode(torch.from_numpy(clip)[None]))[0].numpy()
+    else:
+        if args.blur <= 0:
+            parser.error(f"--blur must be a sigma > 0 pixels, got {args.blur}")
+        frames = 25
+
+        def passed(clip: np.ndarray) -> np.ndarray:
+            return np.stack([cv2.GaussianBlur(f, (0, 0), args.blur) for f in clip])
+
     world = WorldConfig(args.size, args.size, 12.0, frames / 12.0)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         errors, object_errors = [], []
         for i in range(args.count):
             truth = make_clip(i, "test", world, object_coverage=True)
-            decoded = codec.decode(codec.encode(torch.from_numpy(truth.frames)[None]))[0].numpy()
+            decoded = passed(truth.frames)
             err = ((decoded.astype(np.float64) - truth.frames) ** 2).mean(-1)
             errors.append(err.mean())
             on = truth.meta[OBJECT_COVERAGE] > 127
@@ -71,7 +89,8 @@ def main() -> None:
     for c in (*COLUMNS, "psnr", "object_psnr"):
         print(f"{c:28s} {table['truth'].get(c, float('nan')):8.3f} {table['decoded'].get(c, float('nan')):8.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"codec": str(args.codec), "count": args.count, **table}, indent=1))
+        source = str(args.codec) if args.codec is not None else f"blur {args.blur}"
+        args.json.write_text(json.dumps({"codec": source, "count": args.count, **table}, indent=1))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,9 @@ def train_codec_command(
     resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
     max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
     minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+    init_from: Path = typer.Option(
+        None, "--init", help="Continue this codec run's checkpoint (weights, optimizer, step) under CONFIG."
+    ),
 ) -> None:
     """Train the learned video codec (an autoencoder) on world clips; a training config names DIR/codec."""
     from rich.progress import Progress
@@ -123,15 +126,21 @@ def train_codec_command(
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
     with Progress(console=console) as bar:
         task = bar.add_task("codec", total=max_steps or cfg.max_steps)
-        summary = train_codec(
-            cfg,
-            out,
-            resume=resume,
-            max_steps=max_steps,
-            minutes=minutes,
-            log=console.print,
-            progress=lambda step, end: bar.update(task, completed=step, total=end),
-        )
+        try:
+            summary = train_codec(
+                cfg,
+                out,
+                resume=resume,
+                max_steps=max_steps,
+                minutes=minutes,
+                log=console.print,
+                progress=lambda step, end: bar.update(task, completed=step, total=end),
+                init_from=init_from,
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            if "init_from" not in str(exc):
+                raise
+            raise typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init") from None
     if summary:
         console.print(
             f"step {summary.get('step')}: PSNR {summary.get('psnr', float('nan')):.2f} dB "

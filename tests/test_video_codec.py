@@ -111,8 +111,29 @@ def test_codec_training_learns_and_resumes(tmp_path):
     two = train_codec(cfg, tmp_path / "two", resume=True, log=quiet)
     assert one["step"] == two["step"] == 4
     assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
+    # --init continues another run's checkpoint in a new directory and leaves that run as it was
+    train_codec(cfg, tmp_path / "half", max_steps=2, log=quiet)
+    went_on = train_codec(cfg, tmp_path / "went_on", init_from=tmp_path / "half", log=quiet)
+    assert went_on["step"] == 4 and went_on["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert json.loads((tmp_path / "half" / "checkpoint" / "state.json").read_text())["step"] == 2
+    wider = CodecTrainConfig.from_dict({**TINY, "latent_channels": 8})
+    with pytest.raises(ValueError, match="does not match"):
+        train_codec(wider, tmp_path / "wider", init_from=tmp_path / "half", log=quiet)
+    with pytest.raises(FileNotFoundError, match="not a codec run"):
+        train_codec(cfg, tmp_path / "none", init_from=tmp_path / "nowhere", log=quiet)
     figures = json.loads((tmp_path / "one" / "codec" / "validation.json").read_text())
     assert figures["step"] == 4 and 0 < figures["psnr"] < 60
+    # each checkpoint's validation is a record of its own step in the log, between loss records
+    cfg = CodecTrainConfig.from_dict({**TINY, "max_steps": 4, "log_every": 2, "checkpoint_every": 3})
+    last = train_codec(cfg, tmp_path / "three", log=quiet)
+    records = [json.loads(line) for line in (tmp_path / "three" / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], "loss" in r, "psnr" in r) for r in records] == [
+        (2, True, False),
+        (3, False, True),
+        (4, True, False),
+        (4, False, True),
+    ]
+    assert last["step"] == 4 and last["psnr"] == records[-1]["psnr"]
     # latents are normalised to zero mean and unit spread per channel on train clips
     codec = Codec.from_pretrained(tmp_path / "one" / "codec")
     z = codec.encode(clip_batch(cfg, STATS_SEEDS, "train")[0])
@@ -186,6 +207,30 @@ def test_edge_term_charges_blurred_edges_not_uniform_offsets():
         assert edged.item() >= plain.item() - 1e-6
 
 
+def test_object_margin_makes_a_halo_cost_what_a_lost_edge_costs():
+    """Weighted on the object alone, painting a ring of object colour around it (a halo, which rounds
+    boxes into balls) is cheaper than losing the object's own outer ring; weighted within a margin
+    around it too, it is not."""
+    codec = CodecTrainConfig.from_dict(TINY).build()
+    codec.encode_cells = lambda c: c
+    frames = torch.zeros(1, 9, 32, 32, 3, dtype=torch.uint8)
+    frames[:, :, 10:20, 10:20] = 255
+    coverage = (frames[..., 0] > 0).float()
+    grown, shrunk = frames.clone(), frames.clone()
+    grown[:, :, 9:21, 9:21] = 255
+    shrunk[:, :, 10:20, 10:20] = 0
+    shrunk[:, :, 11:19, 11:19] = 255
+
+    def cost(decoded, margin):
+        codec.decode_cells = lambda z: codec.to_cells(decoded)
+        return reconstruction_loss(codec, frames, coverage, 20.0, 0.0, object_margin=margin).item()
+
+    assert cost(grown, 0) < 0.25 * cost(shrunk, 0)
+    assert cost(grown, 2) >= cost(shrunk, 2)
+    with pytest.raises(ValueError, match="object_margin"):
+        CodecTrainConfig.from_dict({**TINY, "object_margin": -1})
+
+
 def test_adversarial_phase_starts_at_its_step_and_resumes_exactly(tmp_path):
     """The discriminator joins at `adversarial_start`, is checkpointed beside the codec, and a run
     stopped and resumed in the adversarial phase ends where one run ends."""
@@ -196,6 +241,7 @@ def test_adversarial_phase_starts_at_its_step_and_resumes_exactly(tmp_path):
     assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
     assert one["discriminator_loss"] == pytest.approx(two["discriminator_loss"], rel=1e-5)
     records = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    records = [r for r in records if "loss" in r]
     assert [("adversarial_share" in r) for r in records] == [False, False, True, True, True]
     assert all(r["adversarial_share"] > 0 for r in records[2:])
     assert json.loads((tmp_path / "one" / "discriminator" / "state.json").read_text())["step"] == 5

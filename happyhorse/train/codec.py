@@ -54,6 +54,11 @@ class CodecTrainConfig:
     latent_noise: float = 0.1
     # a pixel's loss weight is 1 + this x the share of it that objects cover
     object_weight: float = 10.0
+    # ... the most any object covers within this many pixels of it: a weight on the object alone makes
+    # painting object colour past its edge cheap (1) and missing an object pixel dear (1 + w), so the
+    # codec grows a halo that rounds boxes and triangles into balls; weighting both sides keeps the
+    # edge where it is
+    object_margin: int = 0
     # weight of the loss on the error's horizontal and vertical differences: L1/L2 alone let edges blur
     # (a blurred box loses its corners, a blurred triangle its point), this term pays for each soft edge
     edge_weight: float = 0.0
@@ -81,10 +86,10 @@ class CodecTrainConfig:
                 f"adversarial_start and adversarial_weight must be >= 0, "
                 f"got {self.adversarial_start}, {self.adversarial_weight}"
             )
-        if self.latent_noise < 0 or self.object_weight < 0 or self.edge_weight < 0:
+        if self.latent_noise < 0 or self.object_weight < 0 or self.edge_weight < 0 or self.object_margin < 0:
             raise ValueError(
-                f"latent_noise, object_weight and edge_weight must be >= 0, "
-                f"got {self.latent_noise}, {self.object_weight}, {self.edge_weight}"
+                f"latent_noise, object_weight, object_margin and edge_weight must be >= 0, got "
+                f"{self.latent_noise}, {self.object_weight}, {self.object_margin}, {self.edge_weight}"
             )
 
     def build(self) -> AutoencoderVideoCodec:
@@ -130,16 +135,26 @@ def reconstruction_loss(
     noise: float,
     generator=None,
     edge_weight: float = 0.0,
+    object_margin: int = 0,
 ) -> torch.Tensor:
     """Object-weighted L1 + L2 of the decoded cells, with relative Gaussian noise on the latents, plus
     `edge_weight` x the object-weighted L1 of the error's differences between neighbouring pixels."""
-    return reconstruct(codec, frames, coverage, object_weight, noise, generator, edge_weight)[0]
+    return reconstruct(codec, frames, coverage, object_weight, noise, generator, edge_weight, object_margin)[0]
 
 
-def reconstruct(codec, frames, coverage, object_weight, noise, generator=None, edge_weight=0.0):
+def object_loss_weight(coverage: torch.Tensor, object_weight: float, margin: int = 0) -> torch.Tensor:
+    """1 + object_weight x the most that objects cover within `margin` pixels: [B, T, H, W]."""
+    if margin > 0:
+        b, t, h, w = coverage.shape
+        near = F.max_pool2d(coverage.reshape(b * t, 1, h, w), 2 * margin + 1, stride=1, padding=margin)
+        coverage = near.reshape(b, t, h, w)
+    return 1 + object_weight * coverage
+
+
+def reconstruct(codec, frames, coverage, object_weight, noise, generator=None, edge_weight=0.0, object_margin=0):
     """(reconstruction loss, decoded cells, true cells): the cells [N, pt * 3, H, W] in [-1, 1]."""
     cells = codec.to_cells(frames)
-    weight = 1 + object_weight * codec.repeat_first(coverage)  # [B, T', H, W], coverage in [0, 1]
+    weight = codec.repeat_first(object_loss_weight(coverage, object_weight, object_margin))  # [B, T', H, W]
     weight = weight.reshape(cells.shape[0], codec.patch_t, 1, *cells.shape[2:])
     z = codec.encode_cells(cells)
     if noise > 0:
@@ -227,9 +242,14 @@ def train_codec(
     minutes: float | None = None,
     log=print,
     progress=None,
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train until max_steps (or `minutes`); writes OUT/config.json, log.jsonl, checkpoint/ and codec/
-    (the EMA codec with its latent statistics: what a diffusion config's `video_codec` names)."""
+    (the EMA codec with its latent statistics: what a diffusion config's `video_codec` names).
+
+    `init_from` continues another run (its checkpoint's weights, optimizer and step) under this config's
+    losses and schedule, in a new OUT: how a converged codec is sharpened by edge, margin or adversarial
+    terms without touching the run it came from."""
     out = Path(out)
     ckpt = out / "checkpoint"
     if resume and (out / "config.json").exists():
@@ -239,13 +259,21 @@ def train_codec(
     ema = copy.deepcopy(codec).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
-    if resume and (ckpt / "state.json").exists():
-        model_state, ema_state, opt_tensors, state = load_checkpoint(ckpt)
-        codec.load_state_dict(model_state)
+    source = ckpt if resume and (ckpt / "state.json").exists() else None
+    if source is None and init_from is not None:
+        source = Path(init_from) / "checkpoint"
+        if not (source / "state.json").exists():
+            raise FileNotFoundError(f"init_from: {init_from} is not a codec run directory (no checkpoint/)")
+    if source is not None:
+        model_state, ema_state, opt_tensors, state = load_checkpoint(source)
+        try:
+            codec.load_state_dict(model_state)
+        except RuntimeError as exc:
+            raise ValueError(f"init_from: {init_from}'s codec does not match this config's: {exc}") from None
         ema.load_state_dict(ema_state)
         optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
         step = state["step"]
-        log(f"resumed from step {step}")
+        log(f"resumed from step {step}" if source == ckpt else f"continuing {init_from} from step {step}")
     disc, disc_optimizer = None, None
     if cfg.adversarial_start > 0:
         disc = PatchDiscriminator()
@@ -269,7 +297,7 @@ def train_codec(
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_lr(cfg, step)
         loss, decoded, cells = reconstruct(
-            codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g, cfg.edge_weight
+            codec, frames, coverage, cfg.object_weight, cfg.latent_noise, g, cfg.edge_weight, cfg.object_margin
         )
         adversarial = disc is not None and step >= cfg.adversarial_start
         if adversarial:
@@ -311,7 +339,10 @@ def train_codec(
             if disc is not None:
                 disc_state = disc_optimizer.state_dict()
                 save_checkpoint(out / "discriminator", disc.state_dict(), {}, disc_state, {"step": step})
-            summary = {**summary, **_save(cfg, out, codec, ema, optimizer, step)}
+            figures = {"step": step, **_save(cfg, out, codec, ema, optimizer, step)}
+            with open(out / "log.jsonl", "a") as f:  # the validation curve beside the loss curve
+                f.write(json.dumps(figures) + "\n")
+            summary = {**summary, **figures}
             log(json.dumps(summary))
         if out_of_time:
             log(f"stopping after {minutes} minutes at step {step}")
