@@ -114,14 +114,26 @@ def train_codec_command(
     init_from: Path = typer.Option(
         None, "--init", help="Continue this codec run's checkpoint (weights, optimizer, step) under CONFIG."
     ),
+    settings: list[str] = typer.Option(
+        None, "--set", help="KEY=VALUE over CONFIG, the value in TOML (e.g. --set object_margin=0); repeatable."
+    ),
 ) -> None:
     """Train the learned video codec (an autoencoder) on world clips; a training config names DIR/codec."""
+    import tomllib
+
     from rich.progress import Progress
 
     from .train.codec import load_codec_config, train_codec
 
+    overrides = {}
+    for item in settings or []:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE with a TOML value", param_hint="--set") from None
     try:
-        cfg = load_codec_config(config)
+        cfg = load_codec_config(config, overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
     with Progress(console=console) as bar:

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from happyhorse.cli import app
 from happyhorse.codecs import AutoencoderVideoCodec, Codec, PatchVideoCodec
 from happyhorse.pipeline import HappyHorsePipeline
 from happyhorse.train import TrainConfig, train
@@ -141,6 +143,32 @@ def test_codec_training_learns_and_resumes(tmp_path):
     np.testing.assert_allclose(z.std((0, 1, 2, 3)).numpy(), 1, atol=1e-2)
     with pytest.raises(ValueError, match="unknown codec config keys"):
         CodecTrainConfig.from_dict({"patch_size": 4})
+
+
+def test_train_codec_command_continues_a_run_under_changed_settings(tmp_path):
+    """`--init RUN --set KEY=VALUE`: a new run goes on from another's checkpoint with changed losses;
+    unknown keys, unreadable values and a missing run are refused by name, before anything is written."""
+    config = tmp_path / "tiny.toml"
+    config.write_text("\n".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY.items()))
+    runner = CliRunner()
+    first = runner.invoke(app, ["train-codec", str(config), "--out", str(tmp_path / "a"), "--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    args = ["train-codec", str(config), "--out", str(tmp_path / "b"), "--max-steps", "3", "--init", str(tmp_path / "a")]
+    second = runner.invoke(app, [*args, "--set", "object_margin=2", "--set", "edge_weight=1.5"])
+    assert second.exit_code == 0, second.output
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["object_margin"] == 2 and saved["edge_weight"] == 1.5
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == [3, 3]  # the loss record and the validation record of step 3, nothing before
+    for extra, needle in [
+        (["--set", "object_margn=2"], "object_margin"),
+        (["--set", "latent_noise=abc"], "--set"),
+        (["--init", str(tmp_path / "nowhere")], "--init"),
+    ]:
+        out = tmp_path / "refused"
+        result = runner.invoke(app, ["train-codec", str(config), "--out", str(out), *extra])
+        assert result.exit_code == 2 and needle in result.output, (extra, result.output)
+        assert not (out / "checkpoint").exists()
 
 
 def test_diffusion_over_a_learned_codec_trains_ships_and_samples(tmp_path):
