@@ -86,6 +86,15 @@ def test_resume_continues_the_same_curve(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
 
 
+
+def test_a_wall_budget_spent_before_the_first_log_record_still_saves_the_run(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "log_every": 1000})
+    summary = train(cfg, tmp_path, max_steps=50, minutes=0.0, progress=False, log=lambda *a: None)
+    assert summary["step"] == 1 and summary["log"] is None  # out of time after the first step
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 1
+    assert not (tmp_path / "loss.png").exists()  # nothing to plot, and no crash for it
+
+
 DDP_SCRIPT = """
 import os, sys, torch, torch.distributed as dist
 from safetensors.torch import save_file

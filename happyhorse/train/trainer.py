@@ -535,7 +535,8 @@ def plot_loss(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    log_file = out / "log.jsonl"  # absent when a run stopped (on its wall budget) before its first record
+    records = [json.loads(x) for x in log_file.read_text().splitlines() if x.strip()] if log_file.exists() else []
     if not records:
         return
     steps = [r["step"] for r in records]
