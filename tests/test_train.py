@@ -86,7 +86,6 @@ def test_resume_continues_the_same_curve(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
 
 
-
 def test_a_wall_budget_spent_before_the_first_log_record_still_saves_the_run(tmp_path):
     cfg = TrainConfig.from_dict({**SMALL, "log_every": 1000})
     summary = train(cfg, tmp_path, max_steps=50, minutes=0.0, progress=False, log=lambda *a: None)
