@@ -3,8 +3,9 @@
     python bench/sampling_defaults.py --model happyhorse/assets/default_model --count 24 \
         --grid euler:8:1 euler:16:1 euler:16:3 dpmpp_2m:8:1 --json out.json
 
-Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift) and
-:interval=LOW-HIGH (the noise levels where guidance applies). Every point generates the same seeded world test prompts
+Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift),
+:interval=LOW-HIGH (the noise levels where guidance applies) and :audio=G (the soundtrack's guidance).
+Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
 """
@@ -39,7 +40,7 @@ def cell(metrics: dict, name: str) -> float:
 
 
 def parse_point(text: str) -> dict:
-    """SAMPLER:STEPS:GUIDANCE, then optional shift=S and interval=LOW-HIGH (the guidance interval)."""
+    """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -52,12 +53,14 @@ def parse_point(text: str) -> dict:
                 if not 0 <= low <= high <= 1:
                     raise ValueError(value)
                 point["guidance_interval"] = (low, high)
+            elif key == "audio":
+                point["audio_guidance"] = float(value)
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
-            f"--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH] such as euler:16:1 or "
+            f"--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G] such as euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 

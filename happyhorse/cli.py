@@ -223,6 +223,9 @@ def generate_command(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same clip."),
     steps: int = typer.Option(None, min=1, max=1000, help="Sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="Guidance scale (default: the model's)."),
+    audio_guidance: float = typer.Option(
+        None, min=0, max=30, help="Guidance scale of the soundtrack (default: the model's)."
+    ),
     sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -262,7 +265,19 @@ def generate_command(
         task = bar.add_task("generating", total=len(prompts))
         for text, path in zip(prompts, outputs, strict=True):
             request = GenerateRequest(
-                text, image, audio, seed, steps, guidance, seconds, width, height, sampler, shift, guidance_interval
+                text,
+                image,
+                audio,
+                seed,
+                steps,
+                guidance,
+                seconds,
+                width,
+                height,
+                sampler,
+                shift,
+                guidance_interval,
+                audio_guidance,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -283,6 +298,7 @@ def eval_command(
     compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
     steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
+    audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
     sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -317,10 +333,11 @@ def eval_command(
         "sampler": sampler,
         "shift": shift,
         "guidance_interval": guidance_interval,
+        "audio_guidance": audio_guidance,
     }
     if clips is not None and any(v is not None for v in sampling.values()):
         raise typer.BadParameter(
-            "--steps, --guidance, --sampler, --shift and --guidance-interval apply to --model only",
+            "--steps, --guidance, --audio-guidance, --sampler, --shift and --guidance-interval apply to --model only",
             param_hint="--steps",
         )
     with progress() as bar:

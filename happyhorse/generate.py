@@ -28,6 +28,7 @@ class GenerateRequest:
     sampler: str | None = None
     shift: float | None = None
     guidance_interval: tuple[float, float] | None = None
+    audio_guidance: float | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -44,6 +45,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         seconds=request.seconds,
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
+        audio_guidance_scale=request.audio_guidance,
         seed=request.seed,
         height=request.height,
         width=request.width,

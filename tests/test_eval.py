@@ -192,22 +192,32 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
     from tests.conftest import tiny_pipeline
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
-    sampling = {"steps": 2, "guidance": 2.5, "sampler": "dpmpp_2m", "shift": 3.0, "guidance_interval": (0.3, 1.0)}
+    sampling = {
+        "steps": 2,
+        "guidance": 2.5,
+        "sampler": "dpmpp_2m",
+        "shift": 3.0,
+        "guidance_interval": (0.3, 1.0),
+        "audio_guidance": 1.5,
+    }
     report = evaluate_model(tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling)
     sidecar = json.loads(next((tmp_path / "eval" / "clips").glob("*.json")).read_text())
-    keys = ("num_inference_steps", "guidance_scale", "sampler", "shift", "guidance_interval")
+    keys = ("num_inference_steps", "guidance_scale", "sampler", "shift", "guidance_interval", "audio_guidance_scale")
     assert {k: sidecar["settings"][k] for k in keys} == {
         "num_inference_steps": 2,
         "guidance_scale": 2.5,
         "sampler": "dpmpp_2m",
         "shift": 3.0,
         "guidance_interval": [0.3, 1.0],
+        "audio_guidance_scale": 1.5,
     }
     assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"
     assert report["settings"]["shift"] == 3.0 and list(report["settings"]["guidance_interval"]) == [0.3, 1.0]
+    assert report["settings"]["audio_guidance_scale"] == 1.5
     runner = CliRunner()
     for args, needle in [
         (["--clips", str(tmp_path), "--shift", "3"], "--model only"),
+        (["--clips", str(tmp_path), "--audio-guidance", "2"], "--model only"),
         (["--model", str(tmp_path / "model"), "--guidance-interval", "0.5", "0.2"], "--guidance-interval"),
     ]:
         result = runner.invoke(app, ["eval", *args, "--out", str(tmp_path / "x")])

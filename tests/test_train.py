@@ -259,11 +259,16 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
     # sampling overrides reach the pipeline and its sidecar
     out = tmp_path / "tuned.mp4"
     tuned = ["--sampler", "euler", "--shift", "3", "--guidance", "4", "--guidance-interval", "0.3", "1", "--steps", "3"]
+    tuned += ["--audio-guidance", "2"]
     result = runner.invoke(app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), *tuned])
     assert result.exit_code == 0, result.output
     settings = json.loads(out.with_suffix(".json").read_text())["settings"]
     assert (settings["sampler"], settings["shift"], settings["guidance_interval"]) == ("euler", 3.0, [0.3, 1.0])
-    assert (settings["guidance_scale"], settings["num_inference_steps"]) == (4.0, 3)
+    assert (settings["guidance_scale"], settings["num_inference_steps"], settings["audio_guidance_scale"]) == (
+        4.0,
+        3,
+        2.0,
+    )
 
 
 def test_generate_errors_name_the_argument(tmp_path):
