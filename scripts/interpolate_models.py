@@ -42,8 +42,13 @@ def main() -> None:
     args = parser.parse_args()
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"alpha: {args.alpha} is outside 0..1")
-    pipe = HappyHorsePipeline.from_pretrained(args.a)
-    other = HappyHorsePipeline.from_pretrained(args.b)
+    loaded = {}
+    for name in ("a", "b"):
+        try:
+            loaded[name] = HappyHorsePipeline.from_pretrained(getattr(args, name))
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"{name}: {exc}")
+    pipe, other = loaded["a"], loaded["b"]
     if pipe.transformer.cfg != other.transformer.cfg:
         parser.error(f"b: its transformer config differs from a's ({other.transformer.cfg} vs {pipe.transformer.cfg})")
     mixed = interpolate(pipe.transformer.state_dict(), other.transformer.state_dict(), args.alpha)
