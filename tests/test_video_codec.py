@@ -91,6 +91,22 @@ def test_codec_directory_round_trip(tmp_path):
     assert torch.equal(loaded.decode(codec.encode(frames)), codec.decode(codec.encode(frames)))
 
 
+def test_codec_training_with_loader_workers_is_the_same_run(tmp_path):
+    """Clips rendered by two worker processes arrive in step order: the run is the one without them."""
+    base = {**TINY, "max_steps": 3, "log_every": 1, "latent_noise": 0.05}
+    alone = train_codec(CodecTrainConfig.from_dict(base), tmp_path / "alone", log=quiet, device="cpu")
+    helped = train_codec(CodecTrainConfig.from_dict({**base, "num_workers": 2}), tmp_path / "helped", log=quiet)
+    assert alone["step"] == helped["step"] == 3
+    records = [
+        [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in ("alone", "helped")
+    ]
+    losses = [[r["loss"] for r in run if "loss" in r] for run in records]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert records[0][-1]["psnr"] == pytest.approx(records[1][-1]["psnr"], rel=1e-6)  # the same codec
+    with pytest.raises(ValueError, match="num_workers >= 0"):
+        CodecTrainConfig.from_dict({**TINY, "num_workers": -1})
+
+
 def test_codec_training_learns_and_resumes(tmp_path):
     """Overfits one batch of world clips, and a run stopped and resumed ends where one run ends."""
     cfg = CodecTrainConfig.from_dict({**TINY, "latent_noise": 0.0})

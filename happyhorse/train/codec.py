@@ -71,6 +71,9 @@ class CodecTrainConfig:
     seed: int = 0
     log_every: int = 20
     checkpoint_every: int = 200
+    # processes rendering world clips ahead of the step (0: in the training process); a GPU needs them,
+    # the clips and so the run are the same for any number
+    num_workers: int = 0
 
     def __post_init__(self):
         self.patch, self.channels = tuple(self.patch), tuple(self.channels)
@@ -79,8 +82,8 @@ class CodecTrainConfig:
                 f"num_frames - 1, height and width must be multiples of patch {self.patch}, "
                 f"got {self.num_frames}, {self.height}, {self.width}"
             )
-        if self.clips_per_step < 1 or self.max_steps < 1 or self.lr <= 0:
-            raise ValueError("clips_per_step and max_steps must be >= 1 and lr > 0")
+        if self.clips_per_step < 1 or self.max_steps < 1 or self.lr <= 0 or self.num_workers < 0:
+            raise ValueError("clips_per_step and max_steps must be >= 1, lr > 0 and num_workers >= 0")
         if self.adversarial_start < 0 or self.adversarial_weight < 0:
             raise ValueError(
                 f"adversarial_start and adversarial_weight must be >= 0, "
@@ -117,6 +120,26 @@ def load_codec_config(path: str | Path, overrides: dict | None = None) -> CodecT
 
 def world_of(cfg: CodecTrainConfig) -> WorldConfig:
     return WorldConfig(cfg.width, cfg.height, cfg.fps, cfg.num_frames / cfg.fps)
+
+
+def step_generator(cfg: CodecTrainConfig, step: int) -> tuple[torch.Generator, list[int]]:
+    """A step's random stream and the world seeds of its clips (drawn first from that stream)."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    return g, torch.randint(0, 2**30, (cfg.clips_per_step,), generator=g).tolist()
+
+
+class CodecBatches(torch.utils.data.IterableDataset):
+    """(step, frames, coverage) for steps [start, end), in order; worker w of W renders steps
+    start + w, start + w + W, ... and the loader takes one from each in turn (as StepBatches does)."""
+
+    def __init__(self, cfg: CodecTrainConfig, start: int, end: int):
+        self.cfg, self.start, self.end = cfg, start, end
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.end, stride):
+            yield (step, *clip_batch(self.cfg, step_generator(self.cfg, step)[1], "train"))
 
 
 def clip_batch(cfg: CodecTrainConfig, seeds, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +182,7 @@ def reconstruct(codec, frames, coverage, object_weight, noise, generator=None, e
     z = codec.encode_cells(cells)
     if noise > 0:
         rms = z.detach().pow(2).mean().sqrt()
-        z = z + noise * rms * torch.randn(z.shape, generator=generator)
+        z = z + noise * rms * torch.randn(z.shape, generator=generator).to(z.device)
     decoded = codec.decode_cells(z)
     err = (decoded - cells).reshape(cells.shape[0], codec.patch_t, 3, *cells.shape[2:])
     loss = (weight * (err.abs() + err.square())).mean() / weight.mean()
@@ -243,19 +266,22 @@ def train_codec(
     log=print,
     progress=None,
     init_from: str | Path | None = None,
+    device: str | None = None,
 ) -> dict:
     """Train until max_steps (or `minutes`); writes OUT/config.json, log.jsonl, checkpoint/ and codec/
     (the EMA codec with its latent statistics: what a diffusion config's `video_codec` names).
 
     `init_from` continues another run (its checkpoint's weights, optimizer and step) under this config's
     losses and schedule, in a new OUT: how a converged codec is sharpened by edge, margin or adversarial
-    terms without touching the run it came from."""
+    terms without touching the run it came from. `device` (default: CUDA where there is one) is where
+    the codec trains; validation and latent statistics run on the CPU, so figures compare across devices."""
     out = Path(out)
     ckpt = out / "checkpoint"
     if resume and (out / "config.json").exists():
         cfg = CodecTrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     torch.manual_seed(cfg.seed)
-    codec = cfg.build().train()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    codec = cfg.build().train().to(device)
     ema = copy.deepcopy(codec).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
@@ -276,7 +302,7 @@ def train_codec(
         log(f"resumed from step {step}" if source == ckpt else f"continuing {init_from} from step {step}")
     disc, disc_optimizer = None, None
     if cfg.adversarial_start > 0:
-        disc = PatchDiscriminator()
+        disc = PatchDiscriminator().to(device)
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         if resume and (out / "discriminator" / "state.json").exists():
             disc_state, _, disc_opt_tensors, disc_meta = load_checkpoint(out / "discriminator")
@@ -290,10 +316,14 @@ def train_codec(
         (out / "log.jsonl").unlink()
     end = min(max_steps or cfg.max_steps, cfg.max_steps)
     started, window, disc_window, summary = time.perf_counter(), [], [], {}
+    loader = torch.utils.data.DataLoader(CodecBatches(cfg, step, end), batch_size=None, num_workers=cfg.num_workers)
+    batches = iter(loader)
     while step < end:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        seeds = torch.randint(0, 2**30, (cfg.clips_per_step,), generator=g).tolist()
-        frames, coverage = clip_batch(cfg, seeds, "train")
+        g, _ = step_generator(cfg, step)  # the same stream the loader drew this step's clips from
+        rendered, frames, coverage = next(batches)
+        if rendered != step:
+            raise RuntimeError(f"the clip loader delivered step {rendered} for step {step}")
+        frames, coverage = frames.to(device, non_blocking=True), coverage.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_lr(cfg, step)
         loss, decoded, cells = reconstruct(
@@ -353,7 +383,7 @@ def train_codec(
 def _save(cfg, out: Path, codec, ema, optimizer, step: int) -> dict:
     """Checkpoint, then the EMA codec with measured latent statistics as OUT/codec; its figures."""
     save_checkpoint(out / "checkpoint", codec.state_dict(), ema.state_dict(), optimizer.state_dict(), {"step": step})
-    export = copy.deepcopy(ema)
+    export = copy.deepcopy(ema).cpu()
     measure_latent_stats(export, cfg)
     figures = validate(export, cfg)
     export.save_pretrained(out / "codec")
