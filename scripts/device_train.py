@@ -11,6 +11,10 @@ under $OUT (also every 500 steps, so a run cut short still returns its last chec
     python3 scripts/device_train.py 200 128 2 3e-4 --init happyhorse/assets/default_model --seed 1 \
         --warmup 100 --rate 8.9                             # or: fine-tune the shipped model further
     python3 scripts/device_train.py 480 64 1 5e-5 --distill 4   # or: DMD-2 of the shipped model to 4 steps
+    cp -r ~/.cache/happyhorse/runs/codec_sharp .gpu/codec_run    # here: a codec run to go on from (15 MB)
+    python3 scripts/device_train.py 540 32 1 3e-4 --codec configs/video_codec_sharp.toml \
+        --codec-init .gpu/codec_run      # or: the learned video codec, BATCH clips a step; $OUT/codec_run
+                                         # comes back as a codec run (train-codec --init, `video_codec = RUN/codec`)
     python scripts/device_train.py --assemble /work/.device/N RUN   # here: RUN/model from the shards
 
 Measured on one H200 (2026-11-26): 8.7 steps/s at batch 128 with 2 samples per clip and 14 loader
@@ -181,6 +185,71 @@ def distill_on_device(args, out: Path) -> None:
     log("summary", json.dumps(summary)[:600])
 
 
+def export_codec(run: Path, out: Path, tag: str) -> None:
+    """The codec run's codec/ (what a training config's `video_codec` names), checkpoint/ (to resume or
+    --init from here), config and log, under out/ (each file well under the 16 MiB the device returns)."""
+    if not (run / "codec" / "config.json").exists():
+        return
+    staging = out / "codec_run.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    for name in ("codec", "checkpoint"):
+        shutil.copytree(run / name, staging / name)
+    for name in ("config.json", "log.jsonl"):
+        if (run / name).exists():
+            shutil.copy(run / name, staging / name)
+    shutil.rmtree(out / "codec_run", ignore_errors=True)
+    os.replace(staging, out / "codec_run")
+    step = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    (out / "exported.txt").write_text(f"{tag} codec step {step} at {time.time() - T0:.0f}s\n")
+    log("exported", tag, "codec step", step)
+
+
+def codec_on_device(args, out: Path) -> None:
+    """A learned video codec for the rest of the budget: the step rate first (30 steps), then a cosine
+    over the steps that fit, clips rendered by all but two cores; OUT/codec_run/ is the run."""
+    from happyhorse.train.codec import load_codec_config, train_codec
+
+    workers = max(1, (os.cpu_count() or 4) - 2)
+    base = {"clips_per_step": args.batch, "lr": args.lr, "num_workers": workers, "seed": args.seed}
+    init = str(ROOT / args.codec_init) if args.codec_init else None
+    start = json.loads((Path(init) / "checkpoint" / "state.json").read_text())["step"] if init else 0
+    rate = args.rate
+    if rate is None:
+        bench = Path("/tmp/codec_bench")
+        shutil.rmtree(bench, ignore_errors=True)
+        quick = {**base, "max_steps": start + 40, "log_every": 10, "checkpoint_every": 10**6}
+        train_codec(load_codec_config(ROOT / args.codec, quick), bench, init_from=init, log=lambda *a: None)
+        records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
+        times = [r["elapsed_s"] for r in records if "loss" in r]
+        rate = 10 / (times[-1] - times[-2])  # the last 10 steps: workers up, caches warm
+        log(f"bench: {rate:.2f} codec steps/s at {args.batch} clips a step")
+    remaining = args.budget - (time.time() - T0) - 40
+    run = Path("/tmp/codec_run")
+    shutil.rmtree(run, ignore_errors=True)
+    steps = start + int(rate * remaining * 0.95)
+    cfg = load_codec_config(ROOT / args.codec, {**base, "max_steps": steps, "checkpoint_every": 250})
+    log(f"codec run: steps {start} to {steps} in {remaining:.0f}s")
+    stop = threading.Event()
+
+    def export_while_training():
+        seen = None
+        while not stop.wait(30):
+            try:
+                mtime = (run / "checkpoint" / "state.json").stat().st_mtime
+                if mtime != seen:
+                    time.sleep(2)  # let the checkpoint's files land
+                    export_codec(run, out, "partial")
+                    seen = mtime
+            except OSError as exc:
+                log("export:", exc)
+
+    threading.Thread(target=export_while_training, daemon=True).start()
+    summary = train_codec(cfg, run, minutes=remaining / 60, init_from=init, log=lambda *a: None)
+    stop.set()
+    export_codec(run, out, "final")
+    log("summary", json.dumps(summary)[:600])
+
+
 def load_shards(run: Path) -> dict:
     """The EMA state dict from all of a run's ema_*.safetensors shards (export writes as many as it needs)."""
     from safetensors.torch import load_file
@@ -220,6 +289,8 @@ def main() -> None:
         "--distill", type=int, default=None, metavar="K", help="instead: DMD-2 of the shipped model to K steps"
     )
     parser.add_argument("--recipe", default="configs/default.toml", help="the training config, in the repo")
+    parser.add_argument("--codec", metavar="CONFIG", help="instead: train a learned video codec (train-codec config)")
+    parser.add_argument("--codec-init", metavar="RUN", help="with --codec: a carried codec run to go on from")
     parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
@@ -229,6 +300,9 @@ def main() -> None:
 
     log("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")
     torch.backends.cuda.matmul.allow_tf32 = True
+    if args.codec is not None:  # no text encoder: the codec sees frames only
+        codec_on_device(args, out)
+        return
     misses = check_tokens(rebuild_minilm(ROOT / ".gpu"))
     if args.distill is not None:
         distill_on_device(args, out)
