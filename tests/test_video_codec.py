@@ -133,6 +133,9 @@ def test_codec_training_learns_and_resumes(tmp_path):
     train_codec(cfg, tmp_path / "half", max_steps=2, log=quiet)
     went_on = train_codec(cfg, tmp_path / "went_on", init_from=tmp_path / "half", log=quiet)
     assert went_on["step"] == 4 and went_on["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    said = []
+    assert train_codec(cfg, tmp_path / "past", init_from=tmp_path / "one", log=said.append) == {}
+    assert "nothing to train" in said[-1] and "max_steps is 4" in said[-1]  # a finished run says so
     assert json.loads((tmp_path / "half" / "checkpoint" / "state.json").read_text())["step"] == 2
     wider = CodecTrainConfig.from_dict({**TINY, "latent_channels": 8})
     with pytest.raises(ValueError, match="does not match"):

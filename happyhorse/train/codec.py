@@ -315,6 +315,12 @@ def train_codec(
     if step == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()
     end = min(max_steps or cfg.max_steps, cfg.max_steps)
+    if step >= end:
+        log(
+            f"nothing to train: the codec is at step {step} and max_steps is {cfg.max_steps} "
+            "(to go on: a new run with --init RUN --set max_steps=N)"
+        )
+        return {}
     started, window, disc_window, summary = time.perf_counter(), [], [], {}
     loader = torch.utils.data.DataLoader(CodecBatches(cfg, step, end), batch_size=None, num_workers=cfg.num_workers)
     batches = iter(loader)
