@@ -145,14 +145,16 @@ def export(run: Path, out: Path, tag: str) -> None:
     log("exported", tag, "step", step)
 
 
-def export_while_training(run: Path, out: Path, stop: threading.Event) -> None:
+def export_while_training(run: Path, out: Path, stop: threading.Event, exporter=None) -> None:
+    """Call `exporter` (default: `export`) on each new checkpoint of `run` until `stop` is set."""
+    exporter = exporter or export
     seen = None
     while not stop.wait(30):
         try:
             mtime = (run / "checkpoint" / "state.json").stat().st_mtime
             if mtime != seen:
                 time.sleep(2)  # let the checkpoint's files land
-                export(run, out, "partial")
+                exporter(run, out, "partial")
                 seen = mtime
         except OSError as exc:  # no checkpoint yet, or one being replaced: next round
             log("export:", exc)
@@ -230,20 +232,7 @@ def codec_on_device(args, out: Path) -> None:
     cfg = load_codec_config(ROOT / args.codec, {**base, "max_steps": steps, "checkpoint_every": 250})
     log(f"codec run: steps {start} to {steps} in {remaining:.0f}s")
     stop = threading.Event()
-
-    def export_while_training():
-        seen = None
-        while not stop.wait(30):
-            try:
-                mtime = (run / "checkpoint" / "state.json").stat().st_mtime
-                if mtime != seen:
-                    time.sleep(2)  # let the checkpoint's files land
-                    export_codec(run, out, "partial")
-                    seen = mtime
-            except OSError as exc:
-                log("export:", exc)
-
-    threading.Thread(target=export_while_training, daemon=True).start()
+    threading.Thread(target=export_while_training, args=(run, out, stop, export_codec), daemon=True).start()
     summary = train_codec(cfg, run, minutes=remaining / 60, init_from=init, log=lambda *a: None)
     stop.set()
     export_codec(run, out, "final")
