@@ -4,7 +4,8 @@
         --grid euler:8:1 euler:16:1 euler:16:3 dpmpp_2m:8:1 --json out.json
 
 Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift),
-:interval=LOW-HIGH (the noise levels where guidance applies) and :audio=G (the soundtrack's guidance).
+:interval=LOW-HIGH (the noise levels where guidance applies), :audio=G (the soundtrack's guidance) and
+:auto=A (autoguidance by the model directory's guide_transformer).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -40,7 +41,8 @@ def cell(metrics: dict, name: str) -> float:
 
 
 def parse_point(text: str) -> dict:
-    """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G."""
+    """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
+    auto=A (autoguidance)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -55,13 +57,15 @@ def parse_point(text: str) -> dict:
                 point["guidance_interval"] = (low, high)
             elif key == "audio":
                 point["audio_guidance"] = float(value)
+            elif key == "auto":
+                point["autoguidance"] = float(value)
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
-            f"--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G] such as euler:16:1 or "
-            f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
+            "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A] such as "
+            f"euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 
 

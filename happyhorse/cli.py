@@ -226,6 +226,9 @@ def generate_command(
     audio_guidance: float = typer.Option(
         None, min=0, max=30, help="Guidance scale of the soundtrack (default: the model's)."
     ),
+    autoguidance: float = typer.Option(
+        None, min=0, max=30, help="Autoguidance by the model's guide model; 1 = off (default: the model's)."
+    ),
     sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -278,6 +281,7 @@ def generate_command(
                 shift,
                 guidance_interval,
                 audio_guidance,
+                autoguidance,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -299,6 +303,7 @@ def eval_command(
     steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
     audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
+    autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: autoguidance by its guide model."),
     sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -334,10 +339,12 @@ def eval_command(
         "shift": shift,
         "guidance_interval": guidance_interval,
         "audio_guidance": audio_guidance,
+        "autoguidance": autoguidance,
     }
     if clips is not None and any(v is not None for v in sampling.values()):
         raise typer.BadParameter(
-            "--steps, --guidance, --audio-guidance, --sampler, --shift and --guidance-interval apply to --model only",
+            "these apply to --model only: --steps, --guidance, --audio-guidance, --autoguidance, --sampler, "
+            "--shift, --guidance-interval",
             param_hint="--steps",
         )
     with progress() as bar:
@@ -355,6 +362,8 @@ def eval_command(
                 report = evaluate_model(model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling)
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
+            except ValueError as exc:  # a sampling setting the model refuses; the message names it
+                raise typer.BadParameter(str(exc)) from None
     json_path, html_path = write_report(report, out)
     for name, entry in report["metrics"].items():
         console.print(f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}")

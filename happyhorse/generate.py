@@ -29,6 +29,7 @@ class GenerateRequest:
     shift: float | None = None
     guidance_interval: tuple[float, float] | None = None
     audio_guidance: float | None = None
+    autoguidance: float | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -52,6 +53,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         sampler=request.sampler,
         shift=request.shift,
         guidance_interval=request.guidance_interval,
+        autoguidance_scale=request.autoguidance,
         callback=callback,
     )
     output = Path(output)

@@ -41,6 +41,9 @@ class SchedulerConfig:
     # noise levels [low, high] at which guidance applies (Kynkaenniemi et al. 2024, "Applying guidance
     # in a limited interval"); outside it one conditional forward per step, as with guidance 1
     guidance_interval: tuple[float, float] = (0.0, 1.0)
+    # autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"): the
+    # conditional prediction is pushed away from a weaker model's (`guide_transformer`); 1 = off
+    autoguidance_scale: float = 1.0
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -102,6 +105,7 @@ class HappyHorsePipeline:
         text_encoder: TextEncoder,
         scheduler: SchedulerConfig | None = None,
         defaults: dict | None = None,
+        guide_transformer: SingleStreamTransformer | None = None,
     ):
         self.transformer = transformer.eval()
         self.video_codec, self.audio_codec, self.text_encoder = video_codec, audio_codec, text_encoder
@@ -110,6 +114,23 @@ class HappyHorsePipeline:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.name = "happyhorse"
+        self.guide_transformer = None
+        if guide_transformer is not None:
+            self.set_guide(guide_transformer)
+
+    def set_guide(self, guide: SingleStreamTransformer | None) -> None:
+        """The weaker model autoguidance steers away from (less trained or smaller: its errors are the
+        model's, made more often). It must read and write the same latents; None removes it."""
+        if guide is not None:
+            ours, theirs = self.transformer.cfg, guide.cfg
+            keys = ("video_in", "audio_in", "text_in", "prediction")
+            if any(getattr(ours, k) != getattr(theirs, k) for k in keys):
+                raise ValueError(
+                    "guide_transformer: must match the transformer's "
+                    + ", ".join(f"{k} ({getattr(ours, k)}, got {getattr(theirs, k)})" for k in keys)
+                )
+            guide = guide.eval().to(self.device, self.dtype)
+        self.guide_transformer = guide
 
     # ------------------------------------------------------------------------------ save / load
 
@@ -122,13 +143,9 @@ class HappyHorsePipeline:
             raise ValueError(f"weights_dtype: must be float32, float16 or bfloat16, got {weights_dtype}")
         directory = Path(directory)
         with atomic_directory(directory) as staging:
-            tdir = staging / "transformer"
-            tdir.mkdir()
-            (tdir / "config.json").write_text(json.dumps(self.transformer.cfg.to_dict(), indent=1))
-            state = {
-                k: v.detach().to(weights_dtype).contiguous().cpu() for k, v in self.transformer.state_dict().items()
-            }
-            save_file(state, str(tdir / "model.safetensors"))
+            _save_transformer(self.transformer, staging / "transformer", weights_dtype)
+            if self.guide_transformer is not None:
+                _save_transformer(self.guide_transformer, staging / "guide_transformer", weights_dtype)
             self.video_codec.save_pretrained(staging / "video_codec")
             self.audio_codec.save_pretrained(staging / "audio_codec")
             self.text_encoder.save_pretrained(staging / "text_encoder")
@@ -143,6 +160,8 @@ class HappyHorsePipeline:
                 "scheduler": "SchedulerConfig",
                 "defaults": self.defaults,
             }
+            if self.guide_transformer is not None:
+                index["guide_transformer"] = "SingleStreamTransformer"
             (staging / "model_index.json").write_text(json.dumps(index, indent=1))
         return directory
 
@@ -159,9 +178,8 @@ class HappyHorsePipeline:
                 )
             raise FileNotFoundError(f"model: {directory} is not a model directory (no model_index.json)")
         index = json.loads(index_path.read_text())
-        cfg = TransformerConfig.from_dict(json.loads((directory / "transformer" / "config.json").read_text()))
-        transformer = SingleStreamTransformer(cfg)
-        transformer.load_state_dict(load_file(str(directory / "transformer" / "model.safetensors")))
+        transformer = _load_transformer(directory / "transformer")
+        guide = _load_transformer(directory / "guide_transformer") if "guide_transformer" in index else None
         scheduler = SchedulerConfig.from_dict(json.loads((directory / "scheduler" / "config.json").read_text()))
         pipe = cls(
             transformer,
@@ -171,6 +189,8 @@ class HappyHorsePipeline:
             scheduler,
             index.get("defaults"),
         )
+        if guide is not None:
+            pipe.set_guide(guide)
         pipe.name = directory.resolve().name if directory != DEFAULT_MODEL_DIR else "happyhorse-default"
         return pipe.to(device) if device else pipe
 
@@ -178,12 +198,16 @@ class HappyHorsePipeline:
         self.device = torch.device(device)
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.transformer.to(self.device, self.dtype)
+        if self.guide_transformer is not None:
+            self.guide_transformer.to(self.device, self.dtype)
         self.video_codec.to(self.device)  # a learned codec computes in float32 wherever it is
         return self
 
     # ------------------------------------------------------------------------------ inputs
 
-    def check_inputs(self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler):
+    def check_inputs(
+        self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, autoguidance=1.0
+    ):
         """Fail early, naming the argument, the value and what is allowed."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
@@ -202,6 +226,13 @@ class HappyHorsePipeline:
         for name, value in (("guidance_scale", guidance), ("audio_guidance_scale", audio_guidance)):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
+        if not (isinstance(autoguidance, int | float) and math.isfinite(autoguidance) and 0 <= autoguidance <= 30):
+            raise ValueError(f"autoguidance_scale: must be a number in [0, 30], got {autoguidance}")
+        if autoguidance != 1.0 and self.guide_transformer is None:
+            raise ValueError(
+                f"autoguidance_scale: {autoguidance} needs a guide model (a guide_transformer/ in the model "
+                "directory), and this one has none; use 1 (off)"
+            )
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):
@@ -266,6 +297,7 @@ class HappyHorsePipeline:
         sampler: str | None = None,
         shift: float | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        autoguidance_scale: float | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -276,6 +308,7 @@ class HappyHorsePipeline:
         guidance = guidance_scale if guidance_scale is not None else sch.guidance_scale
         audio_guidance = audio_guidance_scale if audio_guidance_scale is not None else sch.audio_guidance_scale
         sampler = sampler or sch.sampler
+        autoguidance = autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -299,7 +332,7 @@ class HappyHorsePipeline:
             seconds = min(seconds, MAX_SECONDS)
         # 1. check inputs
         prompts = self.check_inputs(
-            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler
+            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, autoguidance
         )
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
@@ -335,7 +368,9 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
-        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval)
+        denoise = self._denoiser(
+            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, autoguidance
+        )
         sigmas = get_schedule(steps, shift)
         # 4. sample
         t0 = time.perf_counter()
@@ -377,32 +412,45 @@ class HappyHorsePipeline:
             "sampler": sampler,
             "shift": shift,
             "guidance_interval": list(interval),
+            "autoguidance_scale": autoguidance,
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
 
-    def _denoiser(self, text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval=(0.0, 1.0)):
-        """The x0 predictor the samplers call: model + per-modality classifier-free guidance, at noise
-        levels inside `interval` only."""
-        model, device, dtype = self.transformer, self.device, self.dtype
-        prediction = model.cfg.prediction
+    def _denoiser(
+        self,
+        text,
+        text_mask,
+        positions,
+        clean,
+        use_cfg,
+        guidance,
+        audio_guidance,
+        interval=(0.0, 1.0),
+        autoguidance=1.0,
+    ):
+        """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
+        autoguidance by the guide model, at noise levels inside `interval` only.
+
+        x0 = c + (w - 1)(c - u) + (a - 1)(c - g), with c, u the model's conditional and unconditional
+        predictions and g the guide's conditional one: CFG pushes away from no prompt, autoguidance from
+        the errors a weaker model makes more of (Karras et al. 2024)."""
+        device, dtype = self.device, self.dtype
+        prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
         video_clean = clean[0][0] if clean[0] is not None else None
         audio_clean = clean[1][0] if clean[1] is not None else None
 
-        def denoise(xs, sigma: float):
-            video, audio = xs
+        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask):
             b = video.shape[0]
-            guided = use_cfg and interval[0] <= sigma <= interval[1]
-            reps = 2 if guided else 1
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
             sig_tokens = torch.cat([(~vclean).float(), (~aclean).float()], dim=1) * sigma  # clean tokens: 0
             out = model(
                 video.repeat(reps, 1, 1).to(device, dtype),
                 audio.repeat(reps, 1, 1).to(device, dtype),
-                text if guided else text[:b],  # without guidance text holds the b prompts only
-                text_mask if guided else text_mask[:b],
+                txt[: reps * b],  # the b prompts, then (with guidance) b empty ones
+                txt_mask[: reps * b],
                 positions,
                 vclean.repeat(reps, 1).to(device),
                 aclean.repeat(reps, 1).to(device),
@@ -411,12 +459,38 @@ class HappyHorsePipeline:
             sig = torch.tensor(sigma)
             x0v = predicted_x0(out.video.float().cpu(), video.repeat(reps, 1, 1), sig, prediction)
             x0a = predicted_x0(out.audio.float().cpu(), audio.repeat(reps, 1, 1), sig, prediction)
+            return x0v, x0a
+
+        def denoise(xs, sigma: float):
+            video, audio = xs
+            b = video.shape[0]
+            inside = interval[0] <= sigma <= interval[1]
+            guided = use_cfg and inside
+            x0v, x0a = predict(self.transformer, video, audio, sigma, 2 if guided else 1, text, text_mask)
+            cond_v, cond_a = x0v[:b], x0a[:b]
             if guided:
-                x0v = x0v[b:] + guidance * (x0v[:b] - x0v[b:])
-                x0a = x0a[b:] + audio_guidance * (x0a[:b] - x0a[b:])
+                x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
+                x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
+            if autoguidance != 1.0 and inside:
+                guide_v, guide_a = predict(self.guide_transformer, video, audio, sigma, 1, text, text_mask)
+                x0v = x0v + (autoguidance - 1) * (cond_v - guide_v)
+                x0a = x0a + (autoguidance - 1) * (cond_a - guide_a)
             return [x0v, x0a]
 
         return denoise
+
+
+def _save_transformer(model: SingleStreamTransformer, directory: Path, weights_dtype: torch.dtype) -> None:
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
+    state = {k: v.detach().to(weights_dtype).contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+
+
+def _load_transformer(directory: Path) -> SingleStreamTransformer:
+    model = SingleStreamTransformer(TransformerConfig.from_dict(json.loads((directory / "config.json").read_text())))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    return model
 
 
 def _progress_bar(total: int):

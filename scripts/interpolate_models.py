@@ -7,6 +7,9 @@ line between the two, which `bench/sampling_defaults.py` then measures point by 
     python scripts/interpolate_models.py happyhorse/assets/default_model \
         ~/.cache/happyhorse/runs/h200d/model 0.5 --out /tmp/wise_05
 
+An alpha past 1 extrapolates: the midpoint M of A and a fine-tune F is shipped and A is in git, so
+`interpolate_models.py A M 2` rebuilds F = 2 M - A (to float16 rounding) where F itself was not kept.
+
 Everything but the transformer's weights (codecs, text encoder, sampling defaults) comes from A.
 The weights are computed in float32 and written in float32 (ship_default_model.py stores float16).
 """
@@ -37,11 +40,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="a model directory (alpha 0)")
     parser.add_argument("b", type=Path, help="a model directory of the same architecture (alpha 1)")
-    parser.add_argument("alpha", type=float, help="0..1, B's share")
+    parser.add_argument("alpha", type=float, help="B's share: 0..1 interpolates, up to 3 extrapolates past B")
     parser.add_argument("--out", type=Path, required=True, help="the model directory to write")
     args = parser.parse_args()
-    if not 0.0 <= args.alpha <= 1.0:
-        parser.error(f"alpha: {args.alpha} is outside 0..1")
+    if not -2.0 <= args.alpha <= 3.0:
+        parser.error(f"alpha: {args.alpha} is outside -2..3")
     loaded = {}
     for name in ("a", "b"):
         try:

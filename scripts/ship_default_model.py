@@ -30,9 +30,18 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="noise levels guided"
     )
+    parser.add_argument(
+        "--guide", type=Path, default=None, help="a weaker model directory whose transformer autoguidance steers from"
+    )
+    parser.add_argument("--autoguidance", type=float, default=None, help="the autoguidance scale (needs a guide)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
+    if args.guide is not None:
+        try:
+            pipe.set_guide(HappyHorsePipeline.from_pretrained(args.guide).transformer)
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--guide: {exc}")
     chosen = {
         "sampler": args.sampler,
         "num_inference_steps": args.steps,
@@ -40,6 +49,7 @@ def main() -> None:
         "audio_guidance_scale": args.audio_guidance,
         "shift": args.shift,
         "guidance_interval": tuple(args.interval) if args.interval else None,
+        "autoguidance_scale": args.autoguidance,
     }
     pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
     pipe.save_pretrained(args.out, weights_dtype=torch.float16)

@@ -23,6 +23,8 @@ def test_interpolation_walks_the_line_from_a_to_b_in_float32():
     assert mid["w"].dtype == torch.float32
     torch.testing.assert_close(mid["w"], torch.tensor([1.0, 1.0]))
     assert torch.equal(mid["count"], torch.tensor([3]))  # integer buffers are copied, not mixed
+    # past 1 it extrapolates: A and the midpoint of A and B give B back
+    torch.testing.assert_close(interpolate(a, interpolate(a, b, 0.5), 2.0)["w"], b["w"])
 
 
 def test_interpolation_refuses_two_different_architectures():

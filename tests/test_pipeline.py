@@ -97,6 +97,78 @@ def test_guidance_interval_guides_only_the_noise_levels_inside_it(pipe, tmp_path
     assert np.array_equal(loaded("a red ball", **kw).frames, half.frames)
 
 
+def _x0(pipe, guidance: float, autoguidance: float, sigma: float = 0.6):
+    """The guided x0 the samplers see, for a fixed noisy input of the pipeline's default clip size."""
+    torch.manual_seed(11)
+    video, audio = torch.randn(1, 48, 768), torch.randn(1, 30, 400)
+    text, mask = pipe.text_encoder.encode(["a red ball", ""] if guidance != 1 else ["a red ball"])
+    from happyhorse.pipeline import sequence_positions
+
+    positions = sequence_positions((3, 4, 4), 30, text.shape[1], pipe.video_codec, pipe.audio_codec, 12.0)
+    denoise = pipe._denoiser(
+        text, mask, positions, [None, None], guidance != 1, guidance, guidance, (0, 1), autoguidance
+    )
+    return denoise([video, audio], sigma)
+
+
+def test_autoguidance_extrapolates_from_the_guide_model_linearly(pipe, tmp_path):
+    import copy
+
+    guide = tiny_pipeline(seed=5)
+    pipe.set_guide(guide.transformer)
+    c = _x0(pipe, 1.0, 1.0)  # the model alone
+    g = _x0(guide, 1.0, 1.0)  # the guide alone
+    for a in (2.0, 3.5):
+        for mine, ci, gi in zip(_x0(pipe, 1.0, a), c, g, strict=True):
+            torch.testing.assert_close(mine, gi + a * (ci - gi), atol=1e-4, rtol=1e-4)
+    # with CFG too, autoguidance adds (a - 1)(c - g) to the CFG result
+    cfg_only, both = _x0(pipe, 4.0, 1.0), _x0(pipe, 4.0, 2.5)
+    for x, y, ci, gi in zip(both, cfg_only, c, g, strict=True):
+        torch.testing.assert_close(x - y, 1.5 * (ci - gi), atol=1e-4, rtol=1e-4)
+    # a guide identical to the model steers nowhere
+    pipe.set_guide(copy.deepcopy(pipe.transformer))
+    for x, y in zip(_x0(pipe, 4.0, 3.0), cfg_only, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+    # one extra forward per step (batch 1, the prompt) on the guide, none on the model
+    pipe.set_guide(guide.transformer)
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda m, a, o, n=n: calls.append((n, a[0].shape[0])))
+        for n, m in (("model", pipe.transformer), ("guide", pipe.guide_transformer))
+    ]
+    try:
+        out = pipe("a red ball", seed=0, num_inference_steps=2, guidance_scale=4.0, autoguidance_scale=2.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == [("model", 2), ("guide", 1)] * 2 and out.settings["autoguidance_scale"] == 2.0
+    off = pipe("a red ball", seed=0, num_inference_steps=2, guidance_scale=4.0)
+    assert not np.array_equal(out.frames, off.frames)
+    # the guide and the scale are saved with the model and come back
+    pipe.scheduler.autoguidance_scale = 2.0
+    pipe.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "guide_transformer" / "model.safetensors").is_file()
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.autoguidance_scale == 2.0
+    again = loaded("a red ball", seed=0, num_inference_steps=2, guidance_scale=4.0)
+    assert np.array_equal(again.frames, out.frames) and np.array_equal(again.audio, out.audio)
+
+
+def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):
+    with pytest.raises(ValueError, match="autoguidance_scale: 2.0 needs a guide model"):
+        pipe("x", autoguidance_scale=2.0)
+    with pytest.raises(ValueError, match="autoguidance_scale"):
+        pipe("x", autoguidance_scale=float("inf"))
+    from happyhorse.model import SingleStreamTransformer
+
+    other = SingleStreamTransformer(
+        pipe.transformer.cfg.__class__.from_dict({**pipe.transformer.cfg.to_dict(), "video_in": 96})
+    )
+    with pytest.raises(ValueError, match=r"guide_transformer: .*video_in \(768, got 96\)"):
+        pipe.set_guide(other)
+    assert pipe.guide_transformer is None
+
+
 def test_save_and_load_round_trip(pipe, tmp_path):
     before = pipe("a green triangle", seed=1)
     pipe.save_pretrained(tmp_path / "m")
