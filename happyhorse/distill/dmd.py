@@ -405,7 +405,7 @@ def _save(out: Path, pipe, cfg: DistillConfig, student, ema, fake, opt_student, 
 
 
 def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
-    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance."""
+    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance of any kind."""
     return replace(
         teacher,
         sampler="renoise",
@@ -413,6 +413,7 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
         guidance_scale=1.0,
         audio_guidance_scale=1.0,
         guidance_interval=(0.0, 1.0),
+        autoguidance_scale=1.0,  # the student carries no guide model
     )
 
 
