@@ -5,7 +5,8 @@
 
 Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift),
 :interval=LOW-HIGH (the noise levels where guidance applies), :audio=G (the soundtrack's guidance) and
-:auto=A (autoguidance by the model directory's guide_transformer).
+:auto=A and :audio_auto=A (autoguidance of the video and of the sound by the model directory's
+guide_transformer).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -42,7 +43,7 @@ def cell(metrics: dict, name: str) -> float:
 
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
-    auto=A (autoguidance)."""
+    auto=A, audio_auto=A (autoguidance)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -59,13 +60,15 @@ def parse_point(text: str) -> dict:
                 point["audio_guidance"] = float(value)
             elif key == "auto":
                 point["autoguidance"] = float(value)
+            elif key == "audio_auto":
+                point["audio_autoguidance"] = float(value)
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
-            "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A] such as "
-            f"euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
+            "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A][:audio_auto=A]"
+            f" such as euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 
 

@@ -227,7 +227,13 @@ def generate_command(
         None, min=0, max=30, help="Guidance scale of the soundtrack (default: the model's)."
     ),
     autoguidance: float = typer.Option(
-        None, min=0, max=30, help="Autoguidance by the model's guide model; 1 = off (default: the model's)."
+        None,
+        min=0,
+        max=30,
+        help="Autoguidance of the video by the model's guide model; 1 = off (default: the model's).",
+    ),
+    audio_autoguidance: float = typer.Option(
+        None, min=0, max=30, help="Autoguidance of the soundtrack; 1 = off (default: the model's)."
     ),
     sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
@@ -282,6 +288,7 @@ def generate_command(
                 guidance_interval,
                 audio_guidance,
                 autoguidance,
+                audio_autoguidance,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -303,7 +310,8 @@ def eval_command(
     steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
     audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
-    autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: autoguidance by its guide model."),
+    autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: video autoguidance by its guide."),
+    audio_autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's autoguidance."),
     sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -340,11 +348,12 @@ def eval_command(
         "guidance_interval": guidance_interval,
         "audio_guidance": audio_guidance,
         "autoguidance": autoguidance,
+        "audio_autoguidance": audio_autoguidance,
     }
     if clips is not None and any(v is not None for v in sampling.values()):
         raise typer.BadParameter(
-            "these apply to --model only: --steps, --guidance, --audio-guidance, --autoguidance, --sampler, "
-            "--shift, --guidance-interval",
+            "these apply to --model only: --steps, --guidance, --audio-guidance, --autoguidance, --audio-autoguidance, "
+            "--sampler, --shift, --guidance-interval",
             param_hint="--steps",
         )
     with progress() as bar:

@@ -30,6 +30,7 @@ class GenerateRequest:
     guidance_interval: tuple[float, float] | None = None
     audio_guidance: float | None = None
     autoguidance: float | None = None
+    audio_autoguidance: float | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -54,6 +55,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         shift=request.shift,
         guidance_interval=request.guidance_interval,
         autoguidance_scale=request.autoguidance,
+        audio_autoguidance_scale=request.audio_autoguidance,
         callback=callback,
     )
     output = Path(output)

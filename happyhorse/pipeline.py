@@ -42,8 +42,10 @@ class SchedulerConfig:
     # in a limited interval"); outside it one conditional forward per step, as with guidance 1
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     # autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"): the
-    # conditional prediction is pushed away from a weaker model's (`guide_transformer`); 1 = off
+    # conditional prediction is pushed away from a weaker model's (`guide_transformer`); 1 = off;
+    # video and sound apart, as with classifier-free guidance
     autoguidance_scale: float = 1.0
+    audio_autoguidance_scale: float = 1.0
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -206,7 +208,7 @@ class HappyHorsePipeline:
     # ------------------------------------------------------------------------------ inputs
 
     def check_inputs(
-        self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, autoguidance=1.0
+        self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto=(1.0, 1.0)
     ):
         """Fail early, naming the argument, the value and what is allowed."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
@@ -226,13 +228,14 @@ class HappyHorsePipeline:
         for name, value in (("guidance_scale", guidance), ("audio_guidance_scale", audio_guidance)):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
-        if not (isinstance(autoguidance, int | float) and math.isfinite(autoguidance) and 0 <= autoguidance <= 30):
-            raise ValueError(f"autoguidance_scale: must be a number in [0, 30], got {autoguidance}")
-        if autoguidance != 1.0 and self.guide_transformer is None:
-            raise ValueError(
-                f"autoguidance_scale: {autoguidance} needs a guide model (a guide_transformer/ in the model "
-                "directory), and this one has none; use 1 (off)"
-            )
+        for name, value in zip(("autoguidance_scale", "audio_autoguidance_scale"), auto, strict=True):
+            if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
+                raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
+            if value != 1.0 and self.guide_transformer is None:
+                raise ValueError(
+                    f"{name}: {value} needs a guide model (a guide_transformer/ in the model directory), "
+                    "and this one has none; use 1 (off)"
+                )
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):
@@ -298,6 +301,7 @@ class HappyHorsePipeline:
         shift: float | None = None,
         guidance_interval: tuple[float, float] | None = None,
         autoguidance_scale: float | None = None,
+        audio_autoguidance_scale: float | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -308,7 +312,10 @@ class HappyHorsePipeline:
         guidance = guidance_scale if guidance_scale is not None else sch.guidance_scale
         audio_guidance = audio_guidance_scale if audio_guidance_scale is not None else sch.audio_guidance_scale
         sampler = sampler or sch.sampler
-        autoguidance = autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale
+        auto = (
+            autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale,
+            audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
+        )
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -332,7 +339,7 @@ class HappyHorsePipeline:
             seconds = min(seconds, MAX_SECONDS)
         # 1. check inputs
         prompts = self.check_inputs(
-            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, autoguidance
+            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto
         )
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
@@ -368,9 +375,7 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
-        denoise = self._denoiser(
-            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, autoguidance
-        )
+        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto)
         sigmas = get_schedule(steps, shift)
         # 4. sample
         t0 = time.perf_counter()
@@ -412,7 +417,8 @@ class HappyHorsePipeline:
             "sampler": sampler,
             "shift": shift,
             "guidance_interval": list(interval),
-            "autoguidance_scale": autoguidance,
+            "autoguidance_scale": auto[0],
+            "audio_autoguidance_scale": auto[1],
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
@@ -427,14 +433,15 @@ class HappyHorsePipeline:
         guidance,
         audio_guidance,
         interval=(0.0, 1.0),
-        autoguidance=1.0,
+        auto=(1.0, 1.0),
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
 
-        x0 = c + (w - 1)(c - u) + (a - 1)(c - g), with c, u the model's conditional and unconditional
-        predictions and g the guide's conditional one: CFG pushes away from no prompt, autoguidance from
-        the errors a weaker model makes more of (Karras et al. 2024)."""
+        x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
+        the model's conditional and unconditional predictions and g the guide's conditional one: CFG
+        pushes away from no prompt, autoguidance from the errors a weaker model makes more of (Karras et
+        al. 2024)."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -471,10 +478,10 @@ class HappyHorsePipeline:
             if guided:
                 x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
-            if autoguidance != 1.0 and inside:
+            if auto != (1.0, 1.0) and inside:
                 guide_v, guide_a = predict(self.guide_transformer, video, audio, sigma, 1, text, text_mask)
-                x0v = x0v + (autoguidance - 1) * (cond_v - guide_v)
-                x0a = x0a + (autoguidance - 1) * (cond_a - guide_a)
+                x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
+                x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
             return [x0v, x0a]
 
         return denoise

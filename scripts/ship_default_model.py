@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument(
         "--guide", type=Path, default=None, help="a weaker model directory whose transformer autoguidance steers from"
     )
-    parser.add_argument("--autoguidance", type=float, default=None, help="the autoguidance scale (needs a guide)")
+    parser.add_argument("--autoguidance", type=float, default=None, help="video autoguidance scale (needs a guide)")
+    parser.add_argument("--audio-autoguidance", type=float, default=None, help="the sound's autoguidance scale")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
@@ -50,6 +51,7 @@ def main() -> None:
         "shift": args.shift,
         "guidance_interval": tuple(args.interval) if args.interval else None,
         "autoguidance_scale": args.autoguidance,
+        "audio_autoguidance_scale": args.audio_autoguidance,
     }
     pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
     pipe.save_pretrained(args.out, weights_dtype=torch.float16)

@@ -97,7 +97,7 @@ def test_guidance_interval_guides_only_the_noise_levels_inside_it(pipe, tmp_path
     assert np.array_equal(loaded("a red ball", **kw).frames, half.frames)
 
 
-def _x0(pipe, guidance: float, autoguidance: float, sigma: float = 0.6):
+def _x0(pipe, guidance: float, autoguidance: float, audio_autoguidance: float | None = None, sigma: float = 0.6):
     """The guided x0 the samplers see, for a fixed noisy input of the pipeline's default clip size."""
     torch.manual_seed(11)
     video, audio = torch.randn(1, 48, 768), torch.randn(1, 30, 400)
@@ -106,7 +106,15 @@ def _x0(pipe, guidance: float, autoguidance: float, sigma: float = 0.6):
 
     positions = sequence_positions((3, 4, 4), 30, text.shape[1], pipe.video_codec, pipe.audio_codec, 12.0)
     denoise = pipe._denoiser(
-        text, mask, positions, [None, None], guidance != 1, guidance, guidance, (0, 1), autoguidance
+        text,
+        mask,
+        positions,
+        [None, None],
+        guidance != 1,
+        guidance,
+        guidance,
+        (0, 1),
+        (autoguidance, autoguidance if audio_autoguidance is None else audio_autoguidance),
     )
     return denoise([video, audio], sigma)
 
@@ -125,6 +133,10 @@ def test_autoguidance_extrapolates_from_the_guide_model_linearly(pipe, tmp_path)
     cfg_only, both = _x0(pipe, 4.0, 1.0), _x0(pipe, 4.0, 2.5)
     for x, y, ci, gi in zip(both, cfg_only, c, g, strict=True):
         torch.testing.assert_close(x - y, 1.5 * (ci - gi), atol=1e-4, rtol=1e-4)
+    # each modality has its own scale: video only leaves the sound's prediction as CFG made it
+    video_only = _x0(pipe, 4.0, 2.5, audio_autoguidance=1.0)
+    torch.testing.assert_close(video_only[0], both[0])
+    torch.testing.assert_close(video_only[1], cfg_only[1])
     # a guide identical to the model steers nowhere
     pipe.set_guide(copy.deepcopy(pipe.transformer))
     for x, y in zip(_x0(pipe, 4.0, 3.0), cfg_only, strict=True):
@@ -159,6 +171,8 @@ def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):
         pipe("x", autoguidance_scale=2.0)
     with pytest.raises(ValueError, match="autoguidance_scale"):
         pipe("x", autoguidance_scale=float("inf"))
+    with pytest.raises(ValueError, match="audio_autoguidance_scale: 3 needs a guide model"):
+        pipe("x", audio_autoguidance_scale=3)
     from happyhorse.model import SingleStreamTransformer
 
     other = SingleStreamTransformer(

@@ -414,6 +414,7 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
         audio_guidance_scale=1.0,
         guidance_interval=(0.0, 1.0),
         autoguidance_scale=1.0,  # the student carries no guide model
+        audio_autoguidance_scale=1.0,
     )
 
 

@@ -118,7 +118,7 @@ def generate_test_set(
     """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth.
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
-    `guidance_interval`, `audio_guidance`, `autoguidance` (None keeps them)."""
+    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -159,6 +159,7 @@ def generate_test_set(
                 ("guidance_interval", (sampling or {}).get("guidance_interval")),
                 ("audio_guidance_scale", (sampling or {}).get("audio_guidance")),
                 ("autoguidance_scale", (sampling or {}).get("autoguidance")),
+                ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
             )
             if value is not None
         },
