@@ -76,6 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
     parser.add_argument("--count", type=int, default=24)
+    parser.add_argument(
+        "--first", type=int, default=0, help="the first test prompt (choose on one range, confirm on another)"
+    )
     parser.add_argument("--grid", nargs="+", default=["euler:8:1", "euler:16:1", "euler:16:3", "dpmpp_2m:8:1"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -84,15 +87,18 @@ def main() -> None:
     for text in args.grid:
         point = parse_point(text)
         with tempfile.TemporaryDirectory() as tmp:
-            report = evaluate_model(args.model, tmp, "all", args.count, sampling=point)
+            report = evaluate_model(args.model, tmp, "all", args.count, sampling=point, first=args.first)
         reference = reference or report["reference"]["metrics"]
-        row = {"point": text, **point, "metrics": report["metrics"]}
+        # per-clip metrics too, so two points can be compared clip by clip (same prompts and seeds)
+        clips = [{"name": Path(c["path"]).name, "metrics": c["metrics"]} for c in report["clips"]]
+        row = {"point": text, **point, "metrics": report["metrics"], "clips": clips}
         rows.append(row)
         print(f"{text:16s} " + " ".join(f"{cell(report['metrics'], n):9.3f}" for n in COLUMNS), flush=True)
     print("columns:", ", ".join(COLUMNS), "(av_offset_ms: share within one frame)")
     print(f"{'ground truth':16s} " + " ".join(f"{cell(reference, n):9.3f}" for n in COLUMNS))
     if args.json:
-        args.json.write_text(json.dumps({"count": args.count, "rows": rows, "reference": reference}, indent=1))
+        summary = {"count": args.count, "first": args.first, "rows": rows, "reference": reference}
+        args.json.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -306,6 +306,7 @@ def eval_command(
     suite: str = typer.Option("all", help="world, temporal or all."),
     out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
     count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
+    first: int = typer.Option(0, min=0, max=1_000_000, help="With --model: the first test prompt's number."),
     compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
     steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
     guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
@@ -368,7 +369,9 @@ def eval_command(
         else:
             task = bar.add_task("generating", total=count)
             try:
-                report = evaluate_model(model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling)
+                report = evaluate_model(
+                    model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling, first=first
+                )
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
             except ValueError as exc:  # a sampling setting the model refuses; the message names it

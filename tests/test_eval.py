@@ -200,7 +200,15 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         "guidance_interval": (0.3, 1.0),
         "audio_guidance": 1.5,
     }
-    report = evaluate_model(tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling)
+    report = evaluate_model(
+        tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4
+    )
+    # prompt 4 of the test split, in the mode its number gives (T2V, TI2V, TA2V in turn)
+    assert sorted(p.name for p in (tmp_path / "eval" / "clips").glob("*.mp4")) == ["004_TI2V.mp4"]
+    truth = json.loads((tmp_path / "eval" / "ground_truth" / "004.json").read_text())
+    assert truth["seed"] == 4 and truth["split"] == "test"
+    assert json.loads((tmp_path / "eval" / "clips" / "004_TI2V.json").read_text())["prompt"] == truth["caption"]
+    assert report["settings"]["first"] == 4
     sidecar = json.loads(next((tmp_path / "eval" / "clips").glob("*.json")).read_text())
     keys = ("num_inference_steps", "guidance_scale", "sampler", "shift", "guidance_interval", "audio_guidance_scale")
     assert {k: sidecar["settings"][k] for k in keys} == {

@@ -133,3 +133,18 @@ def test_config_validation():
         TransformerConfig(prediction="score")
     with pytest.raises(ValueError, match="unknown"):
         TransformerConfig.from_dict({"width": 3})
+
+
+def test_skipped_blocks_are_the_same_model_without_them():
+    """skip_blocks (skip-layer guidance's weaker self) equals a model whose skipped blocks were removed."""
+    import copy
+
+    model, inputs = _model(), _inputs()
+    full = model(*inputs)
+    assert torch.equal(model(*inputs, skip_blocks=()).video, full.video)
+    skipped = model(*inputs, skip_blocks=(2,))
+    shorter = copy.deepcopy(model)
+    del shorter.blocks[2]
+    torch.testing.assert_close(skipped.video, shorter(*inputs).video)
+    torch.testing.assert_close(skipped.audio, shorter(*inputs).audio)
+    assert (skipped.video - full.video).abs().max() > 1e-3

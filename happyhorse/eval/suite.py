@@ -113,9 +113,10 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
 
 
 def generate_test_set(
-    model_dir, out: Path, count: int, progress=None, sampling: dict | None = None
+    model_dir, out: Path, count: int, progress=None, sampling: dict | None = None, first: int = 0
 ) -> tuple[Path, Path, dict]:
-    """Generate `count` test-split prompts cycling T2V, TI2V, TA2V; write the matching ground truth.
+    """Generate test-split prompts first .. first + count - 1 cycling T2V, TI2V, TA2V (by prompt number);
+    write the matching ground truth. Settings chosen on one range can be confirmed on another.
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance` (None keeps them)."""
@@ -129,7 +130,7 @@ def generate_test_set(
         d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
     )
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
-    for i in range(count):
+    for i in range(first, first + count):
         truth = make_clip(i, "test", config)
         write_sample(truth, truth_dir, f"{i:03d}")
         mode = MODES[i % len(MODES)]
@@ -147,6 +148,7 @@ def generate_test_set(
     settings = {
         "model": str(model_dir) if model_dir else "embedded default",
         "count": count,
+        "first": first,
         "split": "test",
         **pipe.scheduler.__dict__,
         **{
@@ -168,11 +170,17 @@ def generate_test_set(
 
 
 def evaluate_model(
-    model_dir, out: str | Path, suite: str = "all", count: int = 30, progress=None, sampling: dict | None = None
+    model_dir,
+    out: str | Path,
+    suite: str = "all",
+    count: int = 30,
+    progress=None,
+    sampling: dict | None = None,
+    first: int = 0,
 ) -> dict:
     out = Path(out)
     start = time.perf_counter()
-    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling)
+    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling, first)
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
     reference = evaluate_clips(truth_dir, suite)

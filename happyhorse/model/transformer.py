@@ -276,6 +276,7 @@ class SingleStreamTransformer(nn.Module):
         video_clean: torch.Tensor | None = None,  # [B, Nv] bool: given (conditioning) tokens
         audio_clean: torch.Tensor | None = None,  # [B, Na] bool
         sigma: torch.Tensor | None = None,  # [B, Nv + Na] per-token noise level; ablation only
+        skip_blocks: tuple[int, ...] = (),  # blocks passed over: a weaker self for skip-layer guidance
     ) -> TransformerOutput:
         cfg = self.cfg
         b, nv, na, nt = video.shape[0], video.shape[1], audio.shape[1], text.shape[1]
@@ -300,8 +301,9 @@ class SingleStreamTransformer(nn.Module):
         angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, hd/2)
         keep = torch.cat([torch.ones(b, nv + na, dtype=torch.bool, device=x.device), text_mask], dim=1)
         attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded text tokens are never attended to
-        for block in self.blocks:
-            x = block(x, lengths, angles, attn_mask)
+        for i, block in enumerate(self.blocks):
+            if i not in skip_blocks:
+                x = block(x, lengths, angles, attn_mask)
         out_v = self.video_out(self.video_norm(x[:, :nv]))
         out_a = self.audio_out(self.audio_norm(x[:, nv : nv + na]))
         return TransformerOutput(video=out_v, audio=out_a)
