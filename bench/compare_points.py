@@ -1,0 +1,102 @@
+"""Two sampling points compared clip by clip: is B better than A, or is it noise?
+
+    python bench/sampling_defaults.py --model DIR --count 120 --grid dpmpp_2m:8:5 dpmpp_2m:8:5:auto=3 --json g.json
+    python bench/compare_points.py g.json:0 g.json:1            # FILE:ROW, rows in grid order
+    python bench/compare_points.py a.json:0 b.json:0 --rounds 2000
+
+Both points generate the same seeded prompts, so each clip's metric under A and under B form a pair;
+the difference of the means is bootstrapped over the clips (pairs resampled together), which removes
+the prompt-to-prompt spread that makes two unpaired figures on 120 prompts differ by +-0.05 on their
+own. Per-clip figures: each metric's value (the share of impacts within one frame for
+`av_offset_ms`, as the grid's table), and persistence as permanence >= 0.95, as the suite counts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+METRICS = (
+    "colour_accuracy",
+    "shape_accuracy",
+    "direction_accuracy",
+    "count_accuracy",
+    "motion_accuracy",
+    "object_persistence_rate",
+    "object_permanence",
+    "av_offset_ms",
+    "subject_consistency_proxy",
+    "physics_residual_px",
+)
+
+
+def clip_value(metrics: dict, name: str) -> float | None:
+    """One clip's figure of a metric, or None where the clip has none (e.g. no impact to time)."""
+    if name == "object_persistence_rate":
+        m = metrics.get("object_permanence")
+        return None if m is None else float(m["value"] >= 0.95)
+    m = metrics.get(name)
+    if m is None:
+        return None
+    return float(m["score"] if name == "av_offset_ms" else m["value"])
+
+
+def load_row(spec: str) -> dict:
+    path, _, row = spec.rpartition(":")
+    if not path or not row.isdigit():
+        raise SystemExit(f"expected FILE.json:ROW (a row number of the grid, from 0), got {spec!r}")
+    data = json.loads(Path(path).read_text())
+    rows = data.get("rows", [])
+    if int(row) >= len(rows) or "clips" not in rows[int(row)]:
+        raise SystemExit(f"{spec}: no row {row} with per-clip metrics ({len(rows)} rows; rerun sampling_defaults.py)")
+    return rows[int(row)]
+
+
+def paired(a: dict, b: dict, name: str, rounds: int, rng: np.random.Generator) -> dict | None:
+    """Means under A and B over the clips both have, and B - A with a 95 % paired bootstrap interval."""
+    by_name = {c["name"]: c["metrics"] for c in b["clips"]}
+    pairs = [
+        (va, vb)
+        for c in a["clips"]
+        if c["name"] in by_name
+        for va, vb in [(clip_value(c["metrics"], name), clip_value(by_name[c["name"]], name))]
+        if va is not None and vb is not None
+    ]
+    if not pairs:
+        return None
+    x = np.array(pairs)
+    diff = x[:, 1] - x[:, 0]
+    boot = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"clips": len(x), "a": x[:, 0].mean(), "b": x[:, 1].mean(), "diff": diff.mean(), "low": low, "high": high}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help="FILE.json:ROW of bench/sampling_defaults.py --json")
+    parser.add_argument("b", help="FILE.json:ROW, the same prompts under other settings or another model")
+    parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (>= 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.rounds < 100:
+        parser.error(f"--rounds: at least 100, got {args.rounds}")
+    a, b = load_row(args.a), load_row(args.b)
+    rng = np.random.default_rng(args.seed)
+    print(f"A = {a['point']}, B = {b['point']}")
+    print(f"{'metric':26s} {'clips':>5s} {'A':>7s} {'B':>7s} {'B - A':>7s}  95 % interval")
+    for name in METRICS:
+        r = paired(a, b, name, args.rounds, rng)
+        if r is None:
+            continue
+        mark = " *" if r["low"] > 0 or r["high"] < 0 else ""  # the interval excludes 0
+        print(
+            f"{name:26s} {r['clips']:5d} {r['a']:7.3f} {r['b']:7.3f} {r['diff']:+7.3f}"
+            f"  [{r['low']:+.3f}, {r['high']:+.3f}]{mark}"
+        )
+
+
+if __name__ == "__main__":
+    main()
