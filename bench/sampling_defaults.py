@@ -6,7 +6,8 @@
 Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift),
 :interval=LOW-HIGH (the noise levels where guidance applies), :audio=G (the soundtrack's guidance) and
 :auto=A and :audio_auto=A (autoguidance of the video and of the sound by the model directory's
-guide_transformer).
+guide_transformer) and :skip=I+J (the guide passes over blocks I and J; without a guide_transformer
+the guide is the model itself: skip-layer guidance).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -43,7 +44,7 @@ def cell(metrics: dict, name: str) -> float:
 
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
-    auto=A, audio_auto=A (autoguidance)."""
+    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -62,13 +63,15 @@ def parse_point(text: str) -> dict:
                 point["autoguidance"] = float(value)
             elif key == "audio_auto":
                 point["audio_autoguidance"] = float(value)
+            elif key == "skip":
+                point["guide_skip_blocks"] = tuple(int(v) for v in value.split("+"))
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
-            "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A][:audio_auto=A]"
-            f" such as euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
+            "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
+            f"[:audio_auto=A][:skip=I+J] such as euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 
 

@@ -31,6 +31,7 @@ class GenerateRequest:
     audio_guidance: float | None = None
     autoguidance: float | None = None
     audio_autoguidance: float | None = None
+    guide_skip_blocks: tuple[int, ...] | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -56,6 +57,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         guidance_interval=request.guidance_interval,
         autoguidance_scale=request.autoguidance,
         audio_autoguidance_scale=request.audio_autoguidance,
+        guide_skip_blocks=request.guide_skip_blocks,
         callback=callback,
     )
     output = Path(output)

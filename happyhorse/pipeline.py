@@ -46,12 +46,16 @@ class SchedulerConfig:
     # video and sound apart, as with classifier-free guidance
     autoguidance_scale: float = 1.0
     audio_autoguidance_scale: float = 1.0
+    # blocks the guide passes over; with no guide_transformer the guide is the model itself minus these
+    # blocks (skip-layer guidance, as STG for video models: a weaker self, no second set of weights)
+    guide_skip_blocks: tuple[int, ...] = ()
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"guidance_interval: need 0 <= low <= high <= 1, got {list(self.guidance_interval)}")
         self.guidance_interval = (low, high)
+        self.guide_skip_blocks = tuple(self.guide_skip_blocks)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -208,7 +212,19 @@ class HappyHorsePipeline:
     # ------------------------------------------------------------------------------ inputs
 
     def check_inputs(
-        self, prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto=(1.0, 1.0)
+        self,
+        prompt,
+        image,
+        audio,
+        seconds,
+        height,
+        width,
+        steps,
+        guidance,
+        audio_guidance,
+        sampler,
+        auto=(1.0, 1.0),
+        skip=(),
     ):
         """Fail early, naming the argument, the value and what is allowed."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
@@ -231,11 +247,14 @@ class HappyHorsePipeline:
         for name, value in zip(("autoguidance_scale", "audio_autoguidance_scale"), auto, strict=True):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
-            if value != 1.0 and self.guide_transformer is None:
+            if value != 1.0 and self.guide_transformer is None and not skip:
                 raise ValueError(
-                    f"{name}: {value} needs a guide model (a guide_transformer/ in the model directory), "
-                    "and this one has none; use 1 (off)"
+                    f"{name}: {value} needs a guide: a guide_transformer/ in the model directory (this one has "
+                    "none) or guide_skip_blocks; use 1 (off)"
                 )
+        depth = len((self.guide_transformer or self.transformer).blocks)
+        if not all(isinstance(i, int) and 0 <= i < depth for i in skip) or len(set(skip)) != len(skip):
+            raise ValueError(f"guide_skip_blocks: distinct block numbers in 0..{depth - 1}, got {list(skip)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):
@@ -302,6 +321,7 @@ class HappyHorsePipeline:
         guidance_interval: tuple[float, float] | None = None,
         autoguidance_scale: float | None = None,
         audio_autoguidance_scale: float | None = None,
+        guide_skip_blocks: tuple[int, ...] | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -316,6 +336,7 @@ class HappyHorsePipeline:
             autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale,
             audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
         )
+        skip = tuple(guide_skip_blocks) if guide_skip_blocks is not None else sch.guide_skip_blocks
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -339,7 +360,7 @@ class HappyHorsePipeline:
             seconds = min(seconds, MAX_SECONDS)
         # 1. check inputs
         prompts = self.check_inputs(
-            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto
+            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto, skip
         )
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
@@ -375,7 +396,9 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
-        denoise = self._denoiser(text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto)
+        denoise = self._denoiser(
+            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto, skip
+        )
         sigmas = get_schedule(steps, shift)
         # 4. sample
         t0 = time.perf_counter()
@@ -419,6 +442,7 @@ class HappyHorsePipeline:
             "guidance_interval": list(interval),
             "autoguidance_scale": auto[0],
             "audio_autoguidance_scale": auto[1],
+            "guide_skip_blocks": list(skip),
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
@@ -434,12 +458,14 @@ class HappyHorsePipeline:
         audio_guidance,
         interval=(0.0, 1.0),
         auto=(1.0, 1.0),
+        skip=(),
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
 
         x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
-        the model's conditional and unconditional predictions and g the guide's conditional one: CFG
+        the model's conditional and unconditional predictions and g the guide's conditional one (the
+        guide model, or the model itself, passing over the `skip` blocks): CFG
         pushes away from no prompt, autoguidance from the errors a weaker model makes more of (Karras et
         al. 2024)."""
         device, dtype = self.device, self.dtype
@@ -448,7 +474,7 @@ class HappyHorsePipeline:
         video_clean = clean[0][0] if clean[0] is not None else None
         audio_clean = clean[1][0] if clean[1] is not None else None
 
-        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask):
+        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask, skip_blocks=()):
             b = video.shape[0]
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
@@ -462,6 +488,7 @@ class HappyHorsePipeline:
                 vclean.repeat(reps, 1).to(device),
                 aclean.repeat(reps, 1).to(device),
                 sig_tokens.repeat(reps, 1).to(device, dtype),
+                skip_blocks=skip_blocks,
             )
             sig = torch.tensor(sigma)
             x0v = predicted_x0(out.video.float().cpu(), video.repeat(reps, 1, 1), sig, prediction)
@@ -479,7 +506,8 @@ class HappyHorsePipeline:
                 x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
             if auto != (1.0, 1.0) and inside:
-                guide_v, guide_a = predict(self.guide_transformer, video, audio, sigma, 1, text, text_mask)
+                guide = self.guide_transformer or self.transformer
+                guide_v, guide_a = predict(guide, video, audio, sigma, 1, text, text_mask, skip)
                 x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
                 x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
             return [x0v, x0a]

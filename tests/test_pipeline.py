@@ -166,12 +166,41 @@ def test_autoguidance_extrapolates_from_the_guide_model_linearly(pipe, tmp_path)
     assert np.array_equal(again.frames, out.frames) and np.array_equal(again.audio, out.audio)
 
 
+def test_skip_layer_guidance_guides_by_the_model_minus_some_blocks(pipe, tmp_path):
+    """With no guide model, guide_skip_blocks make the guide the model itself passing over those blocks."""
+    import copy
+
+    kw = {"seed": 0, "num_inference_steps": 2, "guidance_scale": 4.0}
+    shorter = copy.deepcopy(pipe.transformer)
+    del shorter.blocks[1]
+    pipe_with_guide = copy.copy(pipe)
+    pipe_with_guide.guide_transformer = shorter  # the same guide as a separate model
+    skipped = pipe("a red ball", autoguidance_scale=2.0, guide_skip_blocks=(1,), **kw)
+    assert (
+        np.abs(skipped.frames.astype(int) - pipe_with_guide("a red ball", autoguidance_scale=2.0, **kw).frames).max()
+        <= 1
+    )
+    assert skipped.settings["guide_skip_blocks"] == [1]
+    assert not np.array_equal(skipped.frames, pipe("a red ball", **kw).frames)
+    pipe.scheduler.guide_skip_blocks, pipe.scheduler.autoguidance_scale = (1,), 2.0
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.guide_skip_blocks, pipe.scheduler.autoguidance_scale = (), 1.0
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.guide_skip_blocks == (1,) and loaded.guide_transformer is None
+    assert np.array_equal(loaded("a red ball", **kw).frames, skipped.frames)
+    for bad in ((2,), (0, 0), (-1,)):  # the tiny model has blocks 0 and 1
+        with pytest.raises(ValueError, match="guide_skip_blocks: distinct block numbers in 0..1"):
+            pipe("x", autoguidance_scale=2.0, guide_skip_blocks=bad)
+
+
 def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):
-    with pytest.raises(ValueError, match="autoguidance_scale: 2.0 needs a guide model"):
+    with pytest.raises(ValueError, match="autoguidance_scale: 2.0 needs a guide"):
         pipe("x", autoguidance_scale=2.0)
     with pytest.raises(ValueError, match="autoguidance_scale"):
         pipe("x", autoguidance_scale=float("inf"))
-    with pytest.raises(ValueError, match="audio_autoguidance_scale: 3 needs a guide model"):
+    with pytest.raises(ValueError, match="audio_autoguidance_scale: 3 needs a guide"):
         pipe("x", audio_autoguidance_scale=3)
     from happyhorse.model import SingleStreamTransformer
 

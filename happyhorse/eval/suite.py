@@ -119,7 +119,8 @@ def generate_test_set(
     write the matching ground truth. Settings chosen on one range can be confirmed on another.
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
-    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance` (None keeps them)."""
+    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`
+    (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -162,6 +163,7 @@ def generate_test_set(
                 ("audio_guidance_scale", (sampling or {}).get("audio_guidance")),
                 ("autoguidance_scale", (sampling or {}).get("autoguidance")),
                 ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
+                ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
             )
             if value is not None
         },
