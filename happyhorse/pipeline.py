@@ -138,6 +138,10 @@ class HappyHorsePipeline:
             guide = guide.eval().to(self.device, self.dtype)
         self.guide_transformer = guide
 
+    def _guide(self) -> SingleStreamTransformer:
+        """The model autoguidance compares with: the guide model, else the model itself (with skipped blocks)."""
+        return self.guide_transformer if self.guide_transformer is not None else self.transformer
+
     # ------------------------------------------------------------------------------ save / load
 
     def save_pretrained(self, directory: str | os.PathLike, weights_dtype: torch.dtype = torch.float32) -> Path:
@@ -252,7 +256,7 @@ class HappyHorsePipeline:
                     f"{name}: {value} needs a guide: a guide_transformer/ in the model directory (this one has "
                     "none) or guide_skip_blocks; use 1 (off)"
                 )
-        depth = len((self.guide_transformer or self.transformer).blocks)
+        depth = len(self._guide().blocks)
         if not all(isinstance(i, int) and 0 <= i < depth for i in skip) or len(set(skip)) != len(skip):
             raise ValueError(f"guide_skip_blocks: distinct block numbers in 0..{depth - 1}, got {list(skip)}")
         if sampler not in SAMPLERS:
@@ -465,9 +469,8 @@ class HappyHorsePipeline:
 
         x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
         the model's conditional and unconditional predictions and g the guide's conditional one (the
-        guide model, or the model itself, passing over the `skip` blocks): CFG
-        pushes away from no prompt, autoguidance from the errors a weaker model makes more of (Karras et
-        al. 2024)."""
+        guide model, or the model itself, passing over the `skip` blocks): CFG pushes away from no
+        prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024)."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -506,8 +509,7 @@ class HappyHorsePipeline:
                 x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
             if auto != (1.0, 1.0) and inside:
-                guide = self.guide_transformer or self.transformer
-                guide_v, guide_a = predict(guide, video, audio, sigma, 1, text, text_mask, skip)
+                guide_v, guide_a = predict(self._guide(), video, audio, sigma, 1, text, text_mask, skip)
                 x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
                 x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
             return [x0v, x0a]
