@@ -39,9 +39,8 @@ def clip_value(metrics: dict, name: str) -> float | None:
         m = metrics.get("object_permanence")
         return None if m is None else float(m["value"] >= 0.95)
     m = metrics.get(name)
-    if m is None:
-        return None
-    return float(m["score"] if name == "av_offset_ms" else m["value"])
+    value = None if m is None else m["score"] if name == "av_offset_ms" else m["value"]
+    return None if value is None else float(value)  # a clip may carry a metric it could not measure
 
 
 def load_row(spec: str) -> dict:

@@ -43,6 +43,7 @@ def test_a_consistent_gain_is_told_from_noise():
 def test_clips_without_the_metric_are_left_out_and_bad_specs_refused(tmp_path):
     a = _row({"av_offset_ms": [1.0, None, 0.5]}, [1, 1, 1])
     b = _row({"av_offset_ms": [0.0, 1.0, None]}, [1, 1, 1])
+    b["clips"][2]["metrics"]["av_offset_ms"] = {"value": None, "score": None}  # measured as nothing
     r = compare_points.paired(a, b, "av_offset_ms", 200, np.random.default_rng(0))
     assert r["clips"] == 1 and r["diff"] == -1.0
     assert compare_points.paired(a, b, "shape_accuracy", 200, np.random.default_rng(0)) is None
