@@ -3,6 +3,7 @@
     python bench/sampling_defaults.py --model DIR --count 120 --grid dpmpp_2m:8:5 dpmpp_2m:8:5:auto=3 --json g.json
     python bench/compare_points.py g.json:0 g.json:1            # FILE:ROW, rows in grid order
     python bench/compare_points.py a.json:0 b.json:0 --rounds 2000
+    python bench/compare_points.py first.json:0,more.json:0 first.json:1,more.json:1   # rows of two prompt ranges
 
 Both points generate the same seeded prompts, so each clip's metric under A and under B form a pair;
 the difference of the means is bootstrapped over the clips (pairs resampled together), which removes
@@ -43,6 +44,15 @@ def clip_value(metrics: dict, name: str) -> float | None:
     return None if value is None else float(value)  # a clip may carry a metric it could not measure
 
 
+def load_rows(specs: str) -> dict:
+    """FILE:ROW[,FILE:ROW...]: one grid row, or rows of several prompt ranges joined into one."""
+    rows = [load_row(spec) for spec in specs.split(",")]
+    clips = [c for r in rows for c in r["clips"]]
+    if len({c["name"] for c in clips}) != len(clips):
+        raise SystemExit(f"{specs}: the rows share clips; join rows of different prompt ranges only")
+    return {"point": " + ".join(r["point"] for r in rows), "clips": clips}
+
+
 def load_row(spec: str) -> dict:
     path, _, row = spec.rpartition(":")
     if not path or not row.isdigit():
@@ -75,14 +85,14 @@ def paired(a: dict, b: dict, name: str, rounds: int, rng: np.random.Generator) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", help="FILE.json:ROW of bench/sampling_defaults.py --json")
-    parser.add_argument("b", help="FILE.json:ROW, the same prompts under other settings or another model")
+    parser.add_argument("a", help="FILE.json:ROW of bench/sampling_defaults.py --json (or several, comma-separated)")
+    parser.add_argument("b", help="FILE.json:ROW[,...], the same prompts under other settings or another model")
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (>= 100)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.rounds < 100:
         parser.error(f"--rounds: at least 100, got {args.rounds}")
-    a, b = load_row(args.a), load_row(args.b)
+    a, b = load_rows(args.a), load_rows(args.b)
     rng = np.random.default_rng(args.seed)
     print(f"A = {a['point']}, B = {b['point']}")
     print(f"{'metric':26s} {'clips':>5s} {'A':>7s} {'B':>7s} {'B - A':>7s}  95 % interval")

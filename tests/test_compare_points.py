@@ -52,3 +52,14 @@ def test_clips_without_the_metric_are_left_out_and_bad_specs_refused(tmp_path):
     (tmp_path / "g.json").write_text('{"rows": [{"point": "x", "metrics": {}}]}')
     with pytest.raises(SystemExit, match="per-clip"):
         compare_points.load_row(f"{tmp_path / 'g.json'}:0")
+    # rows of two prompt ranges join into one; the same range twice is refused
+    import json
+
+    first, more = _row({"shape_accuracy": [1.0]}, [1]), _row({"shape_accuracy": [0.0, 0.0]}, [1, 1])
+    more["clips"] = [{**c, "name": f"1{c['name']}"} for c in more["clips"]]
+    for name, row in (("a.json", first), ("b.json", more)):
+        (tmp_path / name).write_text(json.dumps({"rows": [row]}))
+    joined = compare_points.load_rows(f"{tmp_path / 'a.json'}:0,{tmp_path / 'b.json'}:0")
+    assert len(joined["clips"]) == 3
+    with pytest.raises(SystemExit, match="share clips"):
+        compare_points.load_rows(f"{tmp_path / 'a.json'}:0,{tmp_path / 'a.json'}:0")

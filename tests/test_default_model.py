@@ -20,7 +20,15 @@ def test_the_default_model_ships_small_in_half_precision():
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
     assert size <= 50e6
     names = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
-    assert names == ["audio_codec", "model_index.json", "scheduler", "text_encoder", "transformer", "video_codec"]
+    assert names == [
+        "audio_codec",
+        "guide_transformer",  # the base model autoguidance steers from (MODEL_CARD.md)
+        "model_index.json",
+        "scheduler",
+        "text_encoder",
+        "transformer",
+        "video_codec",
+    ]
 
 
 def test_default_model_meets_the_output_contract(default_pipe):
