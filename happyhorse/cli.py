@@ -351,10 +351,10 @@ def eval_command(
         "autoguidance": autoguidance,
         "audio_autoguidance": audio_autoguidance,
     }
-    if clips is not None and any(v is not None for v in sampling.values()):
+    if clips is not None and (any(v is not None for v in sampling.values()) or first):
         raise typer.BadParameter(
-            "these apply to --model only: --steps, --guidance, --audio-guidance, --autoguidance, --audio-autoguidance, "
-            "--sampler, --shift, --guidance-interval",
+            "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
+            "--audio-autoguidance, --sampler, --shift, --guidance-interval",
             param_hint="--steps",
         )
     with progress() as bar:

@@ -340,6 +340,8 @@ class HappyHorsePipeline:
             autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale,
             audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
         )
+        if guide_skip_blocks is not None and not isinstance(guide_skip_blocks, tuple | list):
+            raise ValueError(f"guide_skip_blocks: must be a tuple of block numbers, got {guide_skip_blocks!r}")
         skip = tuple(guide_skip_blocks) if guide_skip_blocks is not None else sch.guide_skip_blocks
         shift = shift if shift is not None else sch.shift
         interval = (

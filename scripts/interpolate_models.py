@@ -10,13 +10,15 @@ line between the two, which `bench/sampling_defaults.py` then measures point by 
 An alpha past 1 extrapolates: the midpoint M of A and a fine-tune F is shipped and A is in git, so
 `interpolate_models.py A M 2` rebuilds F = 2 M - A (to float16 rounding) where F itself was not kept.
 
-Everything but the transformer's weights (codecs, text encoder, sampling defaults) comes from A.
+Everything but the transformer's weights (codecs, text encoder, sampling defaults) comes from A, except
+a guide model: the result has none and autoguidance off (a guide is chosen for one model).
 The weights are computed in float32 and written in float32 (ship_default_model.py stores float16).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="a model directory (alpha 0)")
     parser.add_argument("b", type=Path, help="a model directory of the same architecture (alpha 1)")
-    parser.add_argument("alpha", type=float, help="B's share: 0..1 interpolates, up to 3 extrapolates past B")
+    parser.add_argument("alpha", type=float, help="B's share: 0..1 interpolates, -2..0 and 1..3 extrapolate")
     parser.add_argument("--out", type=Path, required=True, help="the model directory to write")
     args = parser.parse_args()
     if not -2.0 <= args.alpha <= 3.0:
@@ -56,6 +58,9 @@ def main() -> None:
         parser.error(f"b: its transformer config differs from a's ({other.transformer.cfg} vs {pipe.transformer.cfg})")
     mixed = interpolate(pipe.transformer.state_dict(), other.transformer.state_dict(), args.alpha)
     pipe.transformer.float().load_state_dict(mixed)
+    # a guide belongs to the model it was chosen for: the new weights get none (ship_default_model --guide)
+    pipe.set_guide(None)
+    pipe.scheduler = replace(pipe.scheduler, autoguidance_scale=1.0, audio_autoguidance_scale=1.0, guide_skip_blocks=())
     pipe.save_pretrained(args.out)
     print(f"wrote {args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}")
 

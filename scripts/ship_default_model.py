@@ -54,6 +54,11 @@ def main() -> None:
         "audio_autoguidance_scale": args.audio_autoguidance,
     }
     pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
+    sch = pipe.scheduler
+    if (sch.autoguidance_scale, sch.audio_autoguidance_scale) != (1.0, 1.0) and not (
+        pipe.guide_transformer is not None or sch.guide_skip_blocks
+    ):
+        parser.error("--autoguidance: needs a guide model (--guide DIR); the model has none")
     pipe.save_pretrained(args.out, weights_dtype=torch.float16)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({size / 1e6:.1f} MB): {pipe.scheduler}")

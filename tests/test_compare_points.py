@@ -31,6 +31,9 @@ def test_a_consistent_gain_is_told_from_noise():
     rng = np.random.default_rng(1)
     gain = compare_points.paired(a, b, "direction_accuracy", 500, rng)
     assert gain["clips"] == 60 and gain["diff"] == pytest.approx(0.02) and gain["low"] > 0
+    # testing ten metrics at once widens each interval (Bonferroni): never narrower than the 95 % one
+    wide = compare_points.paired(a, b, "direction_accuracy", 500, np.random.default_rng(1), family=10)
+    assert wide["family_low"] <= wide["low"] and wide["family_high"] >= wide["high"]
     persistence = compare_points.paired(a, b, "object_persistence_rate", 500, rng)
     assert (persistence["a"], persistence["b"]) == (0.0, 0.5)  # clips with permanence >= 0.95
     same = compare_points.paired(a, a, "direction_accuracy", 500, rng)

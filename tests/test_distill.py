@@ -125,7 +125,10 @@ def test_a_student_of_an_autoguided_teacher_samples_without_a_guide():
     from happyhorse.distill.dmd import student_scheduler
     from happyhorse.pipeline import SchedulerConfig
 
-    teacher = SchedulerConfig(sampler="dpmpp_2m", guidance_scale=5.0, shift=2.0, autoguidance_scale=2.0)
+    teacher = SchedulerConfig(
+        sampler="dpmpp_2m", guidance_scale=5.0, shift=2.0, autoguidance_scale=2.0, guide_skip_blocks=(1,)
+    )
     student = student_scheduler(teacher, 4)
     assert (student.sampler, student.num_inference_steps, student.shift) == ("renoise", 4, 2.0)
     assert (student.guidance_scale, student.audio_guidance_scale, student.autoguidance_scale) == (1.0, 1.0, 1.0)
+    assert student.guide_skip_blocks == ()

@@ -202,6 +202,8 @@ def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):
         pipe("x", autoguidance_scale=float("inf"))
     with pytest.raises(ValueError, match="audio_autoguidance_scale: 3 needs a guide"):
         pipe("x", audio_autoguidance_scale=3)
+    with pytest.raises(ValueError, match="guide_skip_blocks: must be a tuple"):
+        pipe("x", autoguidance_scale=2.0, guide_skip_blocks=1)
     from happyhorse.model import SingleStreamTransformer
 
     other = SingleStreamTransformer(

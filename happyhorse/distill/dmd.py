@@ -415,6 +415,7 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
         guidance_interval=(0.0, 1.0),
         autoguidance_scale=1.0,  # the student carries no guide model
         audio_autoguidance_scale=1.0,
+        guide_skip_blocks=(),
     )
 
 

@@ -152,6 +152,7 @@ def generate_test_set(
         "first": first,
         "split": "test",
         **pipe.scheduler.__dict__,
+        "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
         **{
             name: value
             for name, value in (
