@@ -70,9 +70,8 @@ def load_row(spec: str) -> dict:
     return rows[int(row)]
 
 
-def paired(a: dict, b: dict, name: str, rounds: int, rng: np.random.Generator, family: int = 1) -> dict | None:
-    """Means under A and B over the clips both have, and B - A with a 95 % paired bootstrap interval
-    (`low`, `high`) and its Bonferroni widening for `family` simultaneous metrics (`family_low/high`)."""
+def clip_pairs(a: dict, b: dict, name: str) -> np.ndarray:
+    """[clips, 2]: the metric under A and under B, for the clips that have it under both."""
     by_name = {c["name"]: c["metrics"] for c in b["clips"]}
     pairs = [
         (va, vb)
@@ -81,9 +80,15 @@ def paired(a: dict, b: dict, name: str, rounds: int, rng: np.random.Generator, f
         for va, vb in [(clip_value(c["metrics"], name), clip_value(by_name[c["name"]], name))]
         if va is not None and vb is not None
     ]
-    if not pairs:
+    return np.array(pairs).reshape(-1, 2)
+
+
+def paired(a: dict, b: dict, name: str, rounds: int, rng: np.random.Generator, family: int = 1) -> dict | None:
+    """Means under A and B over the clips both have, and B - A with a 95 % paired bootstrap interval
+    (`low`, `high`) and its Bonferroni widening for `family` simultaneous metrics (`family_low/high`)."""
+    x = clip_pairs(a, b, name)
+    if not len(x):
         return None
-    x = np.array(pairs)
     diff = x[:, 1] - x[:, 0]
     boot = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(1)
     tail = 2.5 / family
@@ -112,7 +117,7 @@ def main() -> None:
     a, b = load_rows(args.a), load_rows(args.b)
     rng = np.random.default_rng(args.seed)
     print(f"A = {a['point']}, B = {b['point']}")
-    names = [n for n in METRICS if paired(a, b, n, 100, np.random.default_rng(0)) is not None]
+    names = [n for n in METRICS if len(clip_pairs(a, b, n))]
     print(
         f"{'metric':26s} {'clips':>5s} {'A':>7s} {'B':>7s} {'B - A':>7s}  95 % interval"
         f"  (* Bonferroni over {len(names)})"

@@ -198,9 +198,8 @@ class HappyHorsePipeline:
             Codec.from_pretrained(directory / "text_encoder"),
             scheduler,
             index.get("defaults"),
+            guide,
         )
-        if guide is not None:
-            pipe.set_guide(guide)
         pipe.name = directory.resolve().name if directory != DEFAULT_MODEL_DIR else "happyhorse-default"
         return pipe.to(device) if device else pipe
 
@@ -256,6 +255,8 @@ class HappyHorsePipeline:
                     f"{name}: {value} needs a guide: a guide_transformer/ in the model directory (this one has "
                     "none) or guide_skip_blocks; use 1 (off)"
                 )
+        if not isinstance(skip, tuple | list):
+            raise ValueError(f"guide_skip_blocks: must be a tuple of block numbers, got {skip!r}")
         depth = len(self._guide().blocks)
         if not all(isinstance(i, int) and 0 <= i < depth for i in skip) or len(set(skip)) != len(skip):
             raise ValueError(f"guide_skip_blocks: distinct block numbers in 0..{depth - 1}, got {list(skip)}")
@@ -340,9 +341,7 @@ class HappyHorsePipeline:
             autoguidance_scale if autoguidance_scale is not None else sch.autoguidance_scale,
             audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
         )
-        if guide_skip_blocks is not None and not isinstance(guide_skip_blocks, tuple | list):
-            raise ValueError(f"guide_skip_blocks: must be a tuple of block numbers, got {guide_skip_blocks!r}")
-        skip = tuple(guide_skip_blocks) if guide_skip_blocks is not None else sch.guide_skip_blocks
+        skip = guide_skip_blocks if guide_skip_blocks is not None else sch.guide_skip_blocks
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -368,6 +367,7 @@ class HappyHorsePipeline:
         prompts = self.check_inputs(
             prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto, skip
         )
+        skip = tuple(skip)
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
         num_frames = vc.num_frames(max(1, round(seconds * fps)))
