@@ -6,8 +6,10 @@
 Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the schedule's shift),
 :interval=LOW-HIGH (the noise levels where guidance applies), :audio=G (the soundtrack's guidance) and
 :auto=A and :audio_auto=A (autoguidance of the video and of the sound by the model directory's
-guide_transformer) and :skip=I+J (the guide passes over blocks I and J; without a guide_transformer
-the guide is the model itself: skip-layer guidance).
+guide_transformer), :skip=I+J (the guide passes over blocks I and J; without a guide_transformer
+the guide is the model itself: skip-layer guidance) and :drops=audio (or image, image+audio: the
+unconditional branch goes without the given soundtrack or first frame too, so guidance pushes toward
+them as well as the prompt; `--modes TA2V` measures such a point on the prompts it changes).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -21,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 from happyhorse.eval import evaluate_model
+from happyhorse.eval.suite import MODES
+from happyhorse.pipeline import GUIDANCE_DROPS
 
 COLUMNS = (
     "colour_accuracy",
@@ -44,7 +48,8 @@ def cell(metrics: dict, name: str) -> float:
 
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
-    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over)."""
+    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), drops=audio (given
+    conditions the unconditional branch goes without)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -65,13 +70,18 @@ def parse_point(text: str) -> dict:
                 point["audio_autoguidance"] = float(value)
             elif key == "skip":
                 point["guide_skip_blocks"] = tuple(int(v) for v in value.split("+"))
+            elif key == "drops":
+                point["guidance_drops"] = tuple(value.split("+"))
+                if not set(point["guidance_drops"]) <= set(GUIDANCE_DROPS):
+                    raise ValueError(value)
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
-            f"[:audio_auto=A][:skip=I+J] such as euler:16:1 or dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
+            "[:audio_auto=A][:skip=I+J][:drops=image+audio] such as euler:16:1 or "
+            f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 
 
@@ -82,6 +92,7 @@ def main() -> None:
     parser.add_argument(
         "--first", type=int, default=0, help="the first test prompt (choose on one range, confirm on another)"
     )
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="only these modes' prompts")
     parser.add_argument("--grid", nargs="+", default=["euler:8:1", "euler:16:1", "euler:16:3", "dpmpp_2m:8:1"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -90,7 +101,9 @@ def main() -> None:
     for text in args.grid:
         point = parse_point(text)
         with tempfile.TemporaryDirectory() as tmp:
-            report = evaluate_model(args.model, tmp, "all", args.count, sampling=point, first=args.first)
+            report = evaluate_model(
+                args.model, tmp, "all", args.count, sampling=point, first=args.first, modes=tuple(args.modes)
+            )
         reference = reference or report["reference"]["metrics"]
         # per-clip metrics too, so two points can be compared clip by clip (same prompts and seeds)
         clips = [{"name": Path(c["path"]).name, "metrics": c["metrics"]} for c in report["clips"]]
@@ -100,7 +113,7 @@ def main() -> None:
     print("columns:", ", ".join(COLUMNS), "(av_offset_ms: share within one frame)")
     print(f"{'ground truth':16s} " + " ".join(f"{cell(reference, n):9.3f}" for n in COLUMNS))
     if args.json:
-        summary = {"count": args.count, "first": args.first, "rows": rows, "reference": reference}
+        summary = {"count": args.count, "first": args.first, "modes": args.modes, "rows": rows, "reference": reference}
         args.json.write_text(json.dumps(summary, indent=1))
 
 

@@ -32,6 +32,7 @@ class GenerateRequest:
     autoguidance: float | None = None
     audio_autoguidance: float | None = None
     guide_skip_blocks: tuple[int, ...] | None = None
+    guidance_drops: tuple[str, ...] | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -58,6 +59,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         autoguidance_scale=request.autoguidance,
         audio_autoguidance_scale=request.audio_autoguidance,
         guide_skip_blocks=request.guide_skip_blocks,
+        guidance_drops=request.guidance_drops,
         callback=callback,
     )
     output = Path(output)

@@ -27,6 +27,7 @@ from .model import SingleStreamTransformer, TransformerConfig
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 MAX_PROMPT_CHARS = 2000
 MAX_SECONDS = 20.0
+GUIDANCE_DROPS = ("image", "audio")  # the given conditions guidance can push toward (SchedulerConfig)
 
 
 @dataclass
@@ -49,6 +50,10 @@ class SchedulerConfig:
     # blocks the guide passes over; with no guide_transformer the guide is the model itself minus these
     # blocks (skip-layer guidance, as STG for video models: a weaker self, no second set of weights)
     guide_skip_blocks: tuple[int, ...] = ()
+    # given conditions the unconditional branch goes without as well as the prompt: "image" (the first
+    # frame), "audio" (the soundtrack), there noised to the step's level like generated tokens; then
+    # guidance pushes toward prompt and given media together, not toward the prompt alone
+    guidance_drops: tuple[str, ...] = ()
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -56,6 +61,11 @@ class SchedulerConfig:
             raise ValueError(f"guidance_interval: need 0 <= low <= high <= 1, got {list(self.guidance_interval)}")
         self.guidance_interval = (low, high)
         self.guide_skip_blocks = tuple(self.guide_skip_blocks)
+        drops = self.guidance_drops
+        known = isinstance(drops, tuple | list) and set(drops) <= set(GUIDANCE_DROPS)
+        if not known or len(set(drops)) != len(drops):
+            raise ValueError(f"guidance_drops: distinct names from {list(GUIDANCE_DROPS)}, got {drops!r}")
+        self.guidance_drops = tuple(drops)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -327,6 +337,7 @@ class HappyHorsePipeline:
         autoguidance_scale: float | None = None,
         audio_autoguidance_scale: float | None = None,
         guide_skip_blocks: tuple[int, ...] | None = None,
+        guidance_drops: tuple[str, ...] | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -342,6 +353,11 @@ class HappyHorsePipeline:
             audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
         )
         skip = guide_skip_blocks if guide_skip_blocks is not None else sch.guide_skip_blocks
+        drops = (  # checked as a stored default would be
+            sch.guidance_drops
+            if guidance_drops is None
+            else SchedulerConfig(guidance_drops=guidance_drops).guidance_drops
+        )
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -402,8 +418,13 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
+        # given conditions the unconditional branch goes without: (mask, clean latents, this sample's noise)
+        dropped = [
+            (c[0], c[1], n) if c is not None and name in drops else None
+            for c, n, name in zip(clean, noise, GUIDANCE_DROPS, strict=True)
+        ]
         denoise = self._denoiser(
-            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto, skip
+            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto, skip, dropped
         )
         sigmas = get_schedule(steps, shift)
         # 4. sample
@@ -449,6 +470,7 @@ class HappyHorsePipeline:
             "autoguidance_scale": auto[0],
             "audio_autoguidance_scale": auto[1],
             "guide_skip_blocks": list(skip),
+            "guidance_drops": list(drops),
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
@@ -465,6 +487,7 @@ class HappyHorsePipeline:
         interval=(0.0, 1.0),
         auto=(1.0, 1.0),
         skip=(),
+        dropped=(None, None),
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
@@ -472,7 +495,9 @@ class HappyHorsePipeline:
         x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
         the model's conditional and unconditional predictions and g the guide's conditional one (the
         guide model, or the model itself, passing over the `skip` blocks): CFG pushes away from no
-        prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024)."""
+        prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024).
+        `dropped` (per modality: mask, clean latents, noise, or None) are given tokens the unconditional
+        branch sees as generated ones, noised to the step's level by the sample's own noise."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -483,21 +508,31 @@ class HappyHorsePipeline:
             b = video.shape[0]
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
-            sig_tokens = torch.cat([(~vclean).float(), (~aclean).float()], dim=1) * sigma  # clean tokens: 0
+            masks = [vclean.repeat(reps, 1), aclean.repeat(reps, 1)]
+            xs = [video.repeat(reps, 1, 1), audio.repeat(reps, 1, 1)]
+            if reps == 2:  # the unconditional half goes without the dropped conditions too
+                for k, drop in enumerate(dropped):
+                    if drop is not None:
+                        mask, z, eps = drop
+                        xs[k] = xs[k].clone()
+                        xs[k][b:] = torch.where(mask[..., None], (1 - sigma) * z + sigma * eps, xs[k][b:])
+                        masks[k] = masks[k].clone()
+                        masks[k][b:] = False
+            sig_tokens = torch.cat([(~masks[0]).float(), (~masks[1]).float()], dim=1) * sigma  # clean tokens: 0
             out = model(
-                video.repeat(reps, 1, 1).to(device, dtype),
-                audio.repeat(reps, 1, 1).to(device, dtype),
+                xs[0].to(device, dtype),
+                xs[1].to(device, dtype),
                 txt[: reps * b],  # the b prompts, then (with guidance) b empty ones
                 txt_mask[: reps * b],
                 positions,
-                vclean.repeat(reps, 1).to(device),
-                aclean.repeat(reps, 1).to(device),
-                sig_tokens.repeat(reps, 1).to(device, dtype),
+                masks[0].to(device),
+                masks[1].to(device),
+                sig_tokens.to(device, dtype),
                 skip_blocks=skip_blocks,
             )
             sig = torch.tensor(sigma)
-            x0v = predicted_x0(out.video.float().cpu(), video.repeat(reps, 1, 1), sig, prediction)
-            x0a = predicted_x0(out.audio.float().cpu(), audio.repeat(reps, 1, 1), sig, prediction)
+            x0v = predicted_x0(out.video.float().cpu(), xs[0], sig, prediction)
+            x0a = predicted_x0(out.audio.float().cpu(), xs[1], sig, prediction)
             return x0v, x0a
 
         def denoise(xs, sigma: float):

@@ -2,6 +2,7 @@
 it by a stated margin; unrelated metrics stay near their value."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +234,36 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
     ]:
         result = runner.invoke(app, ["eval", *args, "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and needle in result.output, result.output
+
+
+def test_model_suite_keeps_the_modes_asked_for(tmp_path):
+    """`modes` generates only those modes' prompts (and their truth), by the same prompt numbers."""
+    import importlib.util
+
+    from happyhorse.eval import evaluate_model
+    from tests.conftest import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    sampling = {"steps": 2, "guidance": 2.0, "guidance_drops": ("audio",)}
+    report = evaluate_model(
+        tmp_path / "model", tmp_path / "eval", suite="temporal", count=5, sampling=sampling, modes=("TA2V",)
+    )
+    assert sorted(p.name for p in (tmp_path / "eval" / "clips").glob("*.mp4")) == ["002_TA2V.mp4"]
+    assert sorted(p.name for p in (tmp_path / "eval" / "ground_truth").glob("*.mp4")) == ["002.mp4"]
+    assert report["settings"]["modes"] == ["TA2V"] and report["settings"]["guidance_drops"] == ("audio",)
+    sidecar = json.loads((tmp_path / "eval" / "clips" / "002_TA2V.json").read_text())
+    assert sidecar["settings"]["guidance_drops"] == ["audio"]
+    with pytest.raises(ValueError, match="modes: a non-empty subset"):
+        evaluate_model(tmp_path / "model", tmp_path / "e2", suite="temporal", count=1, modes=("I2V",))
+    spec = importlib.util.spec_from_file_location(
+        "sampling_defaults", Path(__file__).resolve().parents[1] / "bench" / "sampling_defaults.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    parse_point = bench.parse_point
+    assert parse_point("dpmpp_2m:8:5:drops=image+audio")["guidance_drops"] == ("image", "audio")
+    with pytest.raises(SystemExit, match="drops=image"):
+        parse_point("dpmpp_2m:8:5:drops=text")
 
 
 @pytest.mark.parametrize("seed", [13, 16])

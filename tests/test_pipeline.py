@@ -97,6 +97,59 @@ def test_guidance_interval_guides_only_the_noise_levels_inside_it(pipe, tmp_path
     assert np.array_equal(loaded("a red ball", **kw).frames, half.frames)
 
 
+def test_guidance_drops_take_the_given_sound_or_frame_from_the_unconditional_branch(pipe, tmp_path):
+    """With guidance_drops the unconditional half sees the given soundtrack (or first frame) as a
+    generated one, noised to the step's level by the sample's own noise; the prompt half keeps it."""
+    sound = (0.3 * np.sin(np.arange(12000) / 7)).astype(np.float32)
+    kw = {"seed": 3, "num_inference_steps": 2, "sampler": "euler", "shift": 1.0, "guidance_scale": 4.0}
+    seen = []
+    hook = pipe.transformer.register_forward_hook(lambda m, args, out: seen.append([a.clone() for a in args[:8]]))
+    try:
+        dropped = pipe("a red ball", audio=(sound, 16000), guidance_drops=("audio",), **kw)
+    finally:
+        hook.remove()
+    gen = torch.Generator().manual_seed(3)
+    video_noise = torch.randn(seen[0][0][:1].shape, generator=gen)
+    audio_noise = torch.randn(seen[0][1][:1].shape, generator=gen)
+    given = seen[0][6][0]  # the prompt half's audio_clean: the whole soundtrack is given
+    assert given.all() and torch.equal(seen[0][0][1], video_noise[0])  # the video is not touched
+    clean_audio = seen[0][1][0]
+    for (_, audio, _, _, _, video_clean, audio_clean, sigmas), sigma in zip(seen, (1.0, 0.5), strict=True):
+        assert torch.equal(audio[0], clean_audio) and audio_clean[0].all()  # the prompt half keeps the sound
+        assert not audio_clean[1].any() and torch.allclose(sigmas[1], torch.full_like(sigmas[1], sigma))
+        torch.testing.assert_close(audio[1], (1 - sigma) * clean_audio + sigma * audio_noise[0])
+        assert not video_clean.any()
+    assert dropped.settings["guidance_drops"] == ["audio"]
+    assert np.abs(dropped.audio[0, 0] - sound).max() < 1e-3  # the output keeps the given sound
+    kept = pipe("a red ball", audio=(sound, 16000), **kw)
+    assert not np.array_equal(kept.frames, dropped.frames)
+    # nothing to drop, or no unconditional branch: the same clip as without
+    assert np.array_equal(
+        pipe("a red ball", guidance_drops=("audio", "image"), **kw).frames, pipe("a red ball", **kw).frames
+    )
+    plain = {**kw, "guidance_scale": 1.0}
+    assert np.array_equal(
+        pipe("a red ball", audio=(sound, 16000), guidance_drops=("audio",), **plain).frames,
+        pipe("a red ball", audio=(sound, 16000), **plain).frames,
+    )
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    with_frame = pipe("a red ball", image=image, guidance_drops=("image",), **kw)
+    assert np.array_equal(with_frame.frames[0, 0], image)
+    assert not np.array_equal(with_frame.frames, pipe("a red ball", image=image, **kw).frames)
+    # a stored default, saved and loaded with the model
+    pipe.scheduler.guidance_drops = ("audio",)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.guidance_drops = ()
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.guidance_drops == ("audio",)
+    assert np.array_equal(loaded("a red ball", audio=(sound, 16000), **kw).frames, dropped.frames)
+    for bad in (("text",), ("audio", "audio"), "audio"):
+        with pytest.raises(ValueError, match="guidance_drops: distinct names from"):
+            pipe("x", guidance_drops=bad)
+
+
 def _x0(pipe, guidance: float, autoguidance: float, audio_autoguidance: float | None = None, sigma: float = 0.6):
     """The guided x0 the samplers see, for a fixed noisy input of the pipeline's default clip size."""
     torch.manual_seed(11)

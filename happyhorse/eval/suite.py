@@ -113,14 +113,21 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
 
 
 def generate_test_set(
-    model_dir, out: Path, count: int, progress=None, sampling: dict | None = None, first: int = 0
+    model_dir,
+    out: Path,
+    count: int,
+    progress=None,
+    sampling: dict | None = None,
+    first: int = 0,
+    modes: tuple[str, ...] = MODES,
 ) -> tuple[Path, Path, dict]:
     """Generate test-split prompts first .. first + count - 1 cycling T2V, TI2V, TA2V (by prompt number);
-    write the matching ground truth. Settings chosen on one range can be confirmed on another.
+    write the matching ground truth. Settings chosen on one range can be confirmed on another; `modes`
+    keeps the prompts of those modes only (a setting that changes one mode is measured on it alone).
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
-    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`
-    (None keeps them)."""
+    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
+    `guidance_drops` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -130,11 +137,15 @@ def generate_test_set(
     config = WorldConfig(
         d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
     )
+    if not modes or not set(modes) <= set(MODES):
+        raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
+        mode = MODES[i % len(MODES)]
+        if mode not in modes:
+            continue
         truth = make_clip(i, "test", config)
         write_sample(truth, truth_dir, f"{i:03d}")
-        mode = MODES[i % len(MODES)]
         request = GenerateRequest(truth.caption, seed=i, **(sampling or {}))
         if mode == "TI2V":
             request.image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0])
@@ -150,6 +161,7 @@ def generate_test_set(
         "model": str(model_dir) if model_dir else "embedded default",
         "count": count,
         "first": first,
+        "modes": list(modes),
         "split": "test",
         **pipe.scheduler.__dict__,
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
@@ -165,6 +177,7 @@ def generate_test_set(
                 ("autoguidance_scale", (sampling or {}).get("autoguidance")),
                 ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
                 ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
+                ("guidance_drops", (sampling or {}).get("guidance_drops")),
             )
             if value is not None
         },
@@ -180,10 +193,11 @@ def evaluate_model(
     progress=None,
     sampling: dict | None = None,
     first: int = 0,
+    modes: tuple[str, ...] = MODES,
 ) -> dict:
     out = Path(out)
     start = time.perf_counter()
-    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling, first)
+    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling, first, modes)
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
     reference = evaluate_clips(truth_dir, suite)
