@@ -131,14 +131,14 @@ def generate_test_set(
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
+    if not modes or not set(modes) <= set(MODES):
+        raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
     pipe = load_pipeline(model_dir)
     d = pipe.defaults
     frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
     config = WorldConfig(
         d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
     )
-    if not modes or not set(modes) <= set(MODES):
-        raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
         mode = MODES[i % len(MODES)]
