@@ -586,17 +586,21 @@ def build_pipeline(
     defaults: dict | None = None,
     scheduler: SchedulerConfig | None = None,
     video_codec: Codec | None = None,
+    text_layers: tuple[int, ...] | None = None,
     **overrides,
 ) -> HappyHorsePipeline:
     """A freshly initialised pipeline: codecs first, then a transformer whose input widths match them.
-    `video_codec` (e.g. a trained AutoencoderVideoCodec) replaces the exact patch codec of `video_patch`."""
+    `video_codec` (e.g. a trained AutoencoderVideoCodec) replaces the exact patch codec of `video_patch`;
+    `text_layers` are the MiniLM layers the text states concatenate (None: the last)."""
     from .codecs import HashTextEncoder, MiniLMTextEncoder
     from .model import CONFIGS
 
     vc = video_codec if video_codec is not None else PatchVideoCodec(*video_patch)
     ac = PatchAudioCodec(audio_patch, sample_rate, channels, audio_scale)
+    if text_layers is not None and text_encoder != "minilm":
+        raise ValueError(f"text_layers: only the minilm text encoder has layers, not {text_encoder!r}")
     te = (
-        MiniLMTextEncoder()
+        MiniLMTextEncoder(**({} if text_layers is None else {"layers": tuple(text_layers)}))
         if text_encoder == "minilm"
         else HashTextEncoder(**({"dim": 64} if text_encoder == "hash" else {}))
     )

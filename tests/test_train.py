@@ -345,6 +345,52 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path):
         train(missing, tmp_path / "e", progress=False)
 
 
+def test_more_text_layers_start_from_a_model_that_read_fewer_exactly_where_it_was(tmp_path):
+    """text_layers (0, 6) from the default model (which read layer 6): the layer-6 columns of the text
+    input are the model's, the layer-0 ones zero, so the widened model generates the same clip."""
+    from happyhorse.codecs import Codec
+    from happyhorse.codecs.text import MiniLMTextEncoder
+    from happyhorse.pipeline import DEFAULT_MODEL_DIR, build_pipeline
+    from happyhorse.train.trainer import load_init_weights
+
+    source = HappyHorsePipeline.from_pretrained()
+    wide = build_pipeline(source.transformer.cfg, text_layers=(0, 6))
+    assert wide.text_encoder.dim == 768 and wide.transformer.cfg.text_in == 768
+    wide.transformer.load_state_dict(load_init_weights(DEFAULT_MODEL_DIR, wide.transformer, (0, 6)))
+    weight = wide.transformer.text_in.weight
+    assert torch.equal(weight[:, :384], torch.zeros_like(weight[:, :384]))
+    assert torch.equal(weight[:, 384:], source.transformer.text_in.weight)
+    states, _ = wide.text_encoder.encode(["a red ball is thrown to the left"])
+    last, _ = source.text_encoder.encode(["a red ball is thrown to the left"])
+    torch.testing.assert_close(states[..., 384:], last)
+    assert states[..., :384].abs().sum() > 0  # layer 0 is there, and differs from layer 6
+    widened = HappyHorsePipeline(
+        wide.transformer, source.video_codec, source.audio_codec, wide.text_encoder, source.scheduler, source.defaults
+    )
+    kw = {"seed": 1, "num_inference_steps": 2, "autoguidance_scale": 1.0}
+    a, b = source("a red ball is thrown to the left", **kw), widened("a red ball is thrown to the left", **kw)
+    assert np.abs(a.frames.astype(int) - b.frames).max() <= 1 and np.allclose(a.audio, b.audio, atol=1e-3)
+    # the encoder's layers are saved with the model directory
+    wide.text_encoder.save_pretrained(tmp_path / "te")
+    assert Codec.from_pretrained(tmp_path / "te").layers == (0, 6)
+    # back the other way, or without saying which layers: the shapes do not fit
+    narrow = build_pipeline(source.transformer.cfg)
+    with pytest.raises(ValueError, match="does not fit this config's model"):
+        load_init_weights(DEFAULT_MODEL_DIR, wide.transformer)
+    wide.save_pretrained(tmp_path / "wide")
+    with pytest.raises(ValueError, match="read MiniLM layers \\[0, 6\\], not all among text_layers \\[1, 6\\]"):
+        load_init_weights(
+            tmp_path / "wide", build_pipeline(source.transformer.cfg, text_layers=(1, 6)).transformer, (1, 6)
+        )
+    with pytest.raises(ValueError, match="does not fit"):
+        load_init_weights(tmp_path / "wide", narrow.transformer)
+    for bad in ((6, 0), (), (7,), (3, 3)):
+        with pytest.raises(ValueError, match="layers: distinct ascending layer numbers in 0..6"):
+            MiniLMTextEncoder(layers=bad)
+    with pytest.raises(ValueError, match="text_layers: only the minilm text encoder"):
+        build_pipeline("tiny", text_encoder="hash", text_layers=(0, 6))
+
+
 def test_object_loss_weight_weights_video_tokens_by_their_object_pixels():
     """Token weights are 1 + w x the share of the token's pixels the world's objects cover, and the
     video loss is the weighted mean of the per-token errors; w = 0 is the plain mean."""

@@ -17,6 +17,9 @@ class TrainConfig:
     model: str = "tiny"  # a preset of happyhorse.model.CONFIGS
     model_overrides: dict = field(default_factory=dict)  # e.g. {"prediction": "v", "depth": 8}
     text_encoder: str = "minilm"  # minilm | hash (instant, for tests)
+    # MiniLM layers whose states the text tokens concatenate (None: the last; e.g. [0, 6]): with --init
+    # from a model that read fewer, the new text input columns start at zero (load_init_weights)
+    text_layers: tuple[int, ...] | None = None
     video_patch: tuple[int, int, int] = (4, 8, 8)
     # a trained video codec directory (`happyhorse train-codec` writes OUT/codec) instead of the exact
     # patch codec; frozen in training, and shipped in the model directory. video_patch must equal its cell
@@ -76,6 +79,7 @@ class TrainConfig:
     def __post_init__(self):
         self.video_patch = tuple(self.video_patch)
         self.betas = tuple(self.betas)
+        self.text_layers = None if self.text_layers is None else tuple(self.text_layers)
         if (self.num_frames - 1) % self.video_patch[0]:
             raise ValueError(
                 f"num_frames ({self.num_frames}) must be 1 + a multiple of patch_t ({self.video_patch[0]})"

@@ -269,6 +269,7 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
         defaults=defaults,
         scheduler=scheduler,
         video_codec=video_codec,
+        text_layers=cfg.text_layers,
         **cfg.model_overrides,
     )
 
@@ -276,13 +277,16 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
 VIDEO_PROJECTIONS = ("video_in.weight", "video_in.bias", "video_out.weight", "video_out.bias")
 
 
-def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def load_init_weights(source: str | Path, model: torch.nn.Module, text_layers=None) -> dict[str, torch.Tensor]:
     """The float32 state of `source` (a model directory or a .safetensors file) for `model`, with a clear
     error when it was trained for another architecture. Only the video input and output projections
-    may differ in shape (a model moved to another video codec): those keep `model`'s fresh init."""
+    may differ in shape (a model moved to another video codec): those keep `model`'s fresh init. When
+    `model` reads more MiniLM layers (`text_layers`) than the source did, the source's text input
+    columns go to its layers' places and the rest start at zero: the model starts as the source."""
     from safetensors.torch import load_file
 
     path = Path(source).expanduser()
+    directory = path if path.is_dir() else None
     if path.is_dir():
         path = path / "transformer" / "model.safetensors"
     if not path.is_file():
@@ -293,7 +297,9 @@ def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, t
     mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
     for k in [k for k in mismatched if k in VIDEO_PROJECTIONS]:
         state[k] = expected[k]
-    mismatched = [k for k in mismatched if k not in VIDEO_PROJECTIONS]
+    if text_layers is not None and _read_text_layers(directory) != tuple(text_layers):
+        state["text_in.weight"] = _widened_text_in(state["text_in.weight"], directory, tuple(text_layers), source)
+    mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"init_from: {source} does not fit this config's model (missing {missing[:3]}, "
@@ -301,6 +307,31 @@ def load_init_weights(source: str | Path, model: torch.nn.Module) -> dict[str, t
             "set model/model_overrides to its architecture"
         )
     return {k: v.to(expected[k].dtype) for k, v in state.items()}
+
+
+def _read_text_layers(directory: Path | None) -> tuple[int, ...]:
+    """The MiniLM layers a model directory's text encoder read (its config; the last one if unsaid)."""
+    from ..codecs.text import MINILM_LAYERS
+
+    config = directory / "text_encoder" / "config.json" if directory is not None else None
+    if config is not None and config.is_file():
+        return tuple(json.loads(config.read_text()).get("layers", (MINILM_LAYERS,)))
+    return (MINILM_LAYERS,)
+
+
+def _widened_text_in(weight: torch.Tensor, directory: Path | None, layers: tuple[int, ...], source) -> torch.Tensor:
+    """The source's text input weight [dim, 384 k] placed in a [dim, 384 len(layers)] one of zeros, at
+    the columns of the layers the source read."""
+    old = _read_text_layers(directory)
+    if not set(old) <= set(layers) or weight.shape[1] != 384 * len(old):
+        raise ValueError(
+            f"init_from: {source} read MiniLM layers {list(old)}, not all among text_layers {list(layers)}"
+        )
+    wide = torch.zeros(weight.shape[0], 384 * len(layers), dtype=weight.dtype)
+    for i, k in enumerate(old):
+        j = layers.index(k)
+        wide[:, 384 * j : 384 * (j + 1)] = weight[:, 384 * i : 384 * (i + 1)]
+    return wide
 
 
 def train(
@@ -345,7 +376,7 @@ def train(
     elif resume:
         log(f"resume: no checkpoint in {ckpt_dir}; starting from step 0")
     if start_step == 0 and cfg.init_from:
-        state = load_init_weights(cfg.init_from, model)
+        state = load_init_weights(cfg.init_from, model, cfg.text_layers)
         model.load_state_dict(state)
         ema.load_state_dict(state)
         log(f"weights from {cfg.init_from}")
