@@ -24,7 +24,7 @@ from pathlib import Path
 
 from happyhorse.eval import evaluate_model
 from happyhorse.eval.suite import MODES
-from happyhorse.pipeline import GUIDANCE_DROPS
+from happyhorse.pipeline import SchedulerConfig
 
 COLUMNS = (
     "colour_accuracy",
@@ -71,9 +71,7 @@ def parse_point(text: str) -> dict:
             elif key == "skip":
                 point["guide_skip_blocks"] = tuple(int(v) for v in value.split("+"))
             elif key == "drops":
-                point["guidance_drops"] = tuple(value.split("+"))
-                if not set(point["guidance_drops"]) <= set(GUIDANCE_DROPS):
-                    raise ValueError(value)
+                point["guidance_drops"] = SchedulerConfig(guidance_drops=tuple(value.split("+"))).guidance_drops
             else:
                 raise ValueError(key)
         return point

@@ -57,6 +57,7 @@ class TextEncoder(Codec):
 
 
 MINILM_LAYERS = 6  # hidden layers of all-MiniLM-L6-v2; layer 0 is its input embeddings
+MINILM_WIDTH = 384  # the width of each layer's states
 
 
 class MiniLMTextEncoder(TextEncoder):
@@ -73,7 +74,7 @@ class MiniLMTextEncoder(TextEncoder):
         if not layers or list(layers) != sorted(set(layers)) or not all(0 <= k <= MINILM_LAYERS for k in layers):
             raise ValueError(f"layers: distinct ascending layer numbers in 0..{MINILM_LAYERS}, got {list(layers)}")
         self.layers = layers
-        self.dim = 384 * len(layers)
+        self.dim = MINILM_WIDTH * len(layers)
         self._model = None
         self._tokenizer = None
         # follows `.to(device)` before the weights are loaded, so that they load where they will run
@@ -104,11 +105,8 @@ class MiniLMTextEncoder(TextEncoder):
         tokenizer, model = self._load()
         batch = tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         batch = batch.to(self._device.device)
-        if self.layers == (MINILM_LAYERS,):
-            states = model(**batch).last_hidden_state
-        else:
-            hidden = model(**batch, output_hidden_states=True).hidden_states
-            states = torch.cat([hidden[k] for k in self.layers], dim=-1)
+        hidden = model(**batch, output_hidden_states=True).hidden_states  # [-1] is last_hidden_state
+        states = torch.cat([hidden[k] for k in self.layers], dim=-1)
         lengths = batch["attention_mask"].sum(1)
         return [states[i, : lengths[i]] for i in range(len(prompts))]
 

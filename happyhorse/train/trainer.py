@@ -322,15 +322,17 @@ def _read_text_layers(directory: Path | None) -> tuple[int, ...]:
 def _widened_text_in(weight: torch.Tensor, directory: Path | None, layers: tuple[int, ...], source) -> torch.Tensor:
     """The source's text input weight [dim, 384 k] placed in a [dim, 384 len(layers)] one of zeros, at
     the columns of the layers the source read."""
+    from ..codecs.text import MINILM_WIDTH as W
+
     old = _read_text_layers(directory)
-    if not set(old) <= set(layers) or weight.shape[1] != 384 * len(old):
+    if not set(old) <= set(layers) or weight.shape[1] != W * len(old):
         raise ValueError(
             f"init_from: {source} read MiniLM layers {list(old)}, not all among text_layers {list(layers)}"
         )
-    wide = torch.zeros(weight.shape[0], 384 * len(layers), dtype=weight.dtype)
+    wide = torch.zeros(weight.shape[0], W * len(layers), dtype=weight.dtype)
     for i, k in enumerate(old):
         j = layers.index(k)
-        wide[:, 384 * j : 384 * (j + 1)] = weight[:, 384 * i : 384 * (i + 1)]
+        wide[:, W * j : W * (j + 1)] = weight[:, W * i : W * (i + 1)]
     return wide
 
 
