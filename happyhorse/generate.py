@@ -33,6 +33,7 @@ class GenerateRequest:
     audio_autoguidance: float | None = None
     guide_skip_blocks: tuple[int, ...] | None = None
     guidance_drops: tuple[str, ...] | None = None
+    noise_correlation: float | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -60,6 +61,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         audio_autoguidance_scale=request.audio_autoguidance,
         guide_skip_blocks=request.guide_skip_blocks,
         guidance_drops=request.guidance_drops,
+        noise_correlation=request.noise_correlation,
         callback=callback,
     )
     output = Path(output)

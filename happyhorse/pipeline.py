@@ -54,6 +54,10 @@ class SchedulerConfig:
     # frame), "audio" (the soundtrack), there noised to the step's level like generated tokens; then
     # guidance pushes toward prompt and given media together, not toward the prompt alone
     guidance_drops: tuple[str, ...] = ()
+    # share of the video noise's variance that every latent frame shares (0 = independent noise, as in
+    # training): a static component over time, the mixed noise prior of PYoCo (Ge et al. 2023), here
+    # untrained, as a sampling-time nudge toward temporally consistent objects
+    noise_correlation: float = 0.0
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -66,6 +70,10 @@ class SchedulerConfig:
         if not known or len(set(drops)) != len(drops):
             raise ValueError(f"guidance_drops: distinct names from {list(GUIDANCE_DROPS)}, got {drops!r}")
         self.guidance_drops = tuple(drops)
+        rho = self.noise_correlation
+        if not (isinstance(rho, int | float) and math.isfinite(rho) and 0.0 <= rho < 1.0):
+            raise ValueError(f"noise_correlation: must be a number in [0, 1), got {rho!r}")
+        self.noise_correlation = float(rho)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -82,6 +90,17 @@ class HappyHorseOutput:
     mode: str
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+
+
+def share_over_time(noise: torch.Tensor, grid: tuple[int, int, int], rho: float, generator) -> torch.Tensor:
+    """Video noise [B, t*h*w, C] -> the same marginals (unit variance), with a share `rho` of each
+    element's variance common to all t latent frames at its (h, w, channel): correlation rho between
+    any two frames' noise at one place."""
+    b, n, c = noise.shape
+    t, h, w = grid
+    shared = torch.randn(b, 1, h * w, c, generator=generator)
+    own = noise.reshape(b, t, h * w, c)
+    return (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own).reshape(b, n, c)
 
 
 def video_positions(grid: tuple[int, int, int], patch_t: int) -> torch.Tensor:
@@ -338,6 +357,7 @@ class HappyHorsePipeline:
         audio_autoguidance_scale: float | None = None,
         guide_skip_blocks: tuple[int, ...] | None = None,
         guidance_drops: tuple[str, ...] | None = None,
+        noise_correlation: float | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -357,6 +377,11 @@ class HappyHorsePipeline:
             sch.guidance_drops
             if guidance_drops is None
             else SchedulerConfig(guidance_drops=guidance_drops).guidance_drops
+        )
+        rho = (
+            sch.noise_correlation
+            if noise_correlation is None
+            else SchedulerConfig(noise_correlation=noise_correlation).noise_correlation
         )
         shift = shift if shift is not None else sch.shift
         interval = (
@@ -418,6 +443,8 @@ class HappyHorsePipeline:
             torch.randn(batch, num_video, vc.latent_dim, generator=gen),
             torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
         ]
+        if rho > 0:  # drawn after the rest, so rho = 0 keeps every seed's clip as it was
+            noise[0] = share_over_time(noise[0], grid, rho, gen)
         # given conditions the unconditional branch goes without: (mask, clean latents, this sample's noise)
         dropped = [
             (c[0], c[1], n) if c is not None and name in drops else None
@@ -471,6 +498,7 @@ class HappyHorsePipeline:
             "audio_autoguidance_scale": auto[1],
             "guide_skip_blocks": list(skip),
             "guidance_drops": list(drops),
+            "noise_correlation": rho,
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)

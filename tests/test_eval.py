@@ -264,6 +264,9 @@ def test_model_suite_keeps_the_modes_asked_for(tmp_path):
     assert parse_point("dpmpp_2m:8:5:drops=image+audio")["guidance_drops"] == ("image", "audio")
     with pytest.raises(SystemExit, match="drops=image"):
         parse_point("dpmpp_2m:8:5:drops=text")
+    assert parse_point("dpmpp_2m:8:5:corr=0.3")["noise_correlation"] == 0.3
+    with pytest.raises(SystemExit, match="corr=R"):
+        parse_point("dpmpp_2m:8:5:corr=1.5")
 
 
 @pytest.mark.parametrize("seed", [13, 16])

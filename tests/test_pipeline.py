@@ -150,6 +150,45 @@ def test_guidance_drops_take_the_given_sound_or_frame_from_the_unconditional_bra
             pipe("x", guidance_drops=bad)
 
 
+def test_noise_correlation_shares_part_of_the_video_noise_over_time(pipe, tmp_path):
+    """noise_correlation = rho gives every latent frame's noise a common part: correlation rho between
+    frames at one place, unit variance kept; 0 leaves every seed's clip as it was; stored and checked."""
+    seen = []
+    hook = pipe.transformer.register_forward_hook(lambda m, args, out: seen.append((args[0].clone(), args[1].clone())))
+    kw = {"seed": 5, "num_inference_steps": 2, "sampler": "euler", "guidance_scale": 1.0}
+    try:
+        plain = pipe("a red ball", **kw)
+        same = pipe("a red ball", noise_correlation=0.0, **kw)
+        shared = pipe("a red ball", noise_correlation=0.6, **kw)
+    finally:
+        hook.remove()
+    assert np.array_equal(plain.frames, same.frames) and np.array_equal(plain.audio, same.audio)
+    assert shared.settings["noise_correlation"] == 0.6 and not np.array_equal(plain.frames, shared.frames)
+    # first step (one forward per step, no guidance): the noise itself; the sound's is not touched
+    assert torch.equal(seen[0][0], seen[2][0]) and not torch.equal(seen[0][0], seen[4][0])
+    assert torch.equal(seen[0][1], seen[4][1])
+    from happyhorse.pipeline import share_over_time
+
+    gen = torch.Generator().manual_seed(0)
+    grid = (3, 16, 16)
+    own = torch.randn(200, 3 * 16 * 16, 12, generator=gen)
+    mixed = share_over_time(own, grid, 0.6, gen).reshape(200, 3, -1)
+    assert abs(mixed.var().item() - 1.0) < 0.02
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert abs(torch.corrcoef(torch.stack([mixed[:, a].flatten(), mixed[:, b].flatten()]))[0, 1] - 0.6) < 0.02
+    assert abs(torch.corrcoef(torch.stack([own[:, :256].flatten(), own[:, 256:512].flatten()]))[0, 1]) < 0.02
+    with pytest.raises(ValueError, match=r"noise_correlation: must be a number in \[0, 1\), got 1.0"):
+        pipe("a red ball", noise_correlation=1.0, **kw)
+    pipe.scheduler.noise_correlation = 0.6
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.noise_correlation = 0.0
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.noise_correlation == 0.6
+    assert np.array_equal(loaded("a red ball", **kw).frames, shared.frames)
+
+
 def _x0(pipe, guidance: float, autoguidance: float, audio_autoguidance: float | None = None, sigma: float = 0.6):
     """The guided x0 the samplers see, for a fixed noisy input of the pipeline's default clip size."""
     torch.manual_seed(11)

@@ -127,7 +127,7 @@ def generate_test_set(
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
-    `guidance_drops` (None keeps them)."""
+    `guidance_drops`, `noise_correlation` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -178,6 +178,7 @@ def generate_test_set(
                 ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
                 ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
                 ("guidance_drops", (sampling or {}).get("guidance_drops")),
+                ("noise_correlation", (sampling or {}).get("noise_correlation")),
             )
             if value is not None
         },
