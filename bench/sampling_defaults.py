@@ -10,7 +10,9 @@ guide_transformer), :skip=I+J (the guide passes over blocks I and J; without a g
 the guide is the model itself: skip-layer guidance) and :drops=audio (or image, image+audio: the
 unconditional branch goes without the given soundtrack or first frame too, so guidance pushes toward
 them as well as the prompt; `--modes TA2V` measures such a point on the prompts it changes) and
-:corr=R (the share of the video noise's variance all latent frames share).
+:corr=R (the share of the video noise's variance all latent frames share) and :contrast=D:swaps=A/B+C/D
+(contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
+:swaps, the model's stored contrast_swaps).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -50,7 +52,8 @@ def cell(metrics: dict, name: str) -> float:
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
     auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), drops=audio (given
-    conditions the unconditional branch goes without), corr=R (time-shared share of the video noise)."""
+    conditions the unconditional branch goes without), corr=R (time-shared share of the video noise),
+    contrast=D (contrastive guidance) and swaps=A/B+C/D (the words it exchanges)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -73,6 +76,13 @@ def parse_point(text: str) -> dict:
                 point["guide_skip_blocks"] = tuple(int(v) for v in value.split("+"))
             elif key == "drops":
                 point["guidance_drops"] = SchedulerConfig(guidance_drops=tuple(value.split("+"))).guidance_drops
+            elif key == "contrast":
+                point["contrast_guidance"] = SchedulerConfig(
+                    contrast_guidance_scale=float(value)
+                ).contrast_guidance_scale
+            elif key == "swaps":
+                pairs = tuple(tuple(pair.split("/")) for pair in value.split("+"))
+                point["contrast_swaps"] = SchedulerConfig(contrast_swaps=pairs).contrast_swaps
             elif key == "corr":
                 point["noise_correlation"] = SchedulerConfig(noise_correlation=float(value)).noise_correlation
             else:
@@ -81,7 +91,8 @@ def parse_point(text: str) -> dict:
     except ValueError:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
-            "[:audio_auto=A][:skip=I+J][:drops=image+audio][:corr=R] such as euler:16:1 or "
+            "[:audio_auto=A][:skip=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D] such as "
+            "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None
 

@@ -34,6 +34,9 @@ class GenerateRequest:
     guide_skip_blocks: tuple[int, ...] | None = None
     guidance_drops: tuple[str, ...] | None = None
     noise_correlation: float | None = None
+    contrast_prompt: str | None = None
+    contrast_guidance: float | None = None
+    contrast_swaps: tuple[tuple[str, str], ...] | None = None
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -62,6 +65,9 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         guide_skip_blocks=request.guide_skip_blocks,
         guidance_drops=request.guidance_drops,
         noise_correlation=request.noise_correlation,
+        contrast_prompt=request.contrast_prompt,
+        contrast_guidance_scale=request.contrast_guidance,
+        contrast_swaps=request.contrast_swaps,
         callback=callback,
     )
     output = Path(output)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -58,6 +59,11 @@ class SchedulerConfig:
     # training): a static component over time, the mixed noise prior of PYoCo (Ge et al. 2023), here
     # untrained, as a sampling-time nudge toward temporally consistent objects
     noise_correlation: float = 0.0
+    # contrastive guidance: x0 += (d - 1)(c - n), n the model's prediction for the prompt with each pair
+    # of `contrast_swaps` words exchanged ("to the left" <-> "to the right"), or for a given contrast
+    # prompt: a push along what tells the two apart, for facts the text states barely separate
+    contrast_guidance_scale: float = 1.0
+    contrast_swaps: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -74,6 +80,18 @@ class SchedulerConfig:
         if not (isinstance(rho, int | float) and math.isfinite(rho) and 0.0 <= rho < 1.0):
             raise ValueError(f"noise_correlation: must be a number in [0, 1), got {rho!r}")
         self.noise_correlation = float(rho)
+        d = self.contrast_guidance_scale
+        if not (isinstance(d, int | float) and math.isfinite(d) and 0.0 <= d <= 30.0):
+            raise ValueError(f"contrast_guidance_scale: must be a number in [0, 30], got {d!r}")
+        self.contrast_guidance_scale = float(d)
+        swaps = self.contrast_swaps
+        pairs = isinstance(swaps, tuple | list) and all(
+            isinstance(p, tuple | list) and len(p) == 2 and all(isinstance(w, str) and w.strip() for w in p)
+            for p in swaps
+        )
+        if not pairs:
+            raise ValueError(f"contrast_swaps: a list of [word, word] pairs, got {swaps!r}")
+        self.contrast_swaps = tuple((str(a).strip(), str(b).strip()) for a, b in swaps)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -90,6 +108,23 @@ class HappyHorseOutput:
     mode: str
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+
+
+def swap_words(prompt: str, swaps: tuple[tuple[str, str], ...]) -> str:
+    """The prompt with each pair's whole words exchanged, both ways at once, case kept by position:
+    swap_words("thrown to the left", (("left", "right"),)) == "thrown to the right"."""
+    if not swaps:
+        return prompt
+    table = {}
+    for a, b in swaps:
+        table[a.lower()], table[b.lower()] = b, a
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(table, key=len, reverse=True)) + r")\b", re.I)
+
+    def replace(m: re.Match) -> str:
+        word = table[m.group(0).lower()]
+        return word.capitalize() if m.group(0)[0].isupper() else word
+
+    return pattern.sub(replace, prompt)
 
 
 def share_over_time(noise: torch.Tensor, grid: tuple[int, int, int], rho: float, generator) -> torch.Tensor:
@@ -243,6 +278,26 @@ class HappyHorsePipeline:
 
     # ------------------------------------------------------------------------------ inputs
 
+    @staticmethod
+    def _contrast_prompts(prompts: list[str], given, swaps) -> list[str] | None:
+        """The contrast prompts of contrastive guidance: given (one per prompt), or each prompt with the
+        `swaps` words exchanged; None where no prompt changes (nothing to contrast, no extra forward)."""
+        if given is not None:
+            given = [given] if isinstance(given, str) else given
+            if not isinstance(given, list) or len(given) != len(prompts) or not all(isinstance(g, str) for g in given):
+                raise ValueError(f"contrast_prompt: one string per prompt ({len(prompts)}), got {given!r}")
+            for g in given:
+                if len(g) > MAX_PROMPT_CHARS:
+                    raise ValueError(f"contrast_prompt: at most {MAX_PROMPT_CHARS} characters, got {len(g)}")
+            return given
+        if not swaps:
+            raise ValueError(
+                "contrast_guidance_scale: needs a contrast_prompt or contrast_swaps (word pairs to exchange); "
+                "this model stores none"
+            )
+        swapped = [swap_words(p, swaps) for p in prompts]
+        return None if swapped == prompts else swapped
+
     def check_inputs(
         self,
         prompt,
@@ -358,6 +413,9 @@ class HappyHorsePipeline:
         guide_skip_blocks: tuple[int, ...] | None = None,
         guidance_drops: tuple[str, ...] | None = None,
         noise_correlation: float | None = None,
+        contrast_prompt: str | list[str] | None = None,
+        contrast_guidance_scale: float | None = None,
+        contrast_swaps: tuple[tuple[str, str], ...] | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -383,6 +441,13 @@ class HappyHorsePipeline:
             if noise_correlation is None
             else SchedulerConfig(noise_correlation=noise_correlation).noise_correlation
         )
+        contrast_scale = sch.contrast_guidance_scale if contrast_guidance_scale is None else contrast_guidance_scale
+        swaps = (
+            sch.contrast_swaps
+            if contrast_swaps is None
+            else SchedulerConfig(contrast_swaps=contrast_swaps).contrast_swaps
+        )
+        SchedulerConfig(contrast_guidance_scale=contrast_scale)  # checked as a stored default would be
         shift = shift if shift is not None else sch.shift
         interval = (
             sch.guidance_interval
@@ -416,10 +481,16 @@ class HappyHorsePipeline:
         grid = vc.latent_shape(num_frames, height, width)
         num_video, num_audio = grid[0] * grid[1] * grid[2], ac.num_tokens(num_samples)
         mode = "T" + ("I" if image is not None else "") + ("A" if audio is not None else "") + "2V"
+        contrasts = self._contrast_prompts(prompts, contrast_prompt, swaps) if contrast_scale != 1.0 else None
         # 2. encode the conditions
         use_cfg = guidance != 1.0 or audio_guidance != 1.0
-        # with guidance, the empty prompt is the unconditional branch; one call pads both alike
-        text, text_mask = self.text_encoder.encode(prompts + [""] * batch if use_cfg else prompts)
+        # with guidance, the empty prompt is the unconditional branch; one call pads all prompts alike
+        main = prompts + [""] * batch if use_cfg else prompts
+        text, text_mask = self.text_encoder.encode(main + (contrasts or []))
+        contrast = None
+        if contrasts is not None:
+            contrast = (text[len(main) :], text_mask[len(main) :], contrast_scale)
+            text, text_mask = text[: len(main)], text_mask[: len(main)]
         clean = [None, None]
         if image is not None:
             first = self._prepare_image(image, height, width)
@@ -451,7 +522,18 @@ class HappyHorsePipeline:
             for c, n, name in zip(clean, noise, GUIDANCE_DROPS, strict=True)
         ]
         denoise = self._denoiser(
-            text, text_mask, positions, clean, use_cfg, guidance, audio_guidance, interval, auto, skip, dropped
+            text,
+            text_mask,
+            positions,
+            clean,
+            use_cfg,
+            guidance,
+            audio_guidance,
+            interval,
+            auto,
+            skip,
+            dropped,
+            contrast,
         )
         sigmas = get_schedule(steps, shift)
         # 4. sample
@@ -499,6 +581,8 @@ class HappyHorsePipeline:
             "guide_skip_blocks": list(skip),
             "guidance_drops": list(drops),
             "noise_correlation": rho,
+            "contrast_guidance_scale": contrast_scale,
+            "contrast_prompt": contrasts,
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
@@ -516,6 +600,7 @@ class HappyHorsePipeline:
         auto=(1.0, 1.0),
         skip=(),
         dropped=(None, None),
+        contrast=None,
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
@@ -525,7 +610,9 @@ class HappyHorsePipeline:
         guide model, or the model itself, passing over the `skip` blocks): CFG pushes away from no
         prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024).
         `dropped` (per modality: mask, clean latents, noise, or None) are given tokens the unconditional
-        branch sees as generated ones, noised to the step's level by the sample's own noise."""
+        branch sees as generated ones, noised to the step's level by the sample's own noise. `contrast`
+        (text states, mask, scale d) adds (d - 1)(c - n) to the video, n the prediction for the contrast
+        prompts (contrastive guidance)."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -577,6 +664,12 @@ class HappyHorsePipeline:
                 guide_v, guide_a = predict(self._guide(), video, audio, sigma, 1, text, text_mask, skip)
                 x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
                 x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
+            if contrast is not None and inside:
+                ctext, cmask, scale = contrast
+                contrast_v, _ = predict(
+                    self.transformer, video, audio, sigma, 1, ctext.to(device, dtype), cmask.to(device)
+                )
+                x0v = x0v + (scale - 1) * (cond_v - contrast_v)
             return [x0v, x0a]
 
         return denoise

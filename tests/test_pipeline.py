@@ -393,3 +393,68 @@ def test_text_cache_evicts_without_losing_the_batch():
     states, mask = encoder.encode(["a", "e", "f g h", "d"])  # "a" and "d" cached, two new ones evict
     assert states.shape == (4, 4, 8) and mask.sum(1).tolist() == [2, 2, 4, 2]
     assert torch.equal(states[0, :2], first[0, :2]) and len(encoder._cache) == 3
+
+
+def test_swap_words_exchanges_whole_words_both_ways():
+    from happyhorse.pipeline import swap_words
+
+    swaps = (("left", "right"), ("big", "small"))
+    assert swap_words("A big ball flies to the left. Right after, a small box slides right.", swaps) == (
+        "A small ball flies to the right. Left after, a big box slides left."
+    )
+    assert swap_words("the leftmost brightness", swaps) == "the leftmost brightness"  # whole words only
+    assert swap_words("a ball falls", swaps) == "a ball falls" and swap_words("left", ()) == "left"
+
+
+def test_contrastive_guidance_pushes_away_from_the_swapped_prompt(pipe, tmp_path):
+    """x0 += (d - 1)(c - n): n the prediction for the prompt with the swap words exchanged, one more
+    forward per step (batch 1); a prompt with nothing to swap costs nothing and changes nothing."""
+    from happyhorse.pipeline import sequence_positions
+
+    torch.manual_seed(11)
+    video, audio = torch.randn(1, 48, 768), torch.randn(1, 30, 400)
+    text, mask = pipe.text_encoder.encode(["a ball thrown to the left", "", "a ball thrown to the right"])
+    positions = sequence_positions((3, 4, 4), 30, text.shape[1], pipe.video_codec, pipe.audio_codec, 12.0)
+
+    def x0(contrast, rows=slice(0, 2), guidance=4.0):
+        denoise = pipe._denoiser(
+            text[rows], mask[rows], positions, [None, None], guidance != 1, guidance, guidance, contrast=contrast
+        )
+        return denoise([video, audio], 0.6)
+
+    plain, c, n = x0(None), x0(None, slice(0, 1), 1.0), x0(None, slice(2, 3), 1.0)
+    contrasted = x0((text[2:], mask[2:], 3.0))
+    torch.testing.assert_close(contrasted[0], plain[0] + 2.0 * (c[0] - n[0]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(contrasted[1], plain[1])  # the sound is left as CFG made it
+    calls = []
+    hook = pipe.transformer.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    kw = {"seed": 0, "num_inference_steps": 2, "guidance_scale": 4.0}
+    try:
+        out = pipe("a ball thrown to the left", contrast_guidance_scale=3.0, contrast_swaps=[["left", "right"]], **kw)
+        calls_swapped, calls[:] = list(calls), []
+        still = pipe("a ball falls", contrast_guidance_scale=3.0, contrast_swaps=[["left", "right"]], **kw)
+    finally:
+        hook.remove()
+    assert calls_swapped == [2, 1] * 2 and calls == [2] * 2
+    assert out.settings["contrast_prompt"] == ["a ball thrown to the right"]
+    assert not np.array_equal(out.frames, pipe("a ball thrown to the left", **kw).frames)
+    assert np.array_equal(still.frames, pipe("a ball falls", **kw).frames) and still.settings["contrast_prompt"] is None
+    given = pipe("a ball", contrast_prompt="a box", contrast_guidance_scale=2.0, **kw)
+    assert given.settings["contrast_prompt"] == ["a box"]
+    with pytest.raises(ValueError, match="needs a contrast_prompt or contrast_swaps"):
+        pipe("a ball thrown to the left", contrast_guidance_scale=3.0, **kw)
+    with pytest.raises(ValueError, match="contrast_prompt: one string per prompt"):
+        pipe(["a", "b"], contrast_prompt=["c"], contrast_guidance_scale=2.0, **kw)
+    with pytest.raises(ValueError, match="contrast_swaps: a list of"):
+        pipe("a", contrast_swaps=[["left"]], contrast_guidance_scale=2.0, **kw)
+    with pytest.raises(ValueError, match="contrast_guidance_scale: must be a number in"):
+        pipe("a", contrast_prompt="b", contrast_guidance_scale=-1.0, **kw)
+    # stored defaults come back with the model and give the same clip
+    pipe.scheduler.contrast_guidance_scale, pipe.scheduler.contrast_swaps = 3.0, (("left", "right"),)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.contrast_guidance_scale, pipe.scheduler.contrast_swaps = 1.0, ()
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.contrast_swaps == (("left", "right"),)
+    assert np.array_equal(loaded("a ball thrown to the left", **kw).frames, out.frames)
