@@ -235,6 +235,14 @@ def generate_command(
     audio_autoguidance: float = typer.Option(
         None, min=0, max=30, help="Autoguidance of the soundtrack; 1 = off (default: the model's)."
     ),
+    contrast_guidance: float = typer.Option(
+        None,
+        min=0,
+        max=30,
+        help="Contrastive guidance away from the prompt with the model's swap words exchanged (or from "
+        "--contrast-prompt); 1 = off (default: the model's).",
+    ),
+    contrast_prompt: str = typer.Option(None, help="The prompt contrastive guidance pushes away from."),
     sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -289,6 +297,8 @@ def generate_command(
                 audio_guidance,
                 autoguidance,
                 audio_autoguidance,
+                contrast_prompt=contrast_prompt,
+                contrast_guidance=contrast_guidance,
             )
             try:
                 result = run_generate(pipe, request, path)

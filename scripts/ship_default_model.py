@@ -35,6 +35,9 @@ def main() -> None:
     )
     parser.add_argument("--autoguidance", type=float, default=None, help="video autoguidance scale (needs a guide)")
     parser.add_argument("--audio-autoguidance", type=float, default=None, help="the sound's autoguidance scale")
+    parser.add_argument(
+        "--noise-correlation", type=float, default=None, help="share of the video noise all latent frames share"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
@@ -52,8 +55,12 @@ def main() -> None:
         "guidance_interval": tuple(args.interval) if args.interval else None,
         "autoguidance_scale": args.autoguidance,
         "audio_autoguidance_scale": args.audio_autoguidance,
+        "noise_correlation": args.noise_correlation,
     }
-    pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
+    try:
+        pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})
+    except ValueError as exc:
+        parser.error(str(exc))
     sch = pipe.scheduler
     if (sch.autoguidance_scale, sch.audio_autoguidance_scale) != (1.0, 1.0) and not (
         pipe.guide_transformer is not None or sch.guide_skip_blocks

@@ -269,6 +269,19 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
         3,
         2.0,
     )
+    out = tmp_path / "contrast.mp4"
+    contrast = ["--contrast-guidance", "2", "--contrast-prompt", "a blue box", "--steps", "2"]
+    result = runner.invoke(
+        app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), *contrast]
+    )
+    assert result.exit_code == 0, result.output
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (settings["contrast_guidance_scale"], settings["contrast_prompt"]) == (2.0, ["a blue box"])
+    # the model stores no swap words: contrastive guidance without a contrast prompt is refused, by name
+    result = runner.invoke(
+        app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), "--contrast-guidance", "2"]
+    )
+    assert result.exit_code == 2 and "contrast_swaps" in result.output, result.output
 
 
 def test_generate_errors_name_the_argument(tmp_path):
