@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch
 
 from happyhorse import HappyHorsePipeline
 from happyhorse.diffusion import get_schedule, sample
-from happyhorse.pipeline import sequence_positions, share_over_time, swap_words
+from happyhorse.pipeline import initial_noise, sequence_positions, swap_words
 from happyhorse.world import WorldConfig, make_clip
 
 SWAP = (("left", "right"),)
@@ -69,10 +70,7 @@ def trajectory_margins(pipe: HappyHorsePipeline, caption: str, swapped: str, sig
     text, mask = pipe.text_encoder.encode([caption, "", swapped])  # one call: one padding for all
     positions = sequence_positions(grid, num_audio, text.shape[1], vc, ac, d["fps"])
     gen = torch.Generator().manual_seed(seed)  # the pipeline's own draw: this is the seed's clip
-    noise = [torch.randn(1, int(np.prod(grid)), vc.latent_dim, generator=gen)]
-    noise.append(torch.randn(1, num_audio, ac.latent_dim, generator=gen))
-    if sch.noise_correlation > 0:
-        noise[0] = share_over_time(noise[0], grid, sch.noise_correlation, gen)
+    noise = initial_noise(1, grid, vc.latent_dim, num_audio, ac.latent_dim, sch.noise_correlation, gen)
     auto = (sch.autoguidance_scale, sch.audio_autoguidance_scale)
     default = pipe._denoiser(
         text[:2], mask[:2], positions, [None, None], True, sch.guidance_scale, sch.audio_guidance_scale,
@@ -99,10 +97,18 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
     parser.add_argument("--count", type=int, default=60, help="test prompts to look at (those with one direction)")
     parser.add_argument("--first", type=int, default=0)
+    parser.add_argument(
+        "--noise-correlation", type=float, default=None, help="override the model's stored noise_correlation"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = HappyHorsePipeline.from_pretrained(args.model)
+    if args.noise_correlation is not None:
+        try:
+            pipe.scheduler = replace(pipe.scheduler, noise_correlation=args.noise_correlation)
+        except ValueError as exc:
+            parser.error(str(exc))
     d = pipe.defaults
     world = WorldConfig(d["width"], d["height"], d["fps"], d["seconds"], pipe.audio_codec.sample_rate, 1)
     rows = []

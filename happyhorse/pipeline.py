@@ -138,6 +138,20 @@ def share_over_time(noise: torch.Tensor, grid: tuple[int, int, int], rho: float,
     return (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own).reshape(b, n, c)
 
 
+def initial_noise(
+    batch: int, grid: tuple[int, int, int], video_dim: int, num_audio: int, audio_dim: int, rho: float, generator
+) -> list[torch.Tensor]:
+    """The sampler's starting noise [video, audio] from a seeded generator: video, then audio, then (rho
+    > 0) the part shared over time, drawn after the rest so that rho = 0 keeps every seed's clip."""
+    noise = [
+        torch.randn(batch, grid[0] * grid[1] * grid[2], video_dim, generator=generator),
+        torch.randn(batch, num_audio, audio_dim, generator=generator),
+    ]
+    if rho > 0:
+        noise[0] = share_over_time(noise[0], grid, rho, generator)
+    return noise
+
+
 def video_positions(grid: tuple[int, int, int], patch_t: int) -> torch.Tensor:
     """(t, h, w) of each video latent token [t*h*w, 3]; t in units of pt frames, frame 0 at 0."""
     t, h, w = grid
@@ -510,12 +524,7 @@ class HappyHorsePipeline:
         timings["encode_s"] = time.perf_counter() - start
         # 3. noise, from a seeded CPU generator so a seed gives the same clip on every device
         gen = torch.Generator().manual_seed(int(seed))
-        noise = [
-            torch.randn(batch, num_video, vc.latent_dim, generator=gen),
-            torch.randn(batch, num_audio, ac.latent_dim, generator=gen),
-        ]
-        if rho > 0:  # drawn after the rest, so rho = 0 keeps every seed's clip as it was
-            noise[0] = share_over_time(noise[0], grid, rho, gen)
+        noise = initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen)
         # given conditions the unconditional branch goes without: (mask, clean latents, this sample's noise)
         dropped = [
             (c[0], c[1], n) if c is not None and name in drops else None
