@@ -17,6 +17,22 @@ import torch
 
 from happyhorse.diffusion import SAMPLERS
 from happyhorse.pipeline import DEFAULT_MODEL_DIR, HappyHorsePipeline
+from happyhorse.train.trainer import widen_text_layers
+
+
+def guide_for(pipe: HappyHorsePipeline, directory: Path, own_guide: bool = False):
+    """The transformer of `directory` (or its guide_transformer/, `own_guide`) made to read the MiniLM
+    layers `pipe` reads: a guide trained on fewer layers gets zero columns for the rest (same function)."""
+    source = HappyHorsePipeline.from_pretrained(directory)
+    guide = source.transformer
+    if own_guide:
+        if source.guide_transformer is None:
+            raise ValueError(f"{directory} has no guide_transformer/")
+        guide = source.guide_transformer
+    theirs, ours = getattr(source.text_encoder, "layers", None), getattr(pipe.text_encoder, "layers", None)
+    if theirs is not None and ours is not None and theirs != ours:
+        guide = widen_text_layers(guide, theirs, ours)
+    return guide
 
 
 def main() -> None:
@@ -30,8 +46,12 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="noise levels guided"
     )
-    parser.add_argument(
+    guides = parser.add_mutually_exclusive_group()
+    guides.add_argument(
         "--guide", type=Path, default=None, help="a weaker model directory whose transformer autoguidance steers from"
+    )
+    guides.add_argument(
+        "--guide-of", type=Path, default=None, help="a model directory whose own guide_transformer/ is the guide"
     )
     parser.add_argument("--autoguidance", type=float, default=None, help="video autoguidance scale (needs a guide)")
     parser.add_argument("--audio-autoguidance", type=float, default=None, help="the sound's autoguidance scale")
@@ -41,11 +61,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
-    if args.guide is not None:
+    if args.guide is not None or args.guide_of is not None:
+        flag = "--guide" if args.guide is not None else "--guide-of"
         try:
-            pipe.set_guide(HappyHorsePipeline.from_pretrained(args.guide).transformer)
+            pipe.set_guide(guide_for(pipe, args.guide or args.guide_of, own_guide=args.guide_of is not None))
         except (FileNotFoundError, ValueError) as exc:
-            parser.error(f"--guide: {exc}")
+            parser.error(f"{flag}: {exc}")
     chosen = {
         "sampler": args.sampler,
         "num_inference_steps": args.steps,

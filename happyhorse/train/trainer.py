@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -298,7 +298,9 @@ def load_init_weights(source: str | Path, model: torch.nn.Module, text_layers=No
     for k in [k for k in mismatched if k in VIDEO_PROJECTIONS]:
         state[k] = expected[k]
     if text_layers is not None and _read_text_layers(directory) != tuple(text_layers):
-        state["text_in.weight"] = _widened_text_in(state["text_in.weight"], directory, tuple(text_layers), source)
+        state["text_in.weight"] = _widened_text_in(
+            state["text_in.weight"], _read_text_layers(directory), tuple(text_layers), f"init_from: {source}"
+        )
     mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         raise ValueError(
@@ -319,16 +321,31 @@ def _read_text_layers(directory: Path | None) -> tuple[int, ...]:
     return (MINILM_LAYERS,)
 
 
-def _widened_text_in(weight: torch.Tensor, directory: Path | None, layers: tuple[int, ...], source) -> torch.Tensor:
-    """The source's text input weight [dim, 384 k] placed in a [dim, 384 len(layers)] one of zeros, at
-    the columns of the layers the source read."""
+def widen_text_layers(
+    transformer: SingleStreamTransformer, old: tuple[int, ...], layers: tuple[int, ...]
+) -> SingleStreamTransformer:
+    """A copy of `transformer`, which read MiniLM layers `old`, that reads `layers` (a superset) and
+    computes exactly what it did: the new text input columns are zero. So a guide model trained on
+    fewer layers can guide a model that reads more (autoguidance needs the same inputs)."""
+    old, layers = tuple(old), tuple(layers)
+    if old == layers:
+        return transformer
+    state = dict(transformer.state_dict())
+    state["text_in.weight"] = _widened_text_in(state["text_in.weight"], old, layers, "guide")
+    from ..codecs.text import MINILM_WIDTH
+
+    wide = SingleStreamTransformer(replace(transformer.cfg, text_in=MINILM_WIDTH * len(layers)))
+    wide.load_state_dict(state)
+    return wide.to(next(transformer.parameters()).dtype).eval()
+
+
+def _widened_text_in(weight: torch.Tensor, old: tuple[int, ...], layers: tuple[int, ...], what: str) -> torch.Tensor:
+    """A text input weight [dim, 384 k] for MiniLM layers `old`, placed in a [dim, 384 len(layers)] one
+    of zeros, at the columns of those layers."""
     from ..codecs.text import MINILM_WIDTH as W
 
-    old = _read_text_layers(directory)
     if not set(old) <= set(layers) or weight.shape[1] != W * len(old):
-        raise ValueError(
-            f"init_from: {source} read MiniLM layers {list(old)}, not all among text_layers {list(layers)}"
-        )
+        raise ValueError(f"{what} read MiniLM layers {list(old)}, not all among text_layers {list(layers)}")
     wide = torch.zeros(weight.shape[0], W * len(layers), dtype=weight.dtype)
     for i, k in enumerate(old):
         j = layers.index(k)
