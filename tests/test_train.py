@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,38 @@ def test_clip_repeats_show_each_clip_at_several_noise_levels():
         TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 3})
 
 
+OTHER_SIDE = {"left": "right", "right": "left"}
+
+
+def test_mirror_pairs_show_each_clip_and_its_mirror_with_left_and_right_exchanged():
+    from happyhorse.world import WorldConfig, make_clip
+
+    cfg = TrainConfig(**{**SMALL, "batch_size": 8, "clip_repeats": 2, "mirror_pairs": True, "channels": 2})
+    plain = TrainConfig(**{**cfg.__dict__, "mirror_pairs": False})
+    batches = list(StepBatches(cfg, 0, 6))
+    swapped = 0
+    for batch, unmirrored in zip(batches, StepBatches(plain, 0, 6), strict=True):
+        video, audio, captions = batch["video"], batch["audio"], batch["captions"]
+        for k in (0, 4):  # clips 0 and 2 are the world's (those of the plain run); 1 and 3 their mirrors
+            assert captions[k] == unmirrored["captions"][k] and torch.equal(video[k], unmirrored["video"][k])
+            assert torch.equal(video[k + 2], video[k].flip(2)) and torch.equal(audio[k + 2], audio[k].flip(0))
+            assert captions[k + 2] == captions[k + 3] and torch.equal(video[k + 2], video[k + 3])  # repeats
+            mirror = re.sub(r"\b(left|right)\b", lambda m: OTHER_SIDE[m.group(0)], captions[k])
+            assert captions[k + 2] == mirror
+            swapped += captions[k] != mirror
+        assert not torch.equal(video[0], video[4])
+    assert swapped >= 3  # most captions name a direction, so most mirrors say the other one
+    world = WorldConfig(32, 32, 12.0, 9 / 12, 16000, 1)
+    clip = make_clip(5, "train", world, ground_truth=False, object_coverage=True)
+    from happyhorse.train.trainer import OBJECT_COVERAGE, mirrored
+
+    back = mirrored(mirrored(clip))
+    assert back.caption == clip.caption and np.array_equal(back.frames, clip.frames)
+    assert np.array_equal(mirrored(clip).meta[OBJECT_COVERAGE], clip.meta[OBJECT_COVERAGE][..., ::-1])
+    with pytest.raises(ValueError, match="mirror_pairs needs an even number of clips a step"):
+        TrainConfig(**{**SMALL, "batch_size": 6, "clip_repeats": 2, "mirror_pairs": True})
+
+
 def test_cool_down_from_a_resumed_step_ends_the_run_at_a_low_rate(tmp_path):
     cfg = TrainConfig.from_dict({**SMALL, "max_steps": 100, "warmup_steps": 2})
     train(cfg, tmp_path, max_steps=4, progress=False, log=lambda *a: None)
@@ -356,6 +389,33 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a model directory"):
         missing = TrainConfig.from_dict({**cfg.to_dict(), "init_from": str(tmp_path / "none")})
         train(missing, tmp_path / "e", progress=False)
+
+
+def test_text_in_lr_scale_moves_the_text_input_faster_and_nothing_else(tmp_path):
+    """Adam's first step moves each weight by about the rate: at text_in_lr_scale 10 the text input
+    projection moves 10x as far as at 1, every other weight exactly as far; a resume keeps the scale."""
+    quiet = lambda *a: None  # noqa: E731
+    base = TrainConfig.from_dict({**SMALL, "max_steps": 1, "warmup_steps": 1})
+    train(base, tmp_path / "init", progress=False, log=quiet)
+    init = load_file(str(tmp_path / "init" / "model" / "transformer" / "model.safetensors"))
+    moved = {}
+    for scale in (1.0, 10.0):
+        cfg = {**base.to_dict(), "init_from": str(tmp_path / "init" / "model"), "text_in_lr_scale": scale}
+        train(TrainConfig.from_dict(cfg), tmp_path / f"x{scale:g}", progress=False, log=quiet)
+        after = load_file(str(tmp_path / f"x{scale:g}" / "checkpoint" / "model.safetensors"))
+        moved[scale] = {k: after[k] - init[k].float() for k in after}
+    for key in moved[1.0]:
+        if key.startswith("text_in."):
+            ratio = moved[10.0][key].norm() / moved[1.0][key].norm()
+            assert ratio == pytest.approx(10.0, rel=0.02), key
+        else:
+            torch.testing.assert_close(moved[10.0][key], moved[1.0][key], atol=1e-7, rtol=1e-5)
+    resumed = TrainConfig.from_dict({**cfg, "max_steps": 2})
+    train(resumed, tmp_path / "x10", resume=True, progress=False, log=quiet)
+    groups = json.loads((tmp_path / "x10" / "checkpoint" / "state.json").read_text())["optimizer"]["param_groups"]
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 10.0]
+    with pytest.raises(ValueError, match="text_in_lr_scale must be in \\(0, 1000\\], got 0"):
+        TrainConfig.from_dict({**SMALL, "text_in_lr_scale": 0})
 
 
 def test_more_text_layers_start_from_a_model_that_read_fewer_exactly_where_it_was(tmp_path):

@@ -36,7 +36,12 @@ class TrainConfig:
     # optimisation
     batch_size: int = 16  # per process
     clip_repeats: int = 1  # samples per rendered clip, each at its own noise (rendering bounds a GPU run)
+    # each odd clip of a step is the clip before it mirrored left to right, its caption's "left" and
+    # "right" exchanged (trainer.mirrored): pairs that differ in direction alone, for a text input
+    # that folds the two words together (MODEL_CARD.md); needs an even number of clips a step
+    mirror_pairs: bool = False
     lr: float = 1e-3
+    text_in_lr_scale: float = 1.0  # the text input projection's rate, as a multiple of lr (parameter_groups)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100
@@ -88,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"width/height must be multiples of the patch size {self.video_patch[1:]}")
         if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("batch_size and max_steps must be >= 1 and lr > 0")
+        if not 0 < self.text_in_lr_scale <= 1000:
+            raise ValueError(f"text_in_lr_scale must be in (0, 1000], got {self.text_in_lr_scale}")
         if self.anneal_from is not None and (self.anneal_from < 0 or self.anneal_steps < 1):
             raise ValueError(
                 f"anneal_from/anneal_steps: need a step >= 0 and >= 1 steps, got {self.anneal_from}/{self.anneal_steps}"
@@ -95,6 +102,11 @@ class TrainConfig:
         if self.clip_repeats < 1 or self.batch_size % self.clip_repeats:
             raise ValueError(
                 f"clip_repeats must be >= 1 and divide batch_size ({self.batch_size}), got {self.clip_repeats}"
+            )
+        if self.mirror_pairs and (self.batch_size // self.clip_repeats) % 2:
+            raise ValueError(
+                f"mirror_pairs needs an even number of clips a step (batch_size / clip_repeats), got "
+                f"{self.batch_size} / {self.clip_repeats}"
             )
         if not 0 <= self.object_loss_weight <= 1000:
             raise ValueError(f"object_loss_weight must be in [0, 1000], got {self.object_loss_weight}")

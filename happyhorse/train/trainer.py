@@ -23,9 +23,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..diffusion import add_noise, flow_loss, shift_sigma
-from ..media import write_json_atomic
+from ..media import Clip, write_json_atomic
 from ..model import SingleStreamTransformer
-from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions
+from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions, swap_words
 from ..world import WorldConfig, make_clip
 from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
@@ -70,11 +70,13 @@ class StepBatches(IterableDataset):
             indices = range(self.rank * b, (self.rank + 1) * b)
             clips = {}
             for i in indices:
-                if i // r not in clips:
+                if i // r not in clips and not (cfg.mirror_pairs and (i // r) % 2):
                     seed = clip_seed(cfg, step, i // r, b * self.world_size // r)
                     clips[i // r] = make_clip(
                         seed, "train", self.world, ground_truth=False, object_coverage=cfg.object_loss_weight > 0
                     )
+            if cfg.mirror_pairs:  # each odd clip is the one before it, mirrored: a pair that differs in direction
+                clips.update({j + 1: mirrored(clip) for j, clip in list(clips.items())})
             shown = [clips[i // r] for i in indices]
             batch = {
                 "step": step,
@@ -86,6 +88,27 @@ class StepBatches(IterableDataset):
             if cfg.object_loss_weight > 0:
                 batch["objects"] = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in shown]))
             yield batch
+
+
+LEFT_RIGHT = (("left", "right"),)
+
+
+def mirrored(clip: Clip) -> Clip:
+    """The clip mirrored left to right, its caption's "left" and "right" exchanged and its stereo
+    channels swapped: the world is left-right symmetric (walls, gravity, sound panning), so this is
+    another clip of the world that differs from the first in direction alone."""
+    meta = dict(clip.meta)
+    if OBJECT_COVERAGE in meta:
+        meta[OBJECT_COVERAGE] = np.ascontiguousarray(meta[OBJECT_COVERAGE][..., ::-1])
+    if "captions" in meta:
+        meta["captions"] = [swap_words(text, LEFT_RIGHT) for text in meta["captions"]]
+    return replace(
+        clip,
+        frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
+        audio=np.ascontiguousarray(clip.audio[::-1] if clip.audio.shape[0] == 2 else clip.audio),
+        caption=swap_words(clip.caption, LEFT_RIGHT),
+        meta=meta,
+    )
 
 
 # ------------------------------------------------------------------------------------------ step
@@ -195,6 +218,18 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: one, or the text input projection apart at cfg.text_in_lr_scale
+    times the rate. Adam moves each weight by about the rate a step whatever its gradient's size, so
+    new text input columns that start at zero (``--init`` from a model that read fewer MiniLM layers)
+    need a larger rate to reach the size of the old ones within a fine-tune."""
+    if cfg.text_in_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    text_in = {id(p) for p in model.text_in.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in text_in]
+    return [{"params": rest}, {"params": list(model.text_in.parameters()), "lr_scale": cfg.text_in_lr_scale}]
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -421,7 +456,9 @@ def train(
             fully_shard(module)
     elif world_size > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
     if saved_optimizer is not None:
         if sharded:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -456,7 +493,7 @@ def train(
                 tokens_per_sample = sum(lengths)
                 flops_per_token = model.flops_per_token(lengths)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
+                group["lr"] = lr_at(cfg, step) * group.get("lr_scale", 1.0)
             loss, parts = step_loss(wrapped, inputs, cfg, prediction)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
