@@ -239,6 +239,14 @@ def test_config_files_and_presets(tmp_path):
         load_config(str(path))
     with pytest.raises(ValueError, match="num_frames"):
         TrainConfig(num_frames=24)
+    # every recipe the README and the model card name loads (a mistyped key is a clear error, above)
+    from happyhorse.train.codec import load_codec_config
+
+    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert len(recipes) >= 10
+    for recipe in recipes:
+        (load_codec_config if recipe.stem.startswith("video_codec") else load_config)(str(recipe))
+    assert load_config(str(recipes[0].with_name("finetune_mirror_pairs.toml"))).mirror_pairs
 
 
 def test_train_then_generate_every_mode_from_the_cli(tmp_path):
