@@ -32,10 +32,8 @@ import torch
 
 from happyhorse import HappyHorsePipeline
 from happyhorse.diffusion import get_schedule, sample
-from happyhorse.pipeline import initial_noise, sequence_positions, swap_words
+from happyhorse.pipeline import LEFT_RIGHT, initial_noise, sequence_positions, swap_words
 from happyhorse.world import WorldConfig, make_clip
-
-SWAP = (("left", "right"),)
 
 
 def direction_of(caption: str) -> int | None:
@@ -118,7 +116,7 @@ def main() -> None:
         sign = direction_of(caption)
         if sign is None:
             continue
-        steps = trajectory_margins(pipe, caption, swap_words(caption, SWAP), sign, seed)
+        steps = trajectory_margins(pipe, caption, swap_words(caption, LEFT_RIGHT), sign, seed)
         truth = sign * drift(clip.frames)  # the same caption's true clip, signed the same way
         rows.append({"seed": seed, "caption": caption, "steps": steps, "truth_drift_px_per_frame": truth})
         print(

@@ -110,6 +110,9 @@ class HappyHorseOutput:
     timings: dict = field(default_factory=dict)
 
 
+LEFT_RIGHT = (("left", "right"),)  # the swap that turns a prompt's direction around
+
+
 def swap_words(prompt: str, swaps: tuple[tuple[str, str], ...]) -> str:
     """The prompt with each pair's whole words exchanged, both ways at once, case kept by position:
     swap_words("thrown to the left", (("left", "right"),)) == "thrown to the right"."""

@@ -25,7 +25,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..diffusion import add_noise, flow_loss, shift_sigma
 from ..media import Clip, write_json_atomic
 from ..model import SingleStreamTransformer
-from ..pipeline import HappyHorsePipeline, SchedulerConfig, build_pipeline, sequence_positions, swap_words
+from ..pipeline import (
+    LEFT_RIGHT,
+    HappyHorsePipeline,
+    SchedulerConfig,
+    build_pipeline,
+    sequence_positions,
+    swap_words,
+)
 from ..world import WorldConfig, make_clip
 from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
@@ -88,9 +95,6 @@ class StepBatches(IterableDataset):
             if cfg.object_loss_weight > 0:
                 batch["objects"] = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in shown]))
             yield batch
-
-
-LEFT_RIGHT = (("left", "right"),)
 
 
 def mirrored(clip: Clip) -> Clip:
