@@ -12,7 +12,8 @@ unconditional branch goes without the given soundtrack or first frame too, so gu
 them as well as the prompt; `--modes TA2V` measures such a point on the prompts it changes) and
 :corr=R (the share of the video noise's variance all latent frames share) and :contrast=D:swaps=A/B+C/D
 (contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
-:swaps, the model's stored contrast_swaps).
+:swaps, the model's stored contrast_swaps) and :refine=0 or 1 (whether the model's refiner/ redraws
+the decoded frames; by default it does wherever the model has one).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -53,7 +54,7 @@ def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
     auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), drops=audio (given
     conditions the unconditional branch goes without), corr=R (time-shared share of the video noise),
-    contrast=D (contrastive guidance) and swaps=A/B+C/D (the words it exchanges)."""
+    contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges) and refine=0|1."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -85,13 +86,17 @@ def parse_point(text: str) -> dict:
                 point["contrast_swaps"] = SchedulerConfig(contrast_swaps=pairs).contrast_swaps
             elif key == "corr":
                 point["noise_correlation"] = SchedulerConfig(noise_correlation=float(value)).noise_correlation
+            elif key == "refine":
+                if value not in ("0", "1"):
+                    raise ValueError(value)
+                point["refine"] = value == "1"
             else:
                 raise ValueError(key)
         return point
     except ValueError:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
-            "[:audio_auto=A][:skip=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D] such as "
+            "[:audio_auto=A][:skip=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D][:refine=0|1] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None

@@ -160,6 +160,32 @@ def train_codec_command(
         )
 
 
+@app.command("train-refiner")
+def train_refiner_command(
+    config: Path = typer.Argument(..., help="A .toml/.json refiner config (e.g. configs/refiner.toml)."),
+    model: Path = typer.Option(None, help="The model whose samples it learns to redraw (default: the embedded one)."),
+    out: Path = typer.Option(Path("runs/refiner"), help="Run directory (resumes); DIR/refiner is the trained refiner."),
+    minutes: float = typer.Option(None, min=0.01, help="Stop training (and checkpoint) after this much wall time."),
+    max_steps: int = typer.Option(None, min=1, help="Training steps in all (default: the config's)."),
+) -> None:
+    """Train a refiner that redraws a model's decoded frames, from its own SDEdit samples of world clips."""
+    from .train.refiner import load_refiner_config, run_refiner
+
+    if model is not None and not (model / "model_index.json").is_file():
+        raise typer.BadParameter(f"{model} is not a model directory (no model_index.json)", param_hint="--model")
+    try:
+        cfg = load_refiner_config(config, {"max_steps": max_steps} if max_steps else None)
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    try:
+        refiner = run_refiner(cfg, model, out, minutes=minutes, log=console.print)
+    except ValueError as exc:
+        if not str(exc).startswith(("pairs: ", f"{out}")):
+            raise
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    console.print(f"refiner in {refiner}: python scripts/ship_default_model.py MODEL --refiner {refiner}")
+
+
 @app.command("distill")
 def distill_command(
     teacher: Path = typer.Option(None, help="Model directory to distill (default: the embedded default model)."),
@@ -250,6 +276,9 @@ def generate_command(
     ),
     seconds: float = typer.Option(None, min=0.1, max=20, help="Clip length (default: the model's, or the audio's)."),
     size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's)."),
+    refine: bool = typer.Option(
+        None, "--refine/--no-refine", help="Redraw the frames with the model's refiner (default: if it has one)."
+    ),
     output: Path = typer.Option(Path("happyhorse.mp4"), help="Output MP4; a JSON sidecar is written beside it."),
     prompts_file: Path = typer.Option(None, help="One prompt per line: load the model once, write OUT_000.mp4 ..."),
 ) -> None:
@@ -299,6 +328,7 @@ def generate_command(
                 audio_autoguidance,
                 contrast_prompt=contrast_prompt,
                 contrast_guidance=contrast_guidance,
+                refine=refine,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -327,6 +357,9 @@ def eval_command(
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
         None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."
+    ),
+    refine: bool = typer.Option(
+        None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
     ),
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
@@ -360,11 +393,12 @@ def eval_command(
         "audio_guidance": audio_guidance,
         "autoguidance": autoguidance,
         "audio_autoguidance": audio_autoguidance,
+        "refine": refine,
     }
     if clips is not None and (any(v is not None for v in sampling.values()) or first):
         raise typer.BadParameter(
             "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
-            "--audio-autoguidance, --sampler, --shift, --guidance-interval",
+            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --refine",
             param_hint="--steps",
         )
     with progress() as bar:

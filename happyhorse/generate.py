@@ -37,6 +37,7 @@ class GenerateRequest:
     contrast_prompt: str | None = None
     contrast_guidance: float | None = None
     contrast_swaps: tuple[tuple[str, str], ...] | None = None
+    refine: bool | None = None  # the model's refiner/ redraws the frames (None: whenever it has one)
 
 
 def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
@@ -68,6 +69,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         contrast_prompt=request.contrast_prompt,
         contrast_guidance_scale=request.contrast_guidance,
         contrast_swaps=request.contrast_swaps,
+        refine=request.refine,
         callback=callback,
     )
     output = Path(output)

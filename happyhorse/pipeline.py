@@ -24,6 +24,7 @@ from .codecs import Codec, PatchAudioCodec, PatchVideoCodec, TextEncoder
 from .diffusion import SAMPLERS, get_schedule, predicted_x0, sample
 from .media import atomic_directory, read_audio, read_image, resample
 from .model import SingleStreamTransformer, TransformerConfig
+from .model.refiner import VideoRefiner
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 MAX_PROMPT_CHARS = 2000
@@ -193,6 +194,7 @@ class HappyHorsePipeline:
         scheduler: SchedulerConfig | None = None,
         defaults: dict | None = None,
         guide_transformer: SingleStreamTransformer | None = None,
+        refiner: VideoRefiner | None = None,
     ):
         self.transformer = transformer.eval()
         self.video_codec, self.audio_codec, self.text_encoder = video_codec, audio_codec, text_encoder
@@ -204,6 +206,7 @@ class HappyHorsePipeline:
         self.guide_transformer = None
         if guide_transformer is not None:
             self.set_guide(guide_transformer)
+        self.refiner = refiner.eval() if refiner is not None else None  # redraws decoded frames (model/refiner.py)
 
     def set_guide(self, guide: SingleStreamTransformer | None) -> None:
         """The weaker model autoguidance steers away from (less trained or smaller: its errors are the
@@ -237,6 +240,8 @@ class HappyHorsePipeline:
             _save_transformer(self.transformer, staging / "transformer", weights_dtype)
             if self.guide_transformer is not None:
                 _save_transformer(self.guide_transformer, staging / "guide_transformer", weights_dtype)
+            if self.refiner is not None:
+                self.refiner.save_pretrained(staging / "refiner", weights_dtype)
             self.video_codec.save_pretrained(staging / "video_codec")
             self.audio_codec.save_pretrained(staging / "audio_codec")
             self.text_encoder.save_pretrained(staging / "text_encoder")
@@ -253,6 +258,8 @@ class HappyHorsePipeline:
             }
             if self.guide_transformer is not None:
                 index["guide_transformer"] = "SingleStreamTransformer"
+            if self.refiner is not None:
+                index["refiner"] = "VideoRefiner"
             (staging / "model_index.json").write_text(json.dumps(index, indent=1))
         return directory
 
@@ -280,6 +287,7 @@ class HappyHorsePipeline:
             scheduler,
             index.get("defaults"),
             guide,
+            VideoRefiner.from_pretrained(directory / "refiner") if "refiner" in index else None,
         )
         pipe.name = directory.resolve().name if directory != DEFAULT_MODEL_DIR else "happyhorse-default"
         return pipe.to(device) if device else pipe
@@ -291,6 +299,8 @@ class HappyHorsePipeline:
         if self.guide_transformer is not None:
             self.guide_transformer.to(self.device, self.dtype)
         self.video_codec.to(self.device)  # a learned codec computes in float32 wherever it is
+        if self.refiner is not None:
+            self.refiner.to(self.device)  # so does the refiner
         return self
 
     # ------------------------------------------------------------------------------ inputs
@@ -433,6 +443,7 @@ class HappyHorsePipeline:
         contrast_prompt: str | list[str] | None = None,
         contrast_guidance_scale: float | None = None,
         contrast_swaps: tuple[tuple[str, str], ...] | None = None,
+        refine: bool | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -471,6 +482,9 @@ class HappyHorsePipeline:
             if guidance_interval is None
             else SchedulerConfig(guidance_interval=guidance_interval).guidance_interval
         )
+        if refine and self.refiner is None:
+            raise ValueError("refine: this model has no refiner/ component; leave refine unset or pass False")
+        refine = self.refiner is not None if refine is None else bool(refine)
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
         fps = float(fps or self.defaults["fps"])
@@ -566,7 +580,12 @@ class HappyHorsePipeline:
         timings["denoise_s"] = time.perf_counter() - t0
         # 5. decode
         t0 = time.perf_counter()
-        frames = vc.decode(video_lat.reshape(batch, *grid, -1)).numpy()
+        frames = vc.decode(video_lat.reshape(batch, *grid, -1))
+        if refine:  # 5b. the second stage redraws the decoded frames
+            t1 = time.perf_counter()
+            frames = self.refiner.refine(frames)
+            timings["refine_s"] = time.perf_counter() - t1
+        frames = frames.numpy()
         if image is not None:  # the given first frame is the output's first frame, exactly
             frames[:, 0] = first.numpy()
         sound = ac.decode(audio_lat, num_samples).numpy().astype(np.float32)
@@ -595,6 +614,7 @@ class HappyHorsePipeline:
             "noise_correlation": rho,
             "contrast_guidance_scale": contrast_scale,
             "contrast_prompt": contrasts,
+            "refine": bool(refine),
             "seed": int(seed),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)

@@ -11,7 +11,7 @@ An alpha past 1 extrapolates: the midpoint M of A and a fine-tune F is shipped a
 `interpolate_models.py A M 2` rebuilds F = 2 M - A (to float16 rounding) where F itself was not kept.
 
 Everything but the transformer's weights (codecs, text encoder, sampling defaults) comes from A, except
-a guide model: the result has none and autoguidance off (a guide is chosen for one model).
+a guide model and a refiner: the result has neither, and autoguidance off (each is chosen for one model).
 The weights are computed in float32 and written in float32 (ship_default_model.py stores float16).
 """
 
@@ -60,6 +60,7 @@ def main() -> None:
     pipe.transformer.float().load_state_dict(mixed)
     # a guide belongs to the model it was chosen for: the new weights get none (ship_default_model --guide)
     pipe.set_guide(None)
+    pipe.refiner = None  # so does a refiner, trained on one model's samples
     pipe.scheduler = replace(pipe.scheduler, autoguidance_scale=1.0, audio_autoguidance_scale=1.0, guide_skip_blocks=())
     pipe.save_pretrained(args.out)
     print(f"wrote {args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from happyhorse.diffusion import SAMPLERS
+from happyhorse.model.refiner import VideoRefiner
 from happyhorse.pipeline import DEFAULT_MODEL_DIR, HappyHorsePipeline
 from happyhorse.train.trainer import widen_text_layers
 
@@ -58,6 +59,13 @@ def main() -> None:
     parser.add_argument(
         "--noise-correlation", type=float, default=None, help="share of the video noise all latent frames share"
     )
+    parser.add_argument(
+        "--refiner",
+        type=Path,
+        default=None,
+        help="a refiner directory (RUN/refiner of happyhorse train-refiner) that redraws the decoded frames",
+    )
+    parser.add_argument("--no-refiner", action="store_true", help="ship without the model's refiner/")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
     pipe = HappyHorsePipeline.from_pretrained(args.model)
@@ -67,6 +75,15 @@ def main() -> None:
             pipe.set_guide(guide_for(pipe, args.guide or args.guide_of, own_guide=args.guide_of is not None))
         except (FileNotFoundError, ValueError) as exc:
             parser.error(f"{flag}: {exc}")
+    if args.refiner is not None and args.no_refiner:
+        parser.error("--refiner and --no-refiner: give one")
+    if args.refiner is not None:
+        try:
+            pipe.refiner = VideoRefiner.from_pretrained(args.refiner)
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--refiner: {exc}")
+    if args.no_refiner:
+        pipe.refiner = None
     chosen = {
         "sampler": args.sampler,
         "num_inference_steps": args.steps,

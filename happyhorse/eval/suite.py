@@ -127,7 +127,7 @@ def generate_test_set(
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
-    `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps` (None keeps them)."""
+    `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`, `refine` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -165,6 +165,7 @@ def generate_test_set(
         "split": "test",
         **pipe.scheduler.__dict__,
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
+        "refine": pipe.refiner is not None,  # the pipeline refines whenever the model has a refiner
         **{
             name: value
             for name, value in (
@@ -181,6 +182,7 @@ def generate_test_set(
                 ("noise_correlation", (sampling or {}).get("noise_correlation")),
                 ("contrast_guidance_scale", (sampling or {}).get("contrast_guidance")),
                 ("contrast_swaps", (sampling or {}).get("contrast_swaps")),
+                ("refine", (sampling or {}).get("refine")),
             )
             if value is not None
         },

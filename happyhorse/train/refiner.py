@@ -1,0 +1,301 @@
+"""Training the video refiner (`happyhorse.model.refiner`) on the default model's own samples.
+
+Pairs: a train-split world clip is noised to one of the sampler's noise levels sigma_k (k = 2..5 of
+the 8-step schedule: 0.86 down to 0.55), the model samples from there to 0 with its stored settings
+(SDEdit), and the decoded frames are paired with the clip itself. From those levels the sample keeps
+the truth's layout but is drawn the model's way (patchy, split, off-colour cells): the refiner learns
+the drawing, not the layout, which pure-noise samples could not teach because they have no truth.
+(From sigma 0.93 the sample often changes the room itself, a difference no refiner can undo.)
+Pairs are written in chunks (`pairs_NNN.npz`) so that making them resumes; the refiner trains on
+random 9-frame windows of them with an L1 loss weighted towards pixels that are object-coloured in
+either the truth or the sample (the object, and what the model painted in its place).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..media import atomic_directory, write_json_atomic
+from ..model.refiner import RefinerConfig, VideoRefiner
+from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from .trainer import update_ema, warmup_cosine_lr
+
+PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
+# first and last schedule index an SDEdit pair starts from (0.86 to 0.55; from 0.93 the room itself changes)
+START_STEPS = (2, 5)
+
+
+@dataclass
+class RefinerTrainConfig:
+    channels: tuple[int, int, int] = (16, 32, 64)
+    blocks: tuple[int, int] = (1, 2)
+    window: int = 9  # frames per training window (the network is convolutional in time)
+    batch: int = 8  # windows per step
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    max_steps: int = 3000
+    ema_decay: float = 0.998
+    grad_clip: float = 1.0
+    object_weight: float = 10.0  # a pixel's loss weight is 1 + this where truth or sample is object-coloured
+    validation_clips: int = 64  # clips of the last chunk kept out of training, for the validation loss
+    pair_chunks: int = 8  # chunks of SDEdit pairs to make (and train on)
+    clips_per_chunk: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)
+        self.blocks = tuple(self.blocks)
+        RefinerConfig(self.channels, self.blocks)
+        for name in ("window", "batch", "max_steps", "validation_clips", "pair_chunks", "clips_per_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RefinerTrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"refiner training config: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def load_refiner_config(path: str | Path, overrides: dict | None = None) -> RefinerTrainConfig:
+    path = Path(path)
+    if path.suffix not in (".toml", ".json") or not path.is_file():
+        raise ValueError(f"CONFIG: {path} is not a .toml or .json file")
+    raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    return RefinerTrainConfig.from_dict({**raw, **(overrides or {})})
+
+
+# ----------------------------------------------------------------------------------------- pairs
+
+
+def make_pairs(pipe, seeds: range, batch: int = 8) -> dict[str, np.ndarray]:
+    """SDEdit pairs of the given train-split seeds: {'generated', 'truth': uint8 [N, T, H, W, 3],
+    'start': the schedule index each sample started from}. Uses the pipeline's stored settings."""
+    from ..diffusion.samplers import get_schedule, sample
+    from ..pipeline import initial_noise, sequence_positions
+    from ..world import WorldConfig, make_clip
+
+    sch, vc, ac, d = pipe.scheduler, pipe.video_codec, pipe.audio_codec, pipe.defaults
+    num_frames = vc.num_frames(round(d["seconds"] * d["fps"]))
+    world = WorldConfig(d["width"], d["height"], d["fps"], num_frames / d["fps"], ac.sample_rate, ac.channels)
+    grid = vc.latent_shape(num_frames, d["height"], d["width"])
+    sigmas = get_schedule(sch.num_inference_steps, sch.shift)
+    last = min(START_STEPS[1], len(sigmas) - 2)  # a schedule of few steps starts its pairs earlier
+    first = min(START_STEPS[0], last)
+    generated, truth, starts = [], [], []
+    for b0 in range(seeds.start, seeds.stop, batch):
+        chunk = range(b0, min(b0 + batch, seeds.stop))
+        clips = [make_clip(s, "train", world, ground_truth=False) for s in chunk]
+        n = len(clips)
+        frames = torch.from_numpy(np.stack([c.frames for c in clips]))
+        zv = vc.encode(frames).reshape(n, -1, vc.latent_dim)
+        za = ac.encode(torch.from_numpy(np.stack([c.audio for c in clips])).float())
+        text, mask = pipe.text_encoder.encode([c.caption for c in clips] + [""] * n)
+        positions = sequence_positions(grid, za.shape[1], text.shape[1], vc, ac, d["fps"]).to(pipe.device)
+        auto = (sch.autoguidance_scale, sch.audio_autoguidance_scale)
+        denoise = pipe._denoiser(
+            text, mask, positions, [None, None], True, sch.guidance_scale, sch.audio_guidance_scale,
+            sch.guidance_interval, auto, tuple(sch.guide_skip_blocks), (None, None), None,
+        )  # fmt: skip
+        gen = torch.Generator().manual_seed(b0)
+        noise = initial_noise(n, grid, vc.latent_dim, za.shape[1], ac.latent_dim, sch.noise_correlation, gen)
+        k = int(torch.randint(first, last + 1, (1,), generator=gen))
+        s = sigmas[k]
+        with torch.no_grad():
+            video, _ = sample(denoise, [(1 - s) * zv + s * noise[0], (1 - s) * za + s * noise[1]], sigmas[k:],
+                              sch.sampler, None, gen)  # fmt: skip
+        generated.append(vc.decode(video.reshape(n, *grid, -1)).numpy())
+        truth.append(frames.numpy())
+        starts += [k] * n
+    return {"generated": np.concatenate(generated), "truth": np.concatenate(truth), "start": np.array(starts)}
+
+
+def model_fingerprint(model_dir) -> str:
+    """sha256 of a model directory's transformer weights (the embedded default model for None): pairs
+    belong to the model that sampled them."""
+    from ..pipeline import DEFAULT_MODEL_DIR
+
+    path = Path(model_dir or DEFAULT_MODEL_DIR) / "transformer" / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"model: {path.parent.parent} is not a model directory (no {path.name})")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 200, log=print) -> Path:
+    """Make `chunks` chunks of pairs under OUT (pairs_000.npz ...), skipping those already there."""
+    from ..pipeline import HappyHorsePipeline
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = {"transformer_sha256": model_fingerprint(model_dir), "clips_per_chunk": clips_per_chunk}
+    recorded = out / "source.json"
+    if recorded.exists() and json.loads(recorded.read_text()) != source:
+        raise ValueError(f"pairs: {out} holds pairs of another model or chunk size ({recorded}); use a new --out")
+    write_json_atomic(recorded, json.dumps(source, indent=1))
+    pipe = HappyHorsePipeline.from_pretrained(model_dir)
+    for c in range(chunks):
+        path = out / f"pairs_{c:03d}.npz"
+        if path.exists():
+            continue
+        t0 = time.perf_counter()
+        first = PAIR_SEEDS + c * clips_per_chunk
+        pairs = make_pairs(pipe, range(first, first + clips_per_chunk))
+        staging = path.with_suffix(".tmp.npz")
+        np.savez(staging, **pairs)
+        staging.replace(path)
+        log(f"{path.name}: {clips_per_chunk} pairs in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def load_pairs(directory: str | Path, chunks: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(generated, truth) uint8 [N, T, H, W, 3] of the first `chunks` chunks (all: None) in a pairs
+    directory, in chunk order."""
+    paths = sorted(Path(directory).glob("pairs_*[0-9].npz"))[:chunks]
+    if not paths:
+        raise FileNotFoundError(f"pairs: no pairs_NNN.npz in {directory} (make them with write_pairs)")
+    data = [np.load(p) for p in paths]
+    return np.concatenate([d["generated"] for d in data]), np.concatenate([d["truth"] for d in data])
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def object_coloured(frames: torch.Tensor) -> torch.Tensor:
+    """float [..., 3] in [-1, 1] -> bool [...]: saturated like the world's objects (HSV saturation
+    > 0.4 and value > 0.2, the tracker's thresholds), which its rooms never are."""
+    rgb = (frames + 1) / 2
+    value = rgb.amax(-1)
+    saturation = (value - rgb.amin(-1)) / value.clamp_min(1e-6)
+    return (saturation > 0.4) & (value > 0.2)
+
+
+def refiner_loss(refiner: VideoRefiner, generated: torch.Tensor, truth: torch.Tensor, object_weight: float):
+    """Object-weighted L1 between the refined sample and the truth; inputs float [B, T, H, W, 3] in [-1, 1]."""
+    weight = 1 + object_weight * (object_coloured(truth) | object_coloured(generated)).float()
+    error = (refiner(generated) - truth).abs().mean(-1)
+    return (weight * error).sum() / weight.sum()
+
+
+def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Generator, flip: bool = True):
+    """Random `window`-frame windows of the clips `index`, mirrored left-right half the time (the world
+    is left-right symmetric), as float tensors in [-1, 1]."""
+    t = generated.shape[1]
+    starts = rng.integers(0, t - window + 1, len(index))
+    g = np.stack([generated[i, s : s + window] for i, s in zip(index, starts, strict=True)])
+    r = np.stack([truth[i, s : s + window] for i, s in zip(index, starts, strict=True)])
+    if flip:
+        mirror = rng.random(len(index)) < 0.5
+        g[mirror], r[mirror] = g[mirror, :, :, ::-1], r[mirror, :, :, ::-1]
+    as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float() / 127.5 - 1.0  # noqa: E731
+    return as_float(g), as_float(r)
+
+
+@torch.no_grad()
+def validation_loss(refiner: VideoRefiner, generated, truth, object_weight: float) -> dict:
+    """Loss of the refiner and of the identity (the unrefined sample) on whole held-out clips."""
+    losses, identity = [], []
+    for i in range(0, len(generated), 8):
+        g = torch.from_numpy(generated[i : i + 8]).float() / 127.5 - 1.0
+        r = torch.from_numpy(truth[i : i + 8]).float() / 127.5 - 1.0
+        weight = 1 + object_weight * (object_coloured(r) | object_coloured(g)).float()
+        losses.append(float((weight * (refiner(g) - r).abs().mean(-1)).sum() / weight.sum()))
+        identity.append(float((weight * (g - r).abs().mean(-1)).sum() / weight.sum()))
+    return {"val_loss": float(np.mean(losses)), "identity_loss": float(np.mean(identity))}
+
+
+def save_refiner(refiner: VideoRefiner, directory: str | Path, weights_dtype: torch.dtype = torch.float32) -> Path:
+    """A model directory component: config.json + model.safetensors, written atomically."""
+    with atomic_directory(Path(directory)) as staging:
+        refiner.save_pretrained(staging, weights_dtype)
+    return Path(directory)
+
+
+def train_refiner(
+    cfg: RefinerTrainConfig, pairs_dir: str | Path, out: str | Path, minutes: float | None = None, log=print
+) -> Path:
+    """Train until cfg.max_steps (or `minutes`), resuming OUT/checkpoint; writes OUT/log.jsonl and the
+    EMA weights as OUT/refiner (the component `ship_default_model.py --refiner` copies in)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    generated, truth = load_pairs(pairs_dir, cfg.pair_chunks)
+    if len(generated) <= cfg.validation_clips:
+        raise ValueError(f"pairs: {len(generated)} clips, need more than validation_clips = {cfg.validation_clips}")
+    train_idx = np.arange(len(generated) - cfg.validation_clips)
+    val = slice(len(generated) - cfg.validation_clips, None)
+    torch.manual_seed(cfg.seed)
+    refiner = VideoRefiner(RefinerConfig(cfg.channels, cfg.blocks))
+    ema = copy.deepcopy(refiner).requires_grad_(False)
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step = 0
+    if (out / "checkpoint" / "state.json").exists():
+        model_state, ema_state, opt_tensors, state = load_checkpoint(out / "checkpoint")
+        if state["config"] != json.loads(json.dumps(asdict(cfg))):
+            raise ValueError(f"{out}: its checkpoint was trained with another config; use a new --out")
+        refiner.load_state_dict(model_state)
+        ema.load_state_dict(ema_state)
+        optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
+        step = state["step"]
+        log(f"resumed from step {step}")
+    log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs")
+    rng = np.random.default_rng([cfg.seed, step])
+    started = time.perf_counter()
+    with open(out / "log.jsonl", "a") as log_file:
+        while step < cfg.max_steps:
+            lr = warmup_cosine_lr(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            g, r = windows(generated, truth, rng.choice(train_idx, cfg.batch), cfg.window, rng)
+            loss = refiner_loss(refiner, g, r, cfg.object_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(refiner.parameters(), cfg.grad_clip)
+            optimizer.step()
+            update_ema(ema, refiner, step, cfg.ema_decay)
+            step += 1
+            record = {"step": step, "loss": float(loss.detach()), "lr": lr}
+            out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
+            if step % 250 == 0 or step == cfg.max_steps or out_of_time:
+                record.update(validation_loss(ema, generated[val], truth[val], cfg.object_weight))
+                state = {"step": step, "config": asdict(cfg)}
+                weights = (refiner.state_dict(), ema.state_dict(), optimizer.state_dict())
+                save_checkpoint(out / "checkpoint", *weights, state)
+                save_refiner(ema, out / "refiner")
+                log(json.dumps(record))
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            if out_of_time:
+                log(f"stopping after {minutes} minutes at step {step}")
+                break
+    write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
+    return out / "refiner"
+
+
+def run_refiner(cfg: RefinerTrainConfig, model_dir, out: str | Path, minutes: float | None = None, log=print) -> Path:
+    """The whole recipe, resumable at every stage: OUT/pairs (the model's SDEdit pairs, chunk by chunk),
+    then the refiner's training (OUT/checkpoint, OUT/log.jsonl) to OUT/refiner."""
+    out = Path(out)
+    write_pairs(model_dir, out / "pairs", cfg.pair_chunks, cfg.clips_per_chunk, log=log)
+    return train_refiner(cfg, out / "pairs", out, minutes=minutes, log=log)
+
+
+__all__ = [
+    "RefinerTrainConfig",
+    "load_refiner_config",
+    "make_pairs",
+    "write_pairs",
+    "load_pairs",
+    "train_refiner",
+    "run_refiner",
+    "save_refiner",
+]
