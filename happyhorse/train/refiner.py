@@ -180,11 +180,11 @@ def object_coloured(frames: torch.Tensor) -> torch.Tensor:
     return (saturation > 0.4) & (value > 0.2)
 
 
-def refiner_loss(refiner: VideoRefiner, generated: torch.Tensor, truth: torch.Tensor, object_weight: float):
-    """Object-weighted L1 between the refined sample and the truth; inputs float [B, T, H, W, 3] in [-1, 1]."""
+def weighted_l1(output: torch.Tensor, generated: torch.Tensor, truth: torch.Tensor, object_weight: float):
+    """L1 between `output` and the truth, each pixel weighted 1 + object_weight where the truth or the
+    sample is object-coloured; inputs float [B, T, H, W, 3] in [-1, 1]."""
     weight = 1 + object_weight * (object_coloured(truth) | object_coloured(generated)).float()
-    error = (refiner(generated) - truth).abs().mean(-1)
-    return (weight * error).sum() / weight.sum()
+    return (weight * (output - truth).abs().mean(-1)).sum() / weight.sum()
 
 
 def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Generator, flip: bool = True):
@@ -197,20 +197,23 @@ def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Gen
     if flip:
         mirror = rng.random(len(index)) < 0.5
         g[mirror], r[mirror] = g[mirror, :, :, ::-1], r[mirror, :, :, ::-1]
-    as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float() / 127.5 - 1.0  # noqa: E731
     return as_float(g), as_float(r)
+
+
+def as_float(frames: np.ndarray, device="cpu") -> torch.Tensor:
+    """uint8 frames -> float32 in [-1, 1] on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).float() / 127.5 - 1.0
 
 
 @torch.no_grad()
 def validation_loss(refiner: VideoRefiner, generated, truth, object_weight: float) -> dict:
     """Loss of the refiner and of the identity (the unrefined sample) on whole held-out clips."""
+    device = next(refiner.parameters()).device
     losses, identity = [], []
     for i in range(0, len(generated), 8):
-        g = torch.from_numpy(generated[i : i + 8]).float() / 127.5 - 1.0
-        r = torch.from_numpy(truth[i : i + 8]).float() / 127.5 - 1.0
-        weight = 1 + object_weight * (object_coloured(r) | object_coloured(g)).float()
-        losses.append(float((weight * (refiner(g) - r).abs().mean(-1)).sum() / weight.sum()))
-        identity.append(float((weight * (g - r).abs().mean(-1)).sum() / weight.sum()))
+        g, r = as_float(generated[i : i + 8], device), as_float(truth[i : i + 8], device)
+        losses.append(float(weighted_l1(refiner(g), g, r, object_weight)))
+        identity.append(float(weighted_l1(g, g, r, object_weight)))
     return {"val_loss": float(np.mean(losses)), "identity_loss": float(np.mean(identity))}
 
 
@@ -234,7 +237,8 @@ def train_refiner(
     train_idx = np.arange(len(generated) - cfg.validation_clips)
     val = slice(len(generated) - cfg.validation_clips, None)
     torch.manual_seed(cfg.seed)
-    refiner = VideoRefiner(RefinerConfig(cfg.channels, cfg.blocks))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the pairs stay in host memory
+    refiner = VideoRefiner(RefinerConfig(cfg.channels, cfg.blocks)).to(device)
     ema = copy.deepcopy(refiner).requires_grad_(False)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=0.0)
     step = 0
@@ -247,7 +251,7 @@ def train_refiner(
         optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
         step = state["step"]
         log(f"resumed from step {step}")
-    log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs")
+    log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs, on {device}")
     rng = np.random.default_rng([cfg.seed, step])
     started = time.perf_counter()
     with open(out / "log.jsonl", "a") as log_file:
@@ -256,7 +260,8 @@ def train_refiner(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             g, r = windows(generated, truth, rng.choice(train_idx, cfg.batch), cfg.window, rng)
-            loss = refiner_loss(refiner, g, r, cfg.object_weight)
+            g, r = g.to(device), r.to(device)
+            loss = weighted_l1(refiner(g), g, r, cfg.object_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), cfg.grad_clip)
