@@ -185,3 +185,29 @@ def test_ship_default_model_adds_or_drops_a_refiner(tmp_path, monkeypatch):
             monkeypatch,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_the_adversarial_recipe_trains_against_a_discriminator_and_resumes_it(tmp_path):
+    pairs = synthetic_pairs(tmp_path / "pairs", clips=6)
+    cfg = RefinerTrainConfig(
+        **SMALL,
+        window=5,
+        batch=2,
+        max_steps=3,
+        warmup_steps=1,
+        validation_clips=2,
+        target="input",
+        adversarial_weight=0.5,
+    )
+    logs = []
+    train_refiner(cfg, pairs, tmp_path / "run", minutes=1e-6, log=logs.append)
+    assert (tmp_path / "run" / "discriminator" / "state.json").is_file()
+    train_refiner(cfg, pairs, tmp_path / "run", log=logs.append)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and "resumed from step 1" in logs
+    assert all("discriminator_loss" in r and "adversarial_loss" in r for r in records)
+    assert records[-1]["change"] > 0  # it moved its input: the discriminator's gradient reached it
+    with pytest.raises(ValueError, match="adversarial_weight > 0"):
+        RefinerTrainConfig(target="input")
+    with pytest.raises(ValueError, match="target"):
+        RefinerTrainConfig(target="noise")

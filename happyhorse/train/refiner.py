@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from ..media import atomic_directory, write_json_atomic
 from ..model.refiner import RefinerConfig, VideoRefiner
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from .codec import PatchDiscriminator
 from .trainer import update_ema, warmup_cosine_lr
 
 PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
@@ -42,12 +44,19 @@ class RefinerTrainConfig:
     batch: int = 8  # windows per step
     lr: float = 1e-3
     warmup_steps: int = 100
-    max_steps: int = 3000
+    max_steps: int = 1500
     ema_decay: float = 0.998
     grad_clip: float = 1.0
     object_weight: float = 10.0  # a pixel's loss weight is 1 + this where truth or sample is object-coloured
+    # what the L1 pulls the refined frames toward: "truth" (the paired clip) or "input" (the model's own
+    # frames: SimGAN's self-regularisation, Shrivastava et al. 2017; the realism then comes from the
+    # discriminator alone, and no layout the sample lacks is asked of the refiner)
+    target: str = "truth"
+    # > 0: a patch discriminator (train.codec.PatchDiscriminator) tells refined frames from world frames
+    # (hinge loss), and the refiner's loss adds this times its adversarial term
+    adversarial_weight: float = 0.0
     validation_clips: int = 64  # clips of the last chunk kept out of training, for the validation loss
-    pair_chunks: int = 8  # chunks of SDEdit pairs to make (and train on)
+    pair_chunks: int = 6  # chunks of SDEdit pairs to make (and train on)
     clips_per_chunk: int = 200
     seed: int = 0
 
@@ -58,6 +67,12 @@ class RefinerTrainConfig:
         for name in ("window", "batch", "max_steps", "validation_clips", "pair_chunks", "clips_per_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.target not in ("truth", "input"):
+            raise ValueError(f"target: 'truth' or 'input', got {self.target!r}")
+        if self.adversarial_weight < 0:
+            raise ValueError(f"adversarial_weight: must be >= 0, got {self.adversarial_weight}")
+        if self.target == "input" and self.adversarial_weight == 0:
+            raise ValueError("target = 'input' needs adversarial_weight > 0 (else the refiner learns the identity)")
 
     @classmethod
     def from_dict(cls, d: dict) -> RefinerTrainConfig:
@@ -200,6 +215,11 @@ def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Gen
     return as_float(g), as_float(r)
 
 
+def as_images(frames: torch.Tensor) -> torch.Tensor:
+    """[B, T, H, W, 3] -> [B * T, 3, H, W], the discriminator's frames."""
+    return frames.reshape(-1, *frames.shape[2:]).permute(0, 3, 1, 2)
+
+
 def as_float(frames: np.ndarray, device="cpu") -> torch.Tensor:
     """uint8 frames -> float32 in [-1, 1] on `device`."""
     return torch.from_numpy(np.ascontiguousarray(frames)).to(device).float() / 127.5 - 1.0
@@ -209,12 +229,18 @@ def as_float(frames: np.ndarray, device="cpu") -> torch.Tensor:
 def validation_loss(refiner: VideoRefiner, generated, truth, object_weight: float) -> dict:
     """Loss of the refiner and of the identity (the unrefined sample) on whole held-out clips."""
     device = next(refiner.parameters()).device
-    losses, identity = [], []
+    losses, identity, changes = [], [], []
     for i in range(0, len(generated), 8):
         g, r = as_float(generated[i : i + 8], device), as_float(truth[i : i + 8], device)
-        losses.append(float(weighted_l1(refiner(g), g, r, object_weight)))
+        refined = refiner(g)
+        losses.append(float(weighted_l1(refined, g, r, object_weight)))
         identity.append(float(weighted_l1(g, g, r, object_weight)))
-    return {"val_loss": float(np.mean(losses)), "identity_loss": float(np.mean(identity))}
+        changes.append(float((refined - g).abs().mean()))
+    return {
+        "val_loss": float(np.mean(losses)),  # against the truth, whatever the training target
+        "identity_loss": float(np.mean(identity)),
+        "change": float(np.mean(changes)),  # how far the refiner moves its input (mean abs, [-1, 1] scale)
+    }
 
 
 def save_refiner(refiner: VideoRefiner, directory: str | Path, weights_dtype: torch.dtype = torch.float32) -> Path:
@@ -241,6 +267,10 @@ def train_refiner(
     refiner = VideoRefiner(RefinerConfig(cfg.channels, cfg.blocks)).to(device)
     ema = copy.deepcopy(refiner).requires_grad_(False)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=0.0)
+    disc = disc_optimizer = None
+    if cfg.adversarial_weight > 0:
+        disc = PatchDiscriminator().to(device)
+        disc_optimizer = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     step = 0
     if (out / "checkpoint" / "state.json").exists():
         model_state, ema_state, opt_tensors, state = load_checkpoint(out / "checkpoint")
@@ -250,6 +280,10 @@ def train_refiner(
         ema.load_state_dict(ema_state)
         optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
         step = state["step"]
+        if disc is not None:
+            disc_state, _, disc_opt_tensors, disc_meta = load_checkpoint(out / "discriminator")
+            disc.load_state_dict(disc_state)
+            disc_optimizer.load_state_dict(optimizer_state(disc_opt_tensors, disc_meta["optimizer"]))
         log(f"resumed from step {step}")
     log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs, on {device}")
     rng = np.random.default_rng([cfg.seed, step])
@@ -261,19 +295,39 @@ def train_refiner(
                 group["lr"] = lr
             g, r = windows(generated, truth, rng.choice(train_idx, cfg.batch), cfg.window, rng)
             g, r = g.to(device), r.to(device)
-            loss = weighted_l1(refiner(g), g, r, cfg.object_weight)
+            refined = refiner(g)
+            loss = weighted_l1(refined, g, r if cfg.target == "truth" else g, cfg.object_weight)
+            record = {"step": step + 1, "loss": float(loss.detach()), "lr": lr}
+            if disc is not None:
+                disc.requires_grad_(False)
+                fool = -disc(as_images(refined)).mean()
+                loss = loss + cfg.adversarial_weight * fool
+                record["adversarial_loss"] = float(fool.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(refiner.parameters(), cfg.grad_clip)
             optimizer.step()
             update_ema(ema, refiner, step, cfg.ema_decay)
+            if disc is not None:  # hinge loss: world frames above +1, refined ones below -1
+                disc.requires_grad_(True)
+                disc_loss = F.relu(1 - disc(as_images(r))).mean() + F.relu(1 + disc(as_images(refined.detach()))).mean()
+                for group in disc_optimizer.param_groups:
+                    group["lr"] = lr
+                disc_optimizer.zero_grad(set_to_none=True)
+                disc_loss.backward()
+                disc_optimizer.step()
+                record["discriminator_loss"] = float(disc_loss.detach())
             step += 1
-            record = {"step": step, "loss": float(loss.detach()), "lr": lr}
             out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
             if step % 250 == 0 or step == cfg.max_steps or out_of_time:
                 record.update(validation_loss(ema, generated[val], truth[val], cfg.object_weight))
                 state = {"step": step, "config": asdict(cfg)}
                 weights = (refiner.state_dict(), ema.state_dict(), optimizer.state_dict())
+                if disc is not None:  # first, so that a checkpoint never outruns its discriminator
+                    disc_meta = {"step": step}
+                    save_checkpoint(
+                        out / "discriminator", disc.state_dict(), {}, disc_optimizer.state_dict(), disc_meta
+                    )
                 save_checkpoint(out / "checkpoint", *weights, state)
                 save_refiner(ema, out / "refiner")
                 log(json.dumps(record))
