@@ -241,11 +241,17 @@ def test_config_files_and_presets(tmp_path):
         TrainConfig(num_frames=24)
     # every recipe the README and the model card name loads (a mistyped key is a clear error, above)
     from happyhorse.train.codec import load_codec_config
+    from happyhorse.train.refiner import load_refiner_config
 
     recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
     assert len(recipes) >= 10
     for recipe in recipes:
-        (load_codec_config if recipe.stem.startswith("video_codec") else load_config)(str(recipe))
+        if recipe.stem.startswith("video_codec"):
+            load_codec_config(str(recipe))
+        elif recipe.stem.startswith("refiner"):
+            load_refiner_config(recipe)
+        else:
+            load_config(str(recipe))
     assert load_config(str(recipes[0].with_name("finetune_mirror_pairs.toml"))).mirror_pairs
 
 
