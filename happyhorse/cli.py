@@ -177,12 +177,20 @@ def train_refiner_command(
         cfg = load_refiner_config(config, {"max_steps": max_steps} if max_steps else None)
     except (TypeError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
-    try:
-        refiner = run_refiner(cfg, model, out, minutes=minutes, log=console.print)
-    except ValueError as exc:
-        if not str(exc).startswith(("pairs: ", f"{out}")):
-            raise
-        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    with progress() as bar:
+        tasks = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            refiner = run_refiner(cfg, model, out, minutes=minutes, log=console.print, progress=report)
+        except ValueError as exc:
+            if not str(exc).startswith(("pairs: ", f"{out}")):
+                raise
+            raise typer.BadParameter(str(exc), param_hint="--out") from None
     console.print(f"refiner in {refiner}: python scripts/ship_default_model.py MODEL --refiner {refiner}")
 
 

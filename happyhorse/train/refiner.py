@@ -147,7 +147,7 @@ def model_fingerprint(model_dir) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 200, log=print) -> Path:
+def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 200, log=print, progress=None) -> Path:
     """Make `chunks` chunks of pairs under OUT (pairs_000.npz ...), skipping those already there."""
     from ..pipeline import HappyHorsePipeline
 
@@ -160,6 +160,8 @@ def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 
     write_json_atomic(recorded, json.dumps(source, indent=1))
     pipe = HappyHorsePipeline.from_pretrained(model_dir)
     for c in range(chunks):
+        if progress:
+            progress(c, chunks)
         path = out / f"pairs_{c:03d}.npz"
         if path.exists():
             continue
@@ -170,6 +172,8 @@ def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 
         np.savez(staging, **pairs)
         staging.replace(path)
         log(f"{path.name}: {clips_per_chunk} pairs in {time.perf_counter() - t0:.0f} s")
+    if progress:
+        progress(chunks, chunks)
     return out
 
 
@@ -251,10 +255,16 @@ def save_refiner(refiner: VideoRefiner, directory: str | Path, weights_dtype: to
 
 
 def train_refiner(
-    cfg: RefinerTrainConfig, pairs_dir: str | Path, out: str | Path, minutes: float | None = None, log=print
+    cfg: RefinerTrainConfig,
+    pairs_dir: str | Path,
+    out: str | Path,
+    minutes: float | None = None,
+    log=print,
+    progress=None,
 ) -> Path:
     """Train until cfg.max_steps (or `minutes`), resuming OUT/checkpoint; writes OUT/log.jsonl and the
-    EMA weights as OUT/refiner (the component `ship_default_model.py --refiner` copies in)."""
+    EMA weights as OUT/refiner (the component `ship_default_model.py --refiner` copies in).
+    `progress(step, max_steps)` is called after every step."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     generated, truth = load_pairs(pairs_dir, cfg.pair_chunks)
@@ -318,6 +328,8 @@ def train_refiner(
                 disc_optimizer.step()
                 record["discriminator_loss"] = float(disc_loss.detach())
             step += 1
+            if progress:
+                progress(step, cfg.max_steps)
             out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
             if step % 250 == 0 or step == cfg.max_steps or out_of_time:
                 record.update(validation_loss(ema, generated[val], truth[val], cfg.object_weight))
@@ -340,12 +352,19 @@ def train_refiner(
     return out / "refiner"
 
 
-def run_refiner(cfg: RefinerTrainConfig, model_dir, out: str | Path, minutes: float | None = None, log=print) -> Path:
+def run_refiner(
+    cfg: RefinerTrainConfig, model_dir, out: str | Path, minutes: float | None = None, log=print, progress=None
+) -> Path:
     """The whole recipe, resumable at every stage: OUT/pairs (the model's SDEdit pairs, chunk by chunk),
-    then the refiner's training (OUT/checkpoint, OUT/log.jsonl) to OUT/refiner."""
+    then the refiner's training (OUT/checkpoint, OUT/log.jsonl) to OUT/refiner. `progress(stage, done,
+    total)` reports either stage ("pairs": chunks, "training": steps)."""
     out = Path(out)
-    write_pairs(model_dir, out / "pairs", cfg.pair_chunks, cfg.clips_per_chunk, log=log)
-    return train_refiner(cfg, out / "pairs", out, minutes=minutes, log=log)
+
+    def stage(name: str):
+        return (lambda done, total: progress(name, done, total)) if progress else None
+
+    write_pairs(model_dir, out / "pairs", cfg.pair_chunks, cfg.clips_per_chunk, log=log, progress=stage("pairs"))
+    return train_refiner(cfg, out / "pairs", out, minutes=minutes, log=log, progress=stage("training"))
 
 
 __all__ = [
