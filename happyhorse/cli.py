@@ -166,10 +166,12 @@ def train_refiner_command(
     model: Path = typer.Option(None, help="The model whose samples it learns to redraw (default: the embedded one)."),
     out: Path = typer.Option(Path("runs/refiner"), help="Run directory (resumes); DIR/refiner is the trained refiner."),
     minutes: float = typer.Option(None, min=0.01, help="Stop training (and checkpoint) after this much wall time."),
-    max_steps: int = typer.Option(None, min=1, help="Training steps in all (default: the config's)."),
+    max_steps: int = typer.Option(
+        None, min=1, help="Training steps in all (default: the config's); more extends a finished run."
+    ),
 ) -> None:
     """Train a refiner that redraws a model's decoded frames, from its own SDEdit samples of world clips."""
-    from .train.refiner import load_refiner_config, run_refiner
+    from .train.refiner import RunDirectoryError, load_refiner_config, run_refiner
 
     if model is not None and not (model / "model_index.json").is_file():
         raise typer.BadParameter(f"{model} is not a model directory (no model_index.json)", param_hint="--model")
@@ -187,10 +189,10 @@ def train_refiner_command(
 
         try:
             refiner = run_refiner(cfg, model, out, minutes=minutes, log=console.print, progress=report)
-        except ValueError as exc:
-            if not str(exc).startswith(("pairs: ", f"{out}")):
-                raise
+        except RunDirectoryError as exc:
             raise typer.BadParameter(str(exc), param_hint="--out") from None
+        except ValueError as exc:  # a setting the pairs cannot meet (window, validation_clips)
+            raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
     console.print(f"refiner in {refiner}: python scripts/ship_default_model.py MODEL --refiner {refiner}")
 
 

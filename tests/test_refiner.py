@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 from happyhorse import HappyHorsePipeline
 from happyhorse.cli import app
 from happyhorse.model.refiner import RefinerConfig, VideoRefiner
-from happyhorse.train.refiner import RefinerTrainConfig, load_pairs, make_pairs, train_refiner, write_pairs
+from happyhorse.train.refiner import (
+    RefinerTrainConfig,
+    load_pairs,
+    make_pairs,
+    train_refiner,
+    windows,
+    write_pairs,
+)
 from tests.conftest import tiny_pipeline
 
 SMALL = dict(channels=(4, 8, 8), blocks=(1, 1))
@@ -101,8 +108,12 @@ def test_training_learns_to_undo_a_systematic_corruption_and_resumes(tmp_path):
     logs = []
     train_refiner(cfg, pairs, tmp_path / "run", minutes=1e-6, log=logs.append)  # stops after one step
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 1
+    with open(tmp_path / "run" / "log.jsonl", "a") as log:  # as if it had died after logging step 2
+        log.write(json.dumps({"step": 2, "loss": 0.0, "lr": 0.0}) + "\n")
     train_refiner(cfg, pairs, tmp_path / "run", log=logs.append)
     assert "resumed from step 1" in logs
+    train_refiner(cfg, pairs, tmp_path / "whole", log=lambda _: None)  # the same run, never interrupted
+    assert_same_weights(tmp_path / "run" / "refiner", tmp_path / "whole" / "refiner")
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 151))
     last = records[-1]
@@ -114,6 +125,32 @@ def test_training_learns_to_undo_a_systematic_corruption_and_resumes(tmp_path):
     assert after < 0.5 * before
     with pytest.raises(ValueError, match="another config"):
         train_refiner(RefinerTrainConfig(**SMALL, window=5, max_steps=151, validation_clips=3), pairs, tmp_path / "run")
+    with pytest.raises(ValueError, match="window: 12 frames, longer than the pairs' 9"):
+        train_refiner(RefinerTrainConfig(**SMALL, window=12, validation_clips=3), pairs, tmp_path / "other")
+
+
+def assert_same_weights(a, b):
+    from safetensors.torch import load_file
+
+    wa, wb = (load_file(str(d / "model.safetensors")) for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_training_windows_mirror_the_sample_and_the_truth_together():
+    rng = np.random.default_rng(0)
+    generated = rng.integers(0, 256, (3, 7, 4, 8, 3), dtype=np.uint8)
+    truth = 255 - generated  # a pixel of the truth still tells which pixel of the sample it sits beside
+    g, r = windows(generated, truth, np.array([0, 1, 2, 0, 1, 2, 0, 1]), 4, rng)
+    assert g.shape == r.shape == (8, 4, 4, 8, 3)
+    assert torch.allclose(g, -r, atol=1e-6)  # still paired pixel for pixel after any mirroring
+    as_uint8 = ((g + 1) * 127.5).round().to(torch.uint8).numpy()
+    mirrored = 0
+    for w, clip in zip(as_uint8, [0, 1, 2, 0, 1, 2, 0, 1], strict=True):
+        plain = any(np.array_equal(w, generated[clip, s : s + 4]) for s in range(4))
+        flipped = any(np.array_equal(w, generated[clip, s : s + 4, :, ::-1]) for s in range(4))
+        assert plain or flipped
+        mirrored += flipped and not plain
+    assert 0 < mirrored < 8  # left-right mirrored some of the time (the world has no handedness)
 
 
 def test_pairs_are_the_models_samples_from_the_truth_noised_part_way(tmp_path):
@@ -121,7 +158,7 @@ def test_pairs_are_the_models_samples_from_the_truth_noised_part_way(tmp_path):
     pairs = make_pairs(pipe, range(5, 8), batch=2)
     assert pairs["generated"].shape == pairs["truth"].shape == (3, 9, 32, 32, 3)
     assert pairs["generated"].dtype == np.uint8
-    assert set(pairs["start"].tolist()) <= {1, 2}  # the 3-step schedule starts its pairs at its middle levels
+    assert set(pairs["start"].tolist()) == {2}  # a 3-step schedule (sigmas 1, s1, s2, 0) starts all from s2
     from happyhorse.world import WorldConfig, make_clip
 
     truth = make_clip(6, "train", WorldConfig(32, 32, 12.0, 9 / 12), ground_truth=False).frames
@@ -156,9 +193,18 @@ def test_train_refiner_command_makes_pairs_trains_and_ships(tmp_path):
     assert (run / "refiner" / "model.safetensors").is_file()
 
     bad = tmp_path / "bad.toml"
-    bad.write_text("window = 0\n")
-    result = CliRunner().invoke(app, ["train-refiner", str(bad), "--out", str(tmp_path / "r2")])
-    assert result.exit_code == 2 and "window" in flat(result.output)
+    for text, needle in [
+        ("window = 0\n", "window: must be >= 1"),
+        ('lr = "x"\n', "lr: must be a number"),
+        ("ema_decay = 1.0\n", "ema_decay"),
+        ("channels = 3\n", "channels: a list of integers"),
+        ("validation_clips = 5\npair_chunks = 1\nclips_per_chunk = 5\n", "validation_clips: must be fewer"),
+        ("windw = 3\n", "unknown keys"),
+    ]:
+        bad.write_text(text)
+        result = CliRunner().invoke(app, ["train-refiner", str(bad), "--out", str(tmp_path / "r2")])
+        assert result.exit_code == 2 and needle in flat(result.output), (text, result.output)
+    assert not (tmp_path / "r2").exists()  # refused before any pairs are made
     result = CliRunner().invoke(app, ["train-refiner", str(config), "--model", str(tmp_path), "--out", str(run)])
     assert result.exit_code == 2 and "not a model directory" in flat(result.output)
 
@@ -178,6 +224,10 @@ def test_ship_default_model_adds_or_drops_a_refiner(tmp_path, monkeypatch):
         "ship_default_model", [str(tmp_path / "with"), "--no-refiner", "--out", str(tmp_path / "without")], monkeypatch
     )
     assert HappyHorsePipeline.from_pretrained(tmp_path / "without").refiner is None
+    both = ["--refiner", str(tmp_path / "refiner"), "--no-refiner", "--out", str(tmp_path / "y")]
+    with pytest.raises(SystemExit):
+        _run("ship_default_model", [str(tmp_path / "model"), *both], monkeypatch)
+    assert not (tmp_path / "y").exists()
     with pytest.raises(SystemExit):
         _run(
             "ship_default_model",
@@ -203,6 +253,8 @@ def test_the_adversarial_recipe_trains_against_a_discriminator_and_resumes_it(tm
     train_refiner(cfg, pairs, tmp_path / "run", minutes=1e-6, log=logs.append)
     assert (tmp_path / "run" / "discriminator" / "state.json").is_file()
     train_refiner(cfg, pairs, tmp_path / "run", log=logs.append)
+    train_refiner(cfg, pairs, tmp_path / "whole", log=lambda _: None)  # the discriminator resumed too
+    assert_same_weights(tmp_path / "run" / "refiner", tmp_path / "whole" / "refiner")
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and "resumed from step 1" in logs
     assert all("discriminator_loss" in r and "adversarial_loss" in r for r in records)

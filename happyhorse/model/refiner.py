@@ -103,7 +103,10 @@ class VideoRefiner(nn.Module):
             raise FileNotFoundError(f"refiner: {directory} needs config.json and model.safetensors")
         refiner = cls(RefinerConfig.from_dict(json.loads((directory / "config.json").read_text())))
         state = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
-        refiner.load_state_dict(state)
+        try:
+            refiner.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"refiner: {directory}'s weights do not match its config.json: {exc}") from None
         return refiner.eval()
 
     def num_params(self) -> int:
@@ -124,11 +127,14 @@ class VideoRefiner(nn.Module):
 
     @torch.no_grad()
     def refine(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, H, W, 3] -> uint8, the way the pipeline calls it (in float32 on the CPU)."""
+        """uint8 [B, T, H, W, 3] -> uint8 on the CPU, the way the pipeline calls it: computed where the
+        refiner's weights are, one clip at a time (its full-resolution activations alone are 32 floats a pixel)."""
         p = next(self.parameters())
-        x = frames.to(p.device, p.dtype) / 127.5 - 1.0
-        y = self.forward(x).float().clamp(-1, 1)
-        return ((y + 1) * 127.5).round().to(torch.uint8).cpu()
+        out = []
+        for clip in frames:
+            y = self.forward(clip[None].to(p.device, p.dtype) / 127.5 - 1.0).float().clamp(-1, 1)
+            out.append(((y + 1) * 127.5).round().to(torch.uint8).cpu())
+        return torch.cat(out)
 
 
 __all__ = ["RefinerConfig", "VideoRefiner"]

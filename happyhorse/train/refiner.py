@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..media import atomic_directory, write_json_atomic
+from ..eval.tracking import MIN_SATURATION, MIN_VALUE
+from ..media import atomic_directory, atomic_path, write_json_atomic
 from ..model.refiner import RefinerConfig, VideoRefiner
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .codec import PatchDiscriminator
@@ -34,6 +35,10 @@ from .trainer import update_ema, warmup_cosine_lr
 PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
 # first and last schedule index an SDEdit pair starts from (0.86 to 0.55; from 0.93 the room itself changes)
 START_STEPS = (2, 5)
+
+
+class RunDirectoryError(ValueError):
+    """The run directory holds another run's pairs or checkpoint (the CLI names --out)."""
 
 
 @dataclass
@@ -61,12 +66,40 @@ class RefinerTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.channels = tuple(self.channels)
-        self.blocks = tuple(self.blocks)
+        for name, kind in (("channels", int), ("blocks", int)):
+            try:
+                setattr(self, name, tuple(kind(v) for v in getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: a list of integers, got {getattr(self, name)!r}") from None
         RefinerConfig(self.channels, self.blocks)
+        for f in fields(self):
+            if f.type in ("int", "float"):
+                value = getattr(self, f.name)
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or (f.type == "int" and value != int(value))
+                ):
+                    raise ValueError(
+                        f"{f.name}: must be {'an integer' if f.type == 'int' else 'a number'}, got {value!r}"
+                    )
+                setattr(self, f.name, int(value) if f.type == "int" else float(value))
         for name in ("window", "batch", "max_steps", "validation_clips", "pair_chunks", "clips_per_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "object_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if self.validation_clips >= self.pair_chunks * self.clips_per_chunk:
+            raise ValueError(
+                f"validation_clips: must be fewer than the {self.pair_chunks * self.clips_per_chunk} pairs "
+                f"(pair_chunks x clips_per_chunk), got {self.validation_clips}"
+            )
         if self.target not in ("truth", "input"):
             raise ValueError(f"target: 'truth' or 'input', got {self.target!r}")
         if self.adversarial_weight < 0:
@@ -144,7 +177,8 @@ def model_fingerprint(model_dir) -> str:
     path = Path(model_dir or DEFAULT_MODEL_DIR) / "transformer" / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"model: {path.parent.parent} is not a model directory (no {path.name})")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 200, log=print, progress=None) -> Path:
@@ -156,7 +190,7 @@ def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 
     source = {"transformer_sha256": model_fingerprint(model_dir), "clips_per_chunk": clips_per_chunk}
     recorded = out / "source.json"
     if recorded.exists() and json.loads(recorded.read_text()) != source:
-        raise ValueError(f"pairs: {out} holds pairs of another model or chunk size ({recorded}); use a new --out")
+        raise RunDirectoryError(f"{out} holds pairs of another model or chunk size ({recorded}); use a new --out")
     write_json_atomic(recorded, json.dumps(source, indent=1))
     pipe = HappyHorsePipeline.from_pretrained(model_dir)
     for c in range(chunks):
@@ -168,9 +202,8 @@ def write_pairs(model_dir, out: str | Path, chunks: int, clips_per_chunk: int = 
         t0 = time.perf_counter()
         first = PAIR_SEEDS + c * clips_per_chunk
         pairs = make_pairs(pipe, range(first, first + clips_per_chunk))
-        staging = path.with_suffix(".tmp.npz")
-        np.savez(staging, **pairs)
-        staging.replace(path)
+        with atomic_path(path) as staging:
+            np.savez(staging, **pairs)
         log(f"{path.name}: {clips_per_chunk} pairs in {time.perf_counter() - t0:.0f} s")
     if progress:
         progress(chunks, chunks)
@@ -183,20 +216,24 @@ def load_pairs(directory: str | Path, chunks: int | None = None) -> tuple[np.nda
     paths = sorted(Path(directory).glob("pairs_*[0-9].npz"))[:chunks]
     if not paths:
         raise FileNotFoundError(f"pairs: no pairs_NNN.npz in {directory} (make them with write_pairs)")
-    data = [np.load(p) for p in paths]
-    return np.concatenate([d["generated"] for d in data]), np.concatenate([d["truth"] for d in data])
+    generated, truth = [], []
+    for path in paths:
+        with np.load(path) as chunk:
+            generated.append(chunk["generated"])
+            truth.append(chunk["truth"])
+    return np.concatenate(generated), np.concatenate(truth)
 
 
 # ----------------------------------------------------------------------------------------- training
 
 
 def object_coloured(frames: torch.Tensor) -> torch.Tensor:
-    """float [..., 3] in [-1, 1] -> bool [...]: saturated like the world's objects (HSV saturation
-    > 0.4 and value > 0.2, the tracker's thresholds), which its rooms never are."""
+    """float [..., 3] in [-1, 1] -> bool [...]: saturated like the world's objects (the tracker's HSV
+    saturation and value thresholds), which its rooms never are."""
     rgb = (frames + 1) / 2
     value = rgb.amax(-1)
     saturation = (value - rgb.amin(-1)) / value.clamp_min(1e-6)
-    return (saturation > 0.4) & (value > 0.2)
+    return (saturation > MIN_SATURATION) & (value > MIN_VALUE)
 
 
 def weighted_l1(output: torch.Tensor, generated: torch.Tensor, truth: torch.Tensor, object_weight: float):
@@ -247,6 +284,14 @@ def validation_loss(refiner: VideoRefiner, generated, truth, object_weight: floa
     }
 
 
+def keep_log_until(path: Path, step: int) -> None:
+    """Keep the records of steps 1..step of a log.jsonl (none for a fresh run), atomically."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    write_json_atomic(path, "".join(line + "\n" for line in kept))
+
+
 def save_refiner(refiner: VideoRefiner, directory: str | Path, weights_dtype: torch.dtype = torch.float32) -> Path:
     """A model directory component: config.json + model.safetensors, written atomically."""
     with atomic_directory(Path(directory)) as staging:
@@ -269,7 +314,9 @@ def train_refiner(
     out.mkdir(parents=True, exist_ok=True)
     generated, truth = load_pairs(pairs_dir, cfg.pair_chunks)
     if len(generated) <= cfg.validation_clips:
-        raise ValueError(f"pairs: {len(generated)} clips, need more than validation_clips = {cfg.validation_clips}")
+        raise ValueError(f"validation_clips: {cfg.validation_clips}, but the pairs hold only {len(generated)} clips")
+    if cfg.window > generated.shape[1]:
+        raise ValueError(f"window: {cfg.window} frames, longer than the pairs' {generated.shape[1]}")
     train_idx = np.arange(len(generated) - cfg.validation_clips)
     val = slice(len(generated) - cfg.validation_clips, None)
     torch.manual_seed(cfg.seed)
@@ -284,22 +331,29 @@ def train_refiner(
     step = 0
     if (out / "checkpoint" / "state.json").exists():
         model_state, ema_state, opt_tensors, state = load_checkpoint(out / "checkpoint")
-        if state["config"] != json.loads(json.dumps(asdict(cfg))):
-            raise ValueError(f"{out}: its checkpoint was trained with another config; use a new --out")
+        ours = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "max_steps"}
+        if {k: v for k, v in state["config"].items() if k != "max_steps"} != ours:
+            raise RunDirectoryError(f"{out}: its checkpoint was trained with another config; use a new --out")
         refiner.load_state_dict(model_state)
         ema.load_state_dict(ema_state)
         optimizer.load_state_dict(optimizer_state(opt_tensors, state["optimizer"]))
         step = state["step"]
         if disc is not None:
+            if not (out / "discriminator" / "state.json").is_file():
+                raise RunDirectoryError(f"{out}: the checkpoint has no discriminator/ beside it; use a new --out")
             disc_state, _, disc_opt_tensors, disc_meta = load_checkpoint(out / "discriminator")
+            if disc_meta["step"] != step:  # saved first, so one save ahead when a run died between the two
+                log(f"discriminator checkpoint is from step {disc_meta['step']}, the refiner's from {step}")
             disc.load_state_dict(disc_state)
             disc_optimizer.load_state_dict(optimizer_state(disc_opt_tensors, disc_meta["optimizer"]))
         log(f"resumed from step {step}")
     log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs, on {device}")
-    rng = np.random.default_rng([cfg.seed, step])
+    keep_log_until(out / "log.jsonl", step)  # steps after the checkpoint are trained (and logged) again
+    write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     started = time.perf_counter()
     with open(out / "log.jsonl", "a") as log_file:
         while step < cfg.max_steps:
+            rng = np.random.default_rng([cfg.seed, step])  # each step's windows: a resumed run draws the same
             lr = warmup_cosine_lr(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -348,7 +402,6 @@ def train_refiner(
             if out_of_time:
                 log(f"stopping after {minutes} minutes at step {step}")
                 break
-    write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     return out / "refiner"
 
 
