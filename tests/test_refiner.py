@@ -200,6 +200,7 @@ def test_train_refiner_command_makes_pairs_trains_and_ships(tmp_path):
         ("channels = 3\n", "channels: a list of integers"),
         ("validation_clips = 5\npair_chunks = 1\nclips_per_chunk = 5\n", "validation_clips: must be fewer"),
         ("windw = 3\n", "unknown keys"),
+        ("window = [\n", "does not parse"),
     ]:
         bad.write_text(text)
         result = CliRunner().invoke(app, ["train-refiner", str(bad), "--out", str(tmp_path / "r2")])

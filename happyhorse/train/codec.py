@@ -14,7 +14,6 @@ import copy
 import json
 import math
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..media import write_json_atomic
 from ..world import WorldConfig, make_clip
 from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from .config import read_config_file
 from .trainer import update_ema, warmup_cosine_lr
 
 VALIDATION_SEEDS = range(16)  # test-split clips for the reconstruction figures
@@ -111,11 +111,7 @@ class CodecTrainConfig:
 
 
 def load_codec_config(path: str | Path, overrides: dict | None = None) -> CodecTrainConfig:
-    path = Path(path)
-    if path.suffix not in (".toml", ".json") or not path.is_file():
-        raise ValueError(f"CONFIG: {path} is not a .toml or .json file")
-    raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-    return CodecTrainConfig.from_dict({**raw, **(overrides or {})})
+    return CodecTrainConfig.from_dict({**read_config_file(path), **(overrides or {})})
 
 
 def world_of(cfg: CodecTrainConfig) -> WorldConfig:

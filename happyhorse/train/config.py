@@ -150,13 +150,24 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The settings of a .toml or .json config file (the training, codec and refiner recipes)."""
+    path = Path(path)
+    if path.suffix not in (".toml", ".json") or not path.is_file():
+        raise ValueError(f"CONFIG: {path} is not a .toml or .json file")
+    try:
+        return tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"CONFIG: {path} does not parse: {exc}") from None
+
+
 def load_config(name_or_path: str, overrides: dict | None = None) -> TrainConfig:
     """A preset name (`tiny`, `small`, ...) or a .toml/.json file; a file may name a `preset` to extend."""
     path = Path(name_or_path)
     if name_or_path in PRESETS:
         values = dict(PRESETS[name_or_path])
     elif path.suffix in (".toml", ".json") and path.is_file():
-        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        raw = read_config_file(path)
         base = raw.pop("preset", None)
         if base is not None and base not in PRESETS:
             raise ValueError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {base!r}")

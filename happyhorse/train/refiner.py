@@ -17,7 +17,6 @@ import copy
 import hashlib
 import json
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ..media import atomic_directory, atomic_path, write_json_atomic
 from ..model.refiner import RefinerConfig, VideoRefiner
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .codec import PatchDiscriminator
+from .config import read_config_file
 from .trainer import update_ema, warmup_cosine_lr
 
 PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
@@ -117,11 +117,7 @@ class RefinerTrainConfig:
 
 
 def load_refiner_config(path: str | Path, overrides: dict | None = None) -> RefinerTrainConfig:
-    path = Path(path)
-    if path.suffix not in (".toml", ".json") or not path.is_file():
-        raise ValueError(f"CONFIG: {path} is not a .toml or .json file")
-    raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-    return RefinerTrainConfig.from_dict({**raw, **(overrides or {})})
+    return RefinerTrainConfig.from_dict({**read_config_file(path), **(overrides or {})})
 
 
 # ----------------------------------------------------------------------------------------- pairs
