@@ -125,7 +125,8 @@ def load_refiner_config(path: str | Path, overrides: dict | None = None) -> Refi
 
 def make_pairs(pipe, seeds: range, batch: int = 8) -> dict[str, np.ndarray]:
     """SDEdit pairs of the given train-split seeds: {'generated', 'truth': uint8 [N, T, H, W, 3],
-    'start': the schedule index each sample started from}. Uses the pipeline's stored settings."""
+    'start': the schedule index each sample started from}. Samples with the pipeline's stored settings,
+    all but contrastive guidance (off in the default model), through its own denoiser."""
     from ..diffusion.samplers import get_schedule, sample
     from ..pipeline import initial_noise, sequence_positions
     from ..world import WorldConfig, make_clip
