@@ -123,8 +123,8 @@ def load_refiner_config(path: str | Path, overrides: dict | None = None) -> Refi
 # ----------------------------------------------------------------------------------------- pairs
 
 
-def make_pairs(pipe, seeds: range, batch: int = 8) -> dict[str, np.ndarray]:
-    """SDEdit pairs of the given train-split seeds: {'generated', 'truth': uint8 [N, T, H, W, 3],
+def make_pairs(pipe, seeds: range, batch: int = 8, split: str = "train") -> dict[str, np.ndarray]:
+    """SDEdit pairs of the given world seeds: {'generated', 'truth': uint8 [N, T, H, W, 3],
     'start': the schedule index each sample started from}. Samples with the pipeline's stored settings,
     all but contrastive guidance (off in the default model), through its own denoiser."""
     from ..diffusion.samplers import get_schedule, sample
@@ -141,7 +141,7 @@ def make_pairs(pipe, seeds: range, batch: int = 8) -> dict[str, np.ndarray]:
     generated, truth, starts = [], [], []
     for b0 in range(seeds.start, seeds.stop, batch):
         chunk = range(b0, min(b0 + batch, seeds.stop))
-        clips = [make_clip(s, "train", world, ground_truth=False) for s in chunk]
+        clips = [make_clip(s, split, world, ground_truth=False) for s in chunk]
         n = len(clips)
         frames = torch.from_numpy(np.stack([c.frames for c in clips]))
         zv = vc.encode(frames).reshape(n, -1, vc.latent_dim)
