@@ -264,3 +264,31 @@ def test_the_adversarial_recipe_trains_against_a_discriminator_and_resumes_it(tm
         RefinerTrainConfig(target="input")
     with pytest.raises(ValueError, match="target"):
         RefinerTrainConfig(target="noise")
+
+
+def test_the_sdedit_bench_scores_unrefined_refined_and_truth_on_the_same_clips(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "refiner_sdedit", Path(__file__).resolve().parents[1] / "bench" / "refiner_sdedit.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pipe = tiny_pipeline()
+    pipe.refiner = trained_looking()
+    pipe.save_pretrained(tmp_path / "m")
+    out = tmp_path / "s.json"
+    monkeypatch.setattr(
+        sys, "argv", ["refiner_sdedit.py", "--model", str(tmp_path / "m"), "--count", "3", "--json", str(out)]
+    )
+    bench.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["point"] for r in rows] == ["sdedit", "sdedit+refiner", "truth"]
+    assert all(sorted(c["name"] for c in r["clips"]) == ["000.mp4", "001.mp4", "002.mp4"] for r in rows)
+    assert rows[2]["metrics"]["colour_accuracy"]["value"] == 1.0  # the truth's own clips read back right
+    tiny_pipeline().save_pretrained(tmp_path / "plain")
+    monkeypatch.setattr(sys, "argv", ["refiner_sdedit.py", "--model", str(tmp_path / "plain")])
+    with pytest.raises(SystemExit):
+        bench.main()
