@@ -240,16 +240,15 @@ def weighted_l1(output: torch.Tensor, generated: torch.Tensor, truth: torch.Tens
     return (weight * (output - truth).abs().mean(-1)).sum() / weight.sum()
 
 
-def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Generator, flip: bool = True):
+def windows(generated, truth, index: np.ndarray, window: int, rng: np.random.Generator):
     """Random `window`-frame windows of the clips `index`, mirrored left-right half the time (the world
     is left-right symmetric), as float tensors in [-1, 1]."""
     t = generated.shape[1]
     starts = rng.integers(0, t - window + 1, len(index))
     g = np.stack([generated[i, s : s + window] for i, s in zip(index, starts, strict=True)])
     r = np.stack([truth[i, s : s + window] for i, s in zip(index, starts, strict=True)])
-    if flip:
-        mirror = rng.random(len(index)) < 0.5
-        g[mirror], r[mirror] = g[mirror, :, :, ::-1], r[mirror, :, :, ::-1]
+    mirror = rng.random(len(index)) < 0.5
+    g[mirror], r[mirror] = g[mirror, :, :, ::-1], r[mirror, :, :, ::-1]
     return as_float(g), as_float(r)
 
 
