@@ -7,7 +7,8 @@ Each grid point is SAMPLER:STEPS:GUIDANCE, optionally followed by :shift=S (the 
 :interval=LOW-HIGH (the noise levels where guidance applies), :audio=G (the soundtrack's guidance) and
 :auto=A and :audio_auto=A (autoguidance of the video and of the sound by the model directory's
 guide_transformer), :skip=I+J (the guide passes over blocks I and J; without a guide_transformer
-the guide is the model itself: skip-layer guidance) and :drops=audio (or image, image+audio: the
+the guide is the model itself: skip-layer guidance), :local=I+J (in blocks I and J the guide's video
+tokens see no other latent frame: temporal self-guidance) and :drops=audio (or image, image+audio: the
 unconditional branch goes without the given soundtrack or first frame too, so guidance pushes toward
 them as well as the prompt; `--modes TA2V` measures such a point on the prompts it changes) and
 :corr=R (the share of the video noise's variance all latent frames share) and :contrast=D:swaps=A/B+C/D
@@ -52,8 +53,9 @@ def cell(metrics: dict, name: str) -> float:
 
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
-    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), drops=audio (given
-    conditions the unconditional branch goes without), corr=R (time-shared share of the video noise),
+    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), local=I+J (blocks where
+    the guide's video tokens see no other latent frame), drops=audio (given conditions the unconditional
+    branch goes without), corr=R (time-shared share of the video noise),
     contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges) and refine=0|1."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
@@ -75,6 +77,8 @@ def parse_point(text: str) -> dict:
                 point["audio_autoguidance"] = float(value)
             elif key == "skip":
                 point["guide_skip_blocks"] = tuple(int(v) for v in value.split("+"))
+            elif key == "local":
+                point["guide_frame_local_blocks"] = tuple(int(v) for v in value.split("+"))
             elif key == "drops":
                 point["guidance_drops"] = SchedulerConfig(guidance_drops=tuple(value.split("+"))).guidance_drops
             elif key == "contrast":
@@ -96,7 +100,8 @@ def parse_point(text: str) -> dict:
     except ValueError:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
-            "[:audio_auto=A][:skip=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D][:refine=0|1] such as "
+            "[:audio_auto=A][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
+            "[:refine=0|1] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None

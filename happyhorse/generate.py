@@ -32,6 +32,7 @@ class GenerateRequest:
     autoguidance: float | None = None
     audio_autoguidance: float | None = None
     guide_skip_blocks: tuple[int, ...] | None = None
+    guide_frame_local_blocks: tuple[int, ...] | None = None
     guidance_drops: tuple[str, ...] | None = None
     noise_correlation: float | None = None
     contrast_prompt: str | None = None
@@ -64,6 +65,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         autoguidance_scale=request.autoguidance,
         audio_autoguidance_scale=request.audio_autoguidance,
         guide_skip_blocks=request.guide_skip_blocks,
+        guide_frame_local_blocks=request.guide_frame_local_blocks,
         guidance_drops=request.guidance_drops,
         noise_correlation=request.noise_correlation,
         contrast_prompt=request.contrast_prompt,

@@ -52,6 +52,10 @@ class SchedulerConfig:
     # blocks the guide passes over; with no guide_transformer the guide is the model itself minus these
     # blocks (skip-layer guidance, as STG for video models: a weaker self, no second set of weights)
     guide_skip_blocks: tuple[int, ...] = ()
+    # blocks in which the guide's video tokens attend to no other latent frame: a weaker self without
+    # temporal attention (as STG perturbs a video model's temporal layers), so that autoguidance pushes
+    # toward what ties the frames together; with a guide_transformer, that guide loses it
+    guide_frame_local_blocks: tuple[int, ...] = ()
     # given conditions the unconditional branch goes without as well as the prompt: "image" (the first
     # frame), "audio" (the soundtrack), there noised to the step's level like generated tokens; then
     # guidance pushes toward prompt and given media together, not toward the prompt alone
@@ -72,6 +76,7 @@ class SchedulerConfig:
             raise ValueError(f"guidance_interval: need 0 <= low <= high <= 1, got {list(self.guidance_interval)}")
         self.guidance_interval = (low, high)
         self.guide_skip_blocks = tuple(self.guide_skip_blocks)
+        self.guide_frame_local_blocks = tuple(self.guide_frame_local_blocks)
         drops = self.guidance_drops
         known = isinstance(drops, tuple | list) and set(drops) <= set(GUIDANCE_DROPS)
         if not known or len(set(drops)) != len(drops):
@@ -339,6 +344,7 @@ class HappyHorsePipeline:
         sampler,
         auto=(1.0, 1.0),
         skip=(),
+        local=(),
     ):
         """Fail early, naming the argument, the value and what is allowed."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
@@ -361,16 +367,17 @@ class HappyHorsePipeline:
         for name, value in zip(("autoguidance_scale", "audio_autoguidance_scale"), auto, strict=True):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
-            if value != 1.0 and self.guide_transformer is None and not skip:
+            if value != 1.0 and self.guide_transformer is None and not skip and not local:
                 raise ValueError(
                     f"{name}: {value} needs a guide: a guide_transformer/ in the model directory (this one has "
-                    "none) or guide_skip_blocks; use 1 (off)"
+                    "none), guide_skip_blocks or guide_frame_local_blocks; use 1 (off)"
                 )
-        if not isinstance(skip, tuple | list):
-            raise ValueError(f"guide_skip_blocks: must be a tuple of block numbers, got {skip!r}")
         depth = len(self._guide().blocks)
-        if not all(isinstance(i, int) and 0 <= i < depth for i in skip) or len(set(skip)) != len(skip):
-            raise ValueError(f"guide_skip_blocks: distinct block numbers in 0..{depth - 1}, got {list(skip)}")
+        for name, blocks in (("guide_skip_blocks", skip), ("guide_frame_local_blocks", local)):
+            if not isinstance(blocks, tuple | list):
+                raise ValueError(f"{name}: must be a tuple of block numbers, got {blocks!r}")
+            if not all(isinstance(i, int) and 0 <= i < depth for i in blocks) or len(set(blocks)) != len(blocks):
+                raise ValueError(f"{name}: distinct block numbers in 0..{depth - 1}, got {list(blocks)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):
@@ -438,6 +445,7 @@ class HappyHorsePipeline:
         autoguidance_scale: float | None = None,
         audio_autoguidance_scale: float | None = None,
         guide_skip_blocks: tuple[int, ...] | None = None,
+        guide_frame_local_blocks: tuple[int, ...] | None = None,
         guidance_drops: tuple[str, ...] | None = None,
         noise_correlation: float | None = None,
         contrast_prompt: str | list[str] | None = None,
@@ -459,6 +467,7 @@ class HappyHorsePipeline:
             audio_autoguidance_scale if audio_autoguidance_scale is not None else sch.audio_autoguidance_scale,
         )
         skip = guide_skip_blocks if guide_skip_blocks is not None else sch.guide_skip_blocks
+        local = guide_frame_local_blocks if guide_frame_local_blocks is not None else sch.guide_frame_local_blocks
         drops = (  # checked as a stored default would be
             sch.guidance_drops
             if guidance_drops is None
@@ -502,9 +511,9 @@ class HappyHorsePipeline:
             seconds = min(seconds, MAX_SECONDS)
         # 1. check inputs
         prompts = self.check_inputs(
-            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto, skip
+            prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto, skip, local
         )
-        skip = tuple(skip)
+        skip, local = tuple(skip), tuple(local)
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
         num_frames = vc.num_frames(max(1, round(seconds * fps)))
@@ -560,6 +569,7 @@ class HappyHorsePipeline:
             skip,
             dropped,
             contrast,
+            local,
         )
         sigmas = get_schedule(steps, shift)
         # 4. sample
@@ -610,6 +620,7 @@ class HappyHorsePipeline:
             "autoguidance_scale": auto[0],
             "audio_autoguidance_scale": auto[1],
             "guide_skip_blocks": list(skip),
+            "guide_frame_local_blocks": list(local),
             "guidance_drops": list(drops),
             "noise_correlation": rho,
             "contrast_guidance_scale": contrast_scale,
@@ -633,13 +644,15 @@ class HappyHorsePipeline:
         skip=(),
         dropped=(None, None),
         contrast=None,
+        local=(),
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
 
         x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
         the model's conditional and unconditional predictions and g the guide's conditional one (the
-        guide model, or the model itself, passing over the `skip` blocks): CFG pushes away from no
+        guide model, or the model itself, passing over the `skip` blocks and with no attention between
+        latent frames in the `local` blocks): CFG pushes away from no
         prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024).
         `dropped` (per modality: mask, clean latents, noise, or None) are given tokens the unconditional
         branch sees as generated ones, noised to the step's level by the sample's own noise. `contrast`
@@ -651,7 +664,7 @@ class HappyHorsePipeline:
         video_clean = clean[0][0] if clean[0] is not None else None
         audio_clean = clean[1][0] if clean[1] is not None else None
 
-        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask, skip_blocks=()):
+        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask, skip_blocks=(), local_blocks=()):
             b = video.shape[0]
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
@@ -676,6 +689,7 @@ class HappyHorsePipeline:
                 masks[1].to(device),
                 sig_tokens.to(device, dtype),
                 skip_blocks=skip_blocks,
+                frame_local_blocks=local_blocks,
             )
             sig = torch.tensor(sigma)
             x0v = predicted_x0(out.video.float().cpu(), xs[0], sig, prediction)
@@ -693,7 +707,7 @@ class HappyHorsePipeline:
                 x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
             if auto != (1.0, 1.0) and inside:
-                guide_v, guide_a = predict(self._guide(), video, audio, sigma, 1, text, text_mask, skip)
+                guide_v, guide_a = predict(self._guide(), video, audio, sigma, 1, text, text_mask, skip, local)
                 x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
                 x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
             if contrast is not None and inside:

@@ -61,7 +61,13 @@ def main() -> None:
     # a guide belongs to the model it was chosen for: the new weights get none (ship_default_model --guide)
     pipe.set_guide(None)
     pipe.refiner = None  # so does a refiner, trained on one model's samples
-    pipe.scheduler = replace(pipe.scheduler, autoguidance_scale=1.0, audio_autoguidance_scale=1.0, guide_skip_blocks=())
+    pipe.scheduler = replace(
+        pipe.scheduler,
+        autoguidance_scale=1.0,
+        audio_autoguidance_scale=1.0,
+        guide_skip_blocks=(),
+        guide_frame_local_blocks=(),
+    )
     pipe.save_pretrained(args.out)
     print(f"wrote {args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}")
 

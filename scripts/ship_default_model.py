@@ -101,7 +101,7 @@ def main() -> None:
         parser.error(str(exc))
     sch = pipe.scheduler
     if (sch.autoguidance_scale, sch.audio_autoguidance_scale) != (1.0, 1.0) and not (
-        pipe.guide_transformer is not None or sch.guide_skip_blocks
+        pipe.guide_transformer is not None or sch.guide_skip_blocks or sch.guide_frame_local_blocks
     ):
         parser.error("--autoguidance: needs a guide model (--guide DIR); the model has none")
     pipe.save_pretrained(args.out, weights_dtype=torch.float16)

@@ -135,6 +135,25 @@ def test_config_validation():
         TransformerConfig.from_dict({"width": 3})
 
 
+def test_frame_local_blocks_cut_attention_between_latent_frames_only():
+    """In a frame-local block a video token reads no video token of another latent frame: with one
+    block, frame 0's output ignores frame 1's input; audio still reads every frame."""
+    cfg = TransformerConfig(
+        dim=64, depth=1, sandwich=0, heads=4, kv_heads=2, mlp_hidden=128, video_in=48, audio_in=20, text_in=16
+    )
+    model = _model(cfg)
+    video, audio, text, mask, pos = _inputs()
+    pos[:12, 0] = torch.arange(12) // 6  # latent frames 0 and 1, six tokens each
+    changed = video.clone()
+    changed[:, 6:] += 1.0  # frame 1 only
+    local = [model(v, audio, text, mask, pos, frame_local_blocks=(0,)) for v in (video, changed)]
+    full = [model(v, audio, text, mask, pos) for v in (video, changed)]
+    torch.testing.assert_close(local[0].video[:, :6], local[1].video[:, :6])
+    assert (full[0].video[:, :6] - full[1].video[:, :6]).abs().max() > 1e-4
+    assert (local[0].audio - local[1].audio).abs().max() > 1e-4
+    assert torch.equal(model(video, audio, text, mask, pos, frame_local_blocks=()).video, full[0].video)
+
+
 def test_skipped_blocks_are_the_same_model_without_them():
     """skip_blocks (skip-layer guidance's weaker self) equals a model whose skipped blocks were removed."""
     import copy

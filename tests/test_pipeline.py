@@ -287,6 +287,44 @@ def test_skip_layer_guidance_guides_by_the_model_minus_some_blocks(pipe, tmp_pat
             pipe("x", autoguidance_scale=2.0, guide_skip_blocks=bad)
 
 
+def test_temporal_self_guidance_guides_by_the_model_without_attention_between_frames(pipe, tmp_path):
+    """guide_frame_local_blocks make the guide the model whose video tokens, in those blocks, see no
+    other latent frame: the same clip as a separate guide module doing exactly that."""
+    import copy
+
+    from torch import nn
+
+    class FrameLocal(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model, self.cfg, self.blocks = model, model.cfg, model.blocks
+
+        def forward(self, *args, **kw):
+            return self.model(*args, **{**kw, "frame_local_blocks": (0, 1)})
+
+    kw = {"seed": 0, "num_inference_steps": 2, "guidance_scale": 4.0}
+    local = pipe("a red ball", autoguidance_scale=2.0, guide_frame_local_blocks=(0, 1), **kw)
+    pipe_with_guide = copy.copy(pipe)
+    pipe_with_guide.guide_transformer = FrameLocal(pipe.transformer)
+    assert np.array_equal(local.frames, pipe_with_guide("a red ball", autoguidance_scale=2.0, **kw).frames)
+    assert local.settings["guide_frame_local_blocks"] == [0, 1]
+    assert not np.array_equal(local.frames, pipe("a red ball", **kw).frames)
+    skipped = pipe("a red ball", autoguidance_scale=2.0, guide_skip_blocks=(1,), **kw)
+    assert not np.array_equal(local.frames, skipped.frames)
+    pipe.scheduler.guide_frame_local_blocks, pipe.scheduler.autoguidance_scale = (0, 1), 2.0
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.guide_frame_local_blocks, pipe.scheduler.autoguidance_scale = (), 1.0
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.guide_frame_local_blocks == (0, 1)
+    assert np.array_equal(loaded("a red ball", **kw).frames, local.frames)
+    with pytest.raises(ValueError, match="guide_frame_local_blocks: distinct block numbers in 0..1"):
+        pipe("x", autoguidance_scale=2.0, guide_frame_local_blocks=(2,))
+    with pytest.raises(ValueError, match="guide_frame_local_blocks: must be a tuple"):
+        pipe("x", autoguidance_scale=2.0, guide_frame_local_blocks=1)
+
+
 def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):
     with pytest.raises(ValueError, match="autoguidance_scale: 2.0 needs a guide"):
         pipe("x", autoguidance_scale=2.0)

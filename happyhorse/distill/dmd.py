@@ -416,6 +416,7 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
         autoguidance_scale=1.0,  # the student carries no guide model
         audio_autoguidance_scale=1.0,
         guide_skip_blocks=(),
+        guide_frame_local_blocks=(),
     )
 
 

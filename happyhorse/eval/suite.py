@@ -127,7 +127,8 @@ def generate_test_set(
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
-    `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`, `refine` (None keeps them)."""
+    `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
+    `refine` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import WorldConfig, make_clip, write_sample
 
@@ -178,6 +179,7 @@ def generate_test_set(
                 ("autoguidance_scale", (sampling or {}).get("autoguidance")),
                 ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
                 ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
+                ("guide_frame_local_blocks", (sampling or {}).get("guide_frame_local_blocks")),
                 ("guidance_drops", (sampling or {}).get("guidance_drops")),
                 ("noise_correlation", (sampling or {}).get("noise_correlation")),
                 ("contrast_guidance_scale", (sampling or {}).get("contrast_guidance")),

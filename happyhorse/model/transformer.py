@@ -78,6 +78,17 @@ class TransformerConfig:
 # ------------------------------------------------------------------------------------------ parts
 
 
+def frame_local_mask(attn_mask: torch.Tensor, positions: torch.Tensor, num_video: int) -> torch.Tensor:
+    """attn_mask (B, 1, 1, N) -> (B, 1, N, N) where video tokens attend to no video token of another
+    latent frame (audio and text as before): a self without temporal attention, whose prediction
+    temporal guidance pushes away from."""
+    t = positions[:num_video, 0]
+    n = positions.shape[0]
+    cross = torch.zeros(n, n, dtype=torch.bool, device=attn_mask.device)
+    cross[:num_video, :num_video] = t[:, None] != t[None, :]
+    return attn_mask & ~cross
+
+
 class RMSNorm(nn.Module):
     """RMSNorm computed in fp32 on purpose: bf16 mean-squares lose the small channels."""
 
@@ -277,6 +288,7 @@ class SingleStreamTransformer(nn.Module):
         audio_clean: torch.Tensor | None = None,  # [B, Na] bool
         sigma: torch.Tensor | None = None,  # [B, Nv + Na] per-token noise level; ablation only
         skip_blocks: tuple[int, ...] = (),  # blocks passed over: a weaker self for skip-layer guidance
+        frame_local_blocks: tuple[int, ...] = (),  # blocks whose video tokens see no other latent frame
     ) -> TransformerOutput:
         cfg = self.cfg
         b, nv, na, nt = video.shape[0], video.shape[1], audio.shape[1], text.shape[1]
@@ -301,9 +313,10 @@ class SingleStreamTransformer(nn.Module):
         angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, hd/2)
         keep = torch.cat([torch.ones(b, nv + na, dtype=torch.bool, device=x.device), text_mask], dim=1)
         attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded text tokens are never attended to
+        local_mask = frame_local_mask(attn_mask, positions, nv) if frame_local_blocks else None
         for i, block in enumerate(self.blocks):
             if i not in skip_blocks:
-                x = block(x, lengths, angles, attn_mask)
+                x = block(x, lengths, angles, local_mask if i in frame_local_blocks else attn_mask)
         out_v = self.video_out(self.video_norm(x[:, :nv]))
         out_a = self.audio_out(self.audio_norm(x[:, nv : nv + na]))
         return TransformerOutput(video=out_v, audio=out_a)
