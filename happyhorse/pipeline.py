@@ -139,10 +139,10 @@ def swap_words(prompt: str, swaps: tuple[tuple[str, str], ...]) -> str:
 def share_over_time(noise: torch.Tensor, grid: tuple[int, int, int], rho: float, generator) -> torch.Tensor:
     """Video noise [B, t*h*w, C] -> the same marginals (unit variance), with a share `rho` of each
     element's variance common to all t latent frames at its (h, w, channel): correlation rho between
-    any two frames' noise at one place."""
+    any two frames' noise at one place; drawn on the noise's device."""
     b, n, c = noise.shape
     t, h, w = grid
-    shared = torch.randn(b, 1, h * w, c, generator=generator)
+    shared = torch.randn(b, 1, h * w, c, generator=generator, device=noise.device)
     own = noise.reshape(b, t, h * w, c)
     return (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own).reshape(b, n, c)
 

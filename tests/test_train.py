@@ -181,6 +181,28 @@ def test_clip_repeats_show_each_clip_at_several_noise_levels():
         TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 3})
 
 
+def test_noise_correlation_trains_on_noise_shared_over_time():
+    """With noise_correlation R, each sample's video noise keeps unit variance and shares a part of
+    variance R over its latent frames (as sampling with R starts from); R = 0 draws the same noise as
+    before, and the run's model samples with R by default."""
+    cfg = TrainConfig(**{**SMALL, "batch_size": 4})
+    shared = TrainConfig(**{**SMALL, "batch_size": 4, "noise_correlation": 0.5})
+    pipe = build_run_pipeline(cfg)
+    batch = next(iter(StepBatches(cfg, 0, 1)))
+    plain, corr = prepare_step(cfg, pipe, batch, "cpu"), prepare_step(shared, pipe, batch, "cpu")
+    assert torch.equal(plain.sigma, corr.sigma) and torch.equal(plain.audio_noise, corr.audio_noise)
+    grid = pipe.video_codec.latent_shape(*batch["video"].shape[1:4])
+    assert grid[0] >= 3
+    frames = corr.video_noise.reshape(4, grid[0], -1)  # [B, t, h*w*C]
+    between = torch.stack([torch.corrcoef(torch.stack([f[0], f[i]]))[0, 1] for f in frames for i in (1, 2)])
+    assert 0.4 < between.mean() < 0.6 and 0.9 < corr.video_noise.var() < 1.1
+    frames0 = plain.video_noise.reshape(4, grid[0], -1)
+    assert torch.stack([torch.corrcoef(f[:2])[0, 1] for f in frames0]).abs().max() < 0.1
+    assert build_run_pipeline(shared).scheduler.noise_correlation == 0.5
+    with pytest.raises(ValueError, match="noise_correlation must be in"):
+        TrainConfig(**{**SMALL, "noise_correlation": 1.0})
+
+
 OTHER_SIDE = {"left": "right", "right": "left"}
 
 

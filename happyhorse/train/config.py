@@ -65,6 +65,10 @@ class TrainConfig:
     # exact object masks): objects cover ~3 % of the pixels (README.md) but all that a prompt is about. Measured at
     # 10 (MODEL_CARD.md): it smears objects, since a weight that depends on the target biases the optimum
     object_loss_weight: float = 0.0
+    # share of each sample's video noise common to all latent frames (the mixed noise prior of PYoCo, Ge
+    # et al. 2023): training on the noise that sampling with `noise_correlation` starts from; the run's
+    # model stores it as its sampling default
+    noise_correlation: float = 0.0
     text_dropout: float = 0.1  # prompts replaced by "" so the model also learns the unconditional
     p_image: float = 0.3  # chance a sample is given its first frame (TI2V)
     p_audio: float = 0.3  # chance a sample is given its soundtrack (TA2V); both: TIA2V
@@ -108,6 +112,8 @@ class TrainConfig:
                 f"mirror_pairs needs an even number of clips a step (batch_size / clip_repeats), got "
                 f"{self.batch_size} / {self.clip_repeats}"
             )
+        if not 0 <= self.noise_correlation < 1:
+            raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if not 0 <= self.object_loss_weight <= 1000:
             raise ValueError(f"object_loss_weight must be in [0, 1000], got {self.object_loss_weight}")
         for name in ("text_dropout", "p_image", "p_audio"):

@@ -31,6 +31,7 @@ from ..pipeline import (
     SchedulerConfig,
     build_pipeline,
     sequence_positions,
+    share_over_time,
     swap_words,
 )
 from ..world import WorldConfig, make_clip
@@ -159,6 +160,8 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
             noise_g = torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
         vnoise.append(torch.randn(nv, vc.latent_dim, generator=noise_g, device=device))
         anoise.append(torch.randn(na, ac.latent_dim, generator=noise_g, device=device))
+        if cfg.noise_correlation > 0:  # drawn last, so that 0 keeps every sample's noise
+            vnoise[-1] = share_over_time(vnoise[-1][None], grid, cfg.noise_correlation, noise_g)[0]
         prompts.append("" if u[0] < cfg.text_dropout else batch["captions"][k])
         if u[1] < cfg.p_image:
             vclean[k, : grid[1] * grid[2]] = True  # latent frame 0 is the given first image
@@ -283,7 +286,12 @@ def _device() -> torch.device:
 def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
     torch.manual_seed(cfg.seed)
     scheduler = SchedulerConfig(
-        cfg.sampler, cfg.num_inference_steps, cfg.shift, cfg.guidance_scale, cfg.audio_guidance_scale
+        cfg.sampler,
+        cfg.num_inference_steps,
+        cfg.shift,
+        cfg.guidance_scale,
+        cfg.audio_guidance_scale,
+        noise_correlation=cfg.noise_correlation,
     )
     defaults = {"width": cfg.width, "height": cfg.height, "fps": cfg.fps, "seconds": cfg.seconds}
     video_codec = None
