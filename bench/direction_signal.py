@@ -72,7 +72,7 @@ def trajectory_margins(pipe: HappyHorsePipeline, caption: str, swapped: str, sig
     auto = (sch.autoguidance_scale, sch.audio_autoguidance_scale)
     default = pipe._denoiser(
         text[:2], mask[:2], positions, [None, None], True, sch.guidance_scale, sch.audio_guidance_scale,
-        sch.guidance_interval, auto, sch.guide_skip_blocks,
+        sch.guidance_interval, auto, sch.guide_skip_blocks, local=sch.guide_frame_local_blocks,
     )  # fmt: skip
     alone = [
         pipe._denoiser(text[k : k + 1], mask[k : k + 1], positions, [None, None], False, 1.0, 1.0) for k in range(3)

@@ -652,8 +652,8 @@ class HappyHorsePipeline:
         x0 = c + (w - 1)(c - u) + (a - 1)(c - g) per modality (`auto` = (video a, sound a)), with c, u
         the model's conditional and unconditional predictions and g the guide's conditional one (the
         guide model, or the model itself, passing over the `skip` blocks and with no attention between
-        latent frames in the `local` blocks): CFG pushes away from no
-        prompt, autoguidance from the errors a weaker model makes more of (Karras et al. 2024).
+        latent frames in the `local` blocks): CFG pushes away from no prompt, autoguidance from the
+        errors a weaker model makes more of (Karras et al. 2024).
         `dropped` (per modality: mask, clean latents, noise, or None) are given tokens the unconditional
         branch sees as generated ones, noised to the step's level by the sample's own noise. `contrast`
         (text states, mask, scale d) adds (d - 1)(c - n) to the video, n the prediction for the contrast
