@@ -53,8 +53,9 @@ class SchedulerConfig:
     # blocks (skip-layer guidance, as STG for video models: a weaker self, no second set of weights)
     guide_skip_blocks: tuple[int, ...] = ()
     # blocks in which the guide's video tokens attend to no other latent frame: a weaker self without
-    # temporal attention (as STG perturbs a video model's temporal layers), so that autoguidance pushes
-    # toward what ties the frames together; with a guide_transformer, that guide loses it
+    # direct temporal attention (as STG perturbs a video model's temporal layers), so that autoguidance
+    # pushes toward what ties the frames together; with a guide_transformer, that guide loses it. Audio
+    # and text tokens still read every frame, so over several such blocks frames still meet through them
     guide_frame_local_blocks: tuple[int, ...] = ()
     # given conditions the unconditional branch goes without as well as the prompt: "image" (the first
     # frame), "audio" (the soundtrack), there noised to the step's level like generated tokens; then
@@ -75,8 +76,11 @@ class SchedulerConfig:
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"guidance_interval: need 0 <= low <= high <= 1, got {list(self.guidance_interval)}")
         self.guidance_interval = (low, high)
-        self.guide_skip_blocks = tuple(self.guide_skip_blocks)
-        self.guide_frame_local_blocks = tuple(self.guide_frame_local_blocks)
+        for name in ("guide_skip_blocks", "guide_frame_local_blocks"):  # their range is checked at call time
+            blocks = getattr(self, name)
+            if not isinstance(blocks, tuple | list) or not all(isinstance(i, int) and i >= 0 for i in blocks):
+                raise ValueError(f"{name}: a list of block numbers, got {blocks!r}")
+            setattr(self, name, tuple(blocks))
         drops = self.guidance_drops
         known = isinstance(drops, tuple | list) and set(drops) <= set(GUIDANCE_DROPS)
         if not known or len(set(drops)) != len(drops):
@@ -364,6 +368,17 @@ class HappyHorsePipeline:
         for name, value in (("guidance_scale", guidance), ("audio_guidance_scale", audio_guidance)):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
+        depth = len(self._guide().blocks)
+        for name, blocks in (("guide_skip_blocks", skip), ("guide_frame_local_blocks", local)):
+            if not isinstance(blocks, tuple | list):
+                raise ValueError(f"{name}: must be a tuple of block numbers, got {blocks!r}")
+            if not all(isinstance(i, int) and 0 <= i < depth for i in blocks) or len(set(blocks)) != len(blocks):
+                raise ValueError(f"{name}: distinct block numbers in 0..{depth - 1}, got {list(blocks)}")
+        if set(skip) & set(local):
+            raise ValueError(
+                f"guide_frame_local_blocks: {sorted(set(skip) & set(local))} also in guide_skip_blocks (a skipped "
+                "block has no attention to make frame-local); name each block in one of the two"
+            )
         for name, value in zip(("autoguidance_scale", "audio_autoguidance_scale"), auto, strict=True):
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 30):
                 raise ValueError(f"{name}: must be a number in [0, 30], got {value}")
@@ -372,12 +387,6 @@ class HappyHorsePipeline:
                     f"{name}: {value} needs a guide: a guide_transformer/ in the model directory (this one has "
                     "none), guide_skip_blocks or guide_frame_local_blocks; use 1 (off)"
                 )
-        depth = len(self._guide().blocks)
-        for name, blocks in (("guide_skip_blocks", skip), ("guide_frame_local_blocks", local)):
-            if not isinstance(blocks, tuple | list):
-                raise ValueError(f"{name}: must be a tuple of block numbers, got {blocks!r}")
-            if not all(isinstance(i, int) and 0 <= i < depth for i in blocks) or len(set(blocks)) != len(blocks):
-                raise ValueError(f"{name}: distinct block numbers in 0..{depth - 1}, got {list(blocks)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if image is not None and not isinstance(image, str | os.PathLike | np.ndarray):

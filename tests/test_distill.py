@@ -126,9 +126,14 @@ def test_a_student_of_an_autoguided_teacher_samples_without_a_guide():
     from happyhorse.pipeline import SchedulerConfig
 
     teacher = SchedulerConfig(
-        sampler="dpmpp_2m", guidance_scale=5.0, shift=2.0, autoguidance_scale=2.0, guide_skip_blocks=(1,)
+        sampler="dpmpp_2m",
+        guidance_scale=5.0,
+        shift=2.0,
+        autoguidance_scale=2.0,
+        guide_skip_blocks=(1,),
+        guide_frame_local_blocks=(2,),
     )
     student = student_scheduler(teacher, 4)
     assert (student.sampler, student.num_inference_steps, student.shift) == ("renoise", 4, 2.0)
     assert (student.guidance_scale, student.audio_guidance_scale, student.autoguidance_scale) == (1.0, 1.0, 1.0)
-    assert student.guide_skip_blocks == ()
+    assert student.guide_skip_blocks == () and student.guide_frame_local_blocks == ()

@@ -150,6 +150,12 @@ def test_frame_local_blocks_cut_attention_between_latent_frames_only():
     full = [model(v, audio, text, mask, pos) for v in (video, changed)]
     torch.testing.assert_close(local[0].video[:, :6], local[1].video[:, :6])
     assert (full[0].video[:, :6] - full[1].video[:, :6]).abs().max() > 1e-4
+    # frame 0 still reads its own frame, the audio and the text
+    same_frame, louder, other_text = video.clone(), audio + 1.0, text + 1.0
+    same_frame[:, 0] += 1.0
+    for inputs in ((same_frame, audio, text), (video, louder, text), (video, audio, other_text)):
+        moved = model(*inputs, mask, pos, frame_local_blocks=(0,)).video[:, 1:6]
+        assert (moved - local[0].video[:, 1:6]).abs().max() > 1e-4
     assert (local[0].audio - local[1].audio).abs().max() > 1e-4
     assert torch.equal(model(video, audio, text, mask, pos, frame_local_blocks=()).video, full[0].video)
 

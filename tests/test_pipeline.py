@@ -8,6 +8,7 @@ import torch
 
 from happyhorse import HappyHorsePipeline
 from happyhorse.media import save_audio, save_video
+from happyhorse.pipeline import SchedulerConfig
 from tests.conftest import tiny_pipeline
 
 
@@ -321,8 +322,13 @@ def test_temporal_self_guidance_guides_by_the_model_without_attention_between_fr
     assert np.array_equal(loaded("a red ball", **kw).frames, local.frames)
     with pytest.raises(ValueError, match="guide_frame_local_blocks: distinct block numbers in 0..1"):
         pipe("x", autoguidance_scale=2.0, guide_frame_local_blocks=(2,))
-    with pytest.raises(ValueError, match="guide_frame_local_blocks: must be a tuple"):
-        pipe("x", autoguidance_scale=2.0, guide_frame_local_blocks=1)
+    with pytest.raises(ValueError, match="guide_frame_local_blocks: a list of block numbers"):
+        SchedulerConfig.from_dict({"guide_frame_local_blocks": 3})  # as a stored config.json might hold
+    for bad in (0, 1):  # the type is checked before whether there is a guide
+        with pytest.raises(ValueError, match="guide_frame_local_blocks: must be a tuple"):
+            pipe("x", autoguidance_scale=2.0, guide_frame_local_blocks=bad)
+    with pytest.raises(ValueError, match=r"guide_frame_local_blocks: \[1\] also in guide_skip_blocks"):
+        pipe("x", autoguidance_scale=2.0, guide_skip_blocks=(1,), guide_frame_local_blocks=(0, 1))
 
 
 def test_autoguidance_refuses_a_missing_or_mismatched_guide(pipe):

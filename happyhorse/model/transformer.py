@@ -80,8 +80,8 @@ class TransformerConfig:
 
 def frame_local_mask(attn_mask: torch.Tensor, positions: torch.Tensor, num_video: int) -> torch.Tensor:
     """attn_mask (B, 1, 1, N) -> (B, 1, N, N) where video tokens attend to no video token of another
-    latent frame (audio and text as before): a self without temporal attention, whose prediction
-    temporal guidance pushes away from."""
+    latent frame (audio and text as before, so across several such blocks frames still meet through
+    them): a self without direct temporal attention, whose prediction temporal guidance pushes away from."""
     t = positions[:num_video, 0]
     n = positions.shape[0]
     cross = torch.zeros(n, n, dtype=torch.bool, device=attn_mask.device)
