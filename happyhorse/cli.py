@@ -432,7 +432,11 @@ def eval_command(
                 raise typer.BadParameter(str(exc)) from None
     json_path, html_path = write_report(report, out)
     for name, entry in report["metrics"].items():
-        console.print(f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}")
+        line = f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}"
+        if "score_interval_95" in entry:  # the pooled sync share, over `impacts` impacts
+            low, high = entry["score_interval_95"]
+            line += f" [{low:.3f}, {high:.3f}] over {entry['impacts']} impacts"
+        console.print(line)
     console.print(f"wrote {json_path} and {html_path}")
 
 

@@ -195,7 +195,10 @@ def world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow) -> dict
     offsets = sync.impact_offsets_ms(raw["_impact_times"], onsets)
     if offsets:
         within = float(np.mean(np.abs(offsets) <= 1000 / fps))
-        out["av_offset_ms"] = _entry("av_offset_ms", float(np.median(np.abs(offsets))), within)
+        out["av_offset_ms"] = {
+            **_entry("av_offset_ms", float(np.median(np.abs(offsets))), within),
+            "impacts": len(offsets),  # so a clip's weight in the pooled share survives into report.json
+        }
     else:
         out["av_offset_ms"] = _entry("av_offset_ms", None, None)
     present = {c: t.centres for c, t in tracks.items() if t.visible.mean() >= 0.5}

@@ -99,9 +99,12 @@ def _table(metrics: dict, reference: dict | None) -> str:
         info = METRICS.get(name)
         ref = (reference or {}).get(name, {})
         fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
+        score = fmt(entry["score"])
+        if "score_interval_95" in entry:  # the pooled sync share: its 95 % interval over whole clips
+            score += " [{:.3f}, {:.3f}]".format(*entry["score_interval_95"])
         rows.append(
             f"<tr><td>{name}</td><td>{fmt(entry['value'])}</td><td>{html.escape(entry['unit'])}</td>"
-            f"<td>{fmt(entry['score'])}</td><td>{fmt(ref.get('value'))}</td><td>{fmt(ref.get('score'))}</td>"
+            f"<td>{score}</td><td>{fmt(ref.get('value'))}</td><td>{fmt(ref.get('score'))}</td>"
             f"<td>{entry.get('clips', '')}</td><td>{html.escape(info.meaning if info else '')}</td></tr>"
         )
     columns = ("metric", "value", "unit", "score", "reference value", "reference score", "clips", "meaning")

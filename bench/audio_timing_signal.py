@@ -1,0 +1,184 @@
+"""Does the video follow the given soundtrack's timing (TA2V)?
+
+In TA2V the video's impacts land within one frame of the given sound's onsets for about half of them,
+against 0.8 for the sound the model makes itself in T2V (MODEL_CARD.md). This asks whether the model
+reads *when* the sound happens at all: each TA2V test prompt is generated twice from the same seed,
+once with its own soundtrack and once with that soundtrack delayed by `--delay-frames` frames
+(silence in front, the tail cut), and each video's impacts (the evaluation suite's tracked impacts) are
+matched against both soundtracks' onsets. A model that follows the sound gives the delayed run's
+impacts a match with the delayed sound as good as the own run's with its own, and a shift of the
+impacts' median time by the delay; one that ignores it keeps its impacts where they were.
+`mean_frame_change` is how much the delay moves the picture at all (mean absolute pixel difference of
+the two videos, 0-255).
+
+    python bench/audio_timing_signal.py --first 120 --count 240 --json audio_timing.json
+    python bench/audio_timing_signal.py --model DIR --count 60
+    python bench/audio_timing_signal.py --noised-sound --count 90   # the sound as a co-generated one
+
+`--noised-sound` gives the soundtrack to the model the way a generated one looks mid-sampling: noised to
+each step's level by the sample's own noise and marked as noisy, instead of clean (replacement
+conditioning, as in SDEdit-style inpainting). It asks whether the video reads a sound it treats as
+its own partner, where it ignores one it is handed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from happyhorse.eval import sync
+from happyhorse.eval.suite import MODES
+from happyhorse.eval.tracking import track_colours
+from happyhorse.eval.world import world_metrics
+from happyhorse.world import WorldConfig, make_clip
+
+
+@contextlib.contextmanager
+def noised_sound(pipe):
+    """While open, `pipe` gives a given soundtrack to the model noised to each step's level by the sample's
+    own noise (x_t = (1 - s) z + s eps, not clean): the pipeline's sampler and denoiser are wrapped,
+    the given sound still replaces the output's."""
+    from happyhorse import pipeline
+
+    sample, denoiser = pipeline.sample, pipe._denoiser
+
+    def replacing(denoise, noise, sigmas, method, clean, generator, callback):
+        if clean[1] is None:
+            return sample(denoise, noise, sigmas, method, clean, generator, callback)
+        mask, z = clean[1]
+
+        def noised(xs, s):
+            return denoise([xs[0], torch.where(mask[..., None], (1 - s) * z + s * noise[1], xs[1])], s)
+
+        return sample(noised, noise, sigmas, method, [clean[0], None], generator, callback)
+
+    pipeline.sample = replacing
+    pipe._denoiser = lambda text, mask, positions, clean, *a, **k: denoiser(
+        text, mask, positions, [clean[0], None], *a, **k
+    )
+    try:
+        yield
+    finally:
+        pipeline.sample, pipe._denoiser = sample, denoiser
+
+
+def impact_times(frames: np.ndarray, facts: dict, fps: float) -> list[float]:
+    """Seconds of the visual impacts the evaluation suite finds in frames [T, H, W, 3] (uint8)."""
+    h, w = frames.shape[1:3]
+    return list(world_metrics(track_colours(frames), facts, fps, h, w)["_impact_times"])
+
+
+def within_one_frame(impacts: list[float], audio: np.ndarray, sample_rate: int, fps: float) -> list[bool]:
+    """For each impact, whether the soundtrack [C, N] has an onset within one frame of it."""
+    offsets = sync.impact_offsets_ms(impacts, sync.audio_onsets(audio, sample_rate))
+    return [abs(o) <= 1000 / fps for o in offsets]
+
+
+def delayed(audio: np.ndarray, samples: int) -> np.ndarray:
+    """The soundtrack [C, N] `samples` later: silence in front, the same length."""
+    out = np.zeros_like(audio)
+    out[:, samples:] = audio[:, : audio.shape[1] - samples]
+    return out
+
+
+def summarise(rows: list[dict], delay_s: float) -> dict:
+    """Pooled within-one-frame shares of each video against each soundtrack, and the impacts' shift."""
+
+    def share(key: str) -> float | None:
+        hits = [h for r in rows for h in r[key]]
+        return float(np.mean(hits)) if hits else None
+
+    shifts = [
+        float(np.median(r["delayed_impacts"]) - np.median(r["own_impacts"]))
+        for r in rows
+        if r["own_impacts"] and r["delayed_impacts"]
+    ]
+    return {
+        "clips": len(rows),
+        "own_video_vs_own_sound": share("own_vs_own"),
+        "own_video_vs_delayed_sound": share("own_vs_delayed"),
+        "delayed_video_vs_delayed_sound": share("delayed_vs_delayed"),
+        "delayed_video_vs_own_sound": share("delayed_vs_own"),
+        "truth_vs_own_sound": share("truth_vs_own"),
+        "truth_vs_delayed_sound": share("truth_vs_delayed"),
+        "median_impact_shift_s": float(np.median(shifts)) if shifts else None,
+        "mean_impact_shift_s": float(np.mean(shifts)) if shifts else None,
+        "shift_clips": len(shifts),
+        "mean_frame_change": float(np.mean([r["frame_change"] for r in rows])) if rows else None,
+        "delay_s": delay_s,
+    }
+
+
+def probe(pipe, config: WorldConfig, prompts, delay_s: float) -> list[dict]:
+    """One row per TA2V prompt: each run's impacts, and whether each impact has an onset of each sound
+    within one frame."""
+    samples = round(delay_s * config.sample_rate)
+    rows = []
+    for i in prompts:
+        if MODES[i % len(MODES)] != "TA2V":
+            continue
+        truth = make_clip(i, "test", config)
+        facts, sr, fps = truth.meta["facts"], truth.sample_rate, truth.fps
+        later = delayed(truth.audio, samples)
+        own = pipe(truth.caption, audio=(truth.audio, sr), seed=i)
+        late = pipe(truth.caption, audio=(later, sr), seed=i)
+        own_imp = impact_times(own.frames[0], facts, fps)
+        late_imp = impact_times(late.frames[0], facts, fps)
+        true_imp = impact_times(truth.frames, facts, fps)
+        rows.append(
+            {
+                "prompt": i,
+                "frame_change": float(np.abs(own.frames[0].astype(np.float32) - late.frames[0]).mean()),
+                "own_impacts": own_imp,
+                "delayed_impacts": late_imp,
+                "own_vs_own": within_one_frame(own_imp, truth.audio, sr, fps),
+                "own_vs_delayed": within_one_frame(own_imp, later, sr, fps),
+                "delayed_vs_delayed": within_one_frame(late_imp, later, sr, fps),
+                "delayed_vs_own": within_one_frame(late_imp, truth.audio, sr, fps),
+                "truth_vs_own": within_one_frame(true_imp, truth.audio, sr, fps),
+                "truth_vs_delayed": within_one_frame(true_imp, later, sr, fps),
+            }
+        )
+        print(i, json.dumps({k: v for k, v in summarise(rows, delay_s).items() if k != "delay_s"}), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="model directory (default: the embedded model)")
+    parser.add_argument("--first", type=int, default=0, help="first test prompt")
+    parser.add_argument("--count", type=int, default=60, help="test prompts to scan (a third are TA2V)")
+    parser.add_argument("--delay-frames", type=int, default=3, help="how many frames later the delayed sound is")
+    parser.add_argument("--json", type=Path, default=None, help="write per-clip rows and the summary here")
+    parser.add_argument("--noised-sound", action="store_true", help="give the sound noised to each step's level")
+    args = parser.parse_args()
+    if args.count < 1 or args.first < 0:
+        raise SystemExit(f"--first must be >= 0 and --count >= 1, got {args.first} and {args.count}")
+    if args.delay_frames < 1:
+        raise SystemExit(f"--delay-frames must be >= 1, got {args.delay_frames}")
+
+    from happyhorse.generate import load_pipeline
+
+    pipe = load_pipeline(args.model)
+    d = pipe.defaults
+    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
+    config = WorldConfig(
+        d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
+    )
+    delay_s = args.delay_frames / d["fps"]
+    with noised_sound(pipe) if args.noised_sound else contextlib.nullcontext():
+        rows = probe(pipe, config, range(args.first, args.first + args.count), delay_s)
+    summary = summarise(rows, delay_s)
+    for key, value in summary.items():
+        print(f"{key:32s} {value}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

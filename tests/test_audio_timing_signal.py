@@ -1,0 +1,78 @@
+"""bench/audio_timing_signal.py: the delayed soundtrack, and matching impacts against each soundtrack."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from happyhorse.world import WorldConfig, make_clip
+
+spec = importlib.util.spec_from_file_location(
+    "audio_timing_signal", Path(__file__).resolve().parents[1] / "bench" / "audio_timing_signal.py"
+)
+audio_timing_signal = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(audio_timing_signal)
+
+
+def test_delayed_sound_is_the_same_length_with_silence_in_front():
+    audio = np.arange(1, 11, dtype=np.float32)[None]
+    later = audio_timing_signal.delayed(audio, 3)
+    assert later.shape == audio.shape
+    assert np.all(later[0, :3] == 0) and np.array_equal(later[0, 3:], audio[0, :7])
+
+
+def test_true_impacts_match_their_own_sound_and_not_the_delayed_one():
+    """The world's own clips are the probe's ceiling: their impacts sit on their sound's onsets, and a
+    sound 3 frames later misses most of them (this is what a model that follows the sound would copy)."""
+    config = WorldConfig(64, 64, 12.0, 25 / 12, 16000, 1)
+    own, late = [], []
+    for seed in range(6):
+        clip = make_clip(seed, "test", config)
+        impacts = audio_timing_signal.impact_times(clip.frames, clip.meta["facts"], clip.fps)
+        later = audio_timing_signal.delayed(clip.audio, round(3 / 12 * 16000))
+        own += audio_timing_signal.within_one_frame(impacts, clip.audio, 16000, 12.0)
+        late += audio_timing_signal.within_one_frame(impacts, later, 16000, 12.0)
+    assert len(own) >= 6
+    assert np.mean(own) > 0.9 and np.mean(late) < np.mean(own) - 0.3
+
+
+def test_summary_pools_impacts_and_measures_the_shift_of_the_median_impact():
+    rows = [
+        {
+            "frame_change": 1.0,
+            "own_impacts": [0.5, 1.0],
+            "delayed_impacts": [0.75, 1.25],
+            **{key: [True, False] for key in ("own_vs_own", "delayed_vs_delayed", "truth_vs_own")},
+            **{key: [False, False] for key in ("own_vs_delayed", "delayed_vs_own", "truth_vs_delayed")},
+        },
+        {
+            "frame_change": 3.0,
+            "own_impacts": [],
+            "delayed_impacts": [0.3],
+            **{key: [] for key in ("own_vs_own", "own_vs_delayed", "truth_vs_own", "truth_vs_delayed")},
+            **{key: [True] for key in ("delayed_vs_delayed", "delayed_vs_own")},
+        },
+    ]
+    s = audio_timing_signal.summarise(rows, 0.25)
+    assert s["own_video_vs_own_sound"] == 0.5 and s["delayed_video_vs_delayed_sound"] == 2 / 3
+    assert s["delayed_video_vs_own_sound"] == 1 / 3 and s["own_video_vs_delayed_sound"] == 0.0
+    assert s["shift_clips"] == 1 and abs(s["median_impact_shift_s"] - 0.25) < 1e-12
+    assert s["mean_frame_change"] == 2.0
+
+
+def test_noised_sound_gives_the_sound_noised_and_restores_the_pipeline():
+    from happyhorse import pipeline
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    sound = (np.sin(np.arange(16000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    plain = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
+    sample, denoiser = pipeline.sample, pipe._denoiser
+    with audio_timing_signal.noised_sound(pipe):
+        noised = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
+    assert pipeline.sample is sample and pipe._denoiser == denoiser
+    again = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
+    assert np.array_equal(again.frames, plain.frames)  # restored: the clean-sound clip again
+    assert not np.array_equal(noised.frames, plain.frames)  # the model saw another sound
+    n = sound[0].shape[1]  # the output keeps the given sound either way (the tail past it is generated)
+    assert np.array_equal(noised.audio[..., :n], plain.audio[..., :n])
