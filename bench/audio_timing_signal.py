@@ -9,7 +9,8 @@ matched against both soundtracks' onsets. A model that follows the sound gives t
 impacts a match with the delayed sound as good as the own run's with its own, and a shift of the
 impacts' median time by the delay; one that ignores it keeps its impacts where they were.
 `mean_frame_change` is how much the delay moves the picture at all (mean absolute pixel difference of
-the two videos, 0-255).
+the two videos, 0-255). Its shares come from the raw frames and sound, without the MP4 and WAV round
+trip of `happyhorse eval`, so they differ from the eval's TA2V sync by a little (0.52 against 0.51).
 
     python bench/audio_timing_signal.py --first 120 --count 240 --json audio_timing.json
     python bench/audio_timing_signal.py --model DIR --count 60
@@ -42,12 +43,13 @@ from happyhorse.world import WorldConfig, make_clip
 def noised_sound(pipe):
     """While open, `pipe` gives a given soundtrack to the model noised to each step's level by the sample's
     own noise (x_t = (1 - s) z + s eps, not clean): the pipeline's sampler and denoiser are wrapped,
-    the given sound still replaces the output's."""
+    the given sound still replaces the output's. The sampler is the pipeline module's, so every
+    pipeline in the process samples this way while it is open (a diagnostic, not a feature)."""
     from happyhorse import pipeline
 
     sample, denoiser = pipeline.sample, pipe._denoiser
 
-    def replacing(denoise, noise, sigmas, method, clean, generator, callback):
+    def sample_with_noised_sound(denoise, noise, sigmas, method, clean, generator, callback):
         if clean[1] is None:
             return sample(denoise, noise, sigmas, method, clean, generator, callback)
         mask, z = clean[1]
@@ -57,14 +59,15 @@ def noised_sound(pipe):
 
         return sample(noised, noise, sigmas, method, [clean[0], None], generator, callback)
 
-    pipeline.sample = replacing
-    pipe._denoiser = lambda text, mask, positions, clean, *a, **k: denoiser(
-        text, mask, positions, [clean[0], None], *a, **k
+    pipeline.sample = sample_with_noised_sound
+    pipe._denoiser = lambda text, text_mask, positions, clean, *a, **k: denoiser(
+        text, text_mask, positions, [clean[0], None], *a, **k
     )
     try:
         yield
     finally:
-        pipeline.sample, pipe._denoiser = sample, denoiser
+        pipeline.sample = sample
+        del pipe._denoiser  # the class's method again
 
 
 def impact_times(frames: np.ndarray, facts: dict, fps: float) -> list[float]:
@@ -81,6 +84,8 @@ def within_one_frame(impacts: list[float], audio: np.ndarray, sample_rate: int, 
 
 def delayed(audio: np.ndarray, samples: int) -> np.ndarray:
     """The soundtrack [C, N] `samples` later: silence in front, the same length."""
+    if not 0 <= samples <= audio.shape[1]:
+        raise ValueError(f"delay: 0 to {audio.shape[1]} samples (the sound's length), got {samples}")
     out = np.zeros_like(audio)
     out[:, samples:] = audio[:, : audio.shape[1] - samples]
     return out
@@ -124,24 +129,24 @@ def probe(pipe, config: WorldConfig, prompts, delay_s: float) -> list[dict]:
             continue
         truth = make_clip(i, "test", config)
         facts, sr, fps = truth.meta["facts"], truth.sample_rate, truth.fps
-        later = delayed(truth.audio, samples)
-        own = pipe(truth.caption, audio=(truth.audio, sr), seed=i)
-        late = pipe(truth.caption, audio=(later, sr), seed=i)
-        own_imp = impact_times(own.frames[0], facts, fps)
-        late_imp = impact_times(late.frames[0], facts, fps)
+        delayed_sound = delayed(truth.audio, samples)
+        own_run = pipe(truth.caption, audio=(truth.audio, sr), seed=i)
+        delayed_run = pipe(truth.caption, audio=(delayed_sound, sr), seed=i)
+        own_imp = impact_times(own_run.frames[0], facts, fps)
+        late_imp = impact_times(delayed_run.frames[0], facts, fps)
         true_imp = impact_times(truth.frames, facts, fps)
         rows.append(
             {
                 "prompt": i,
-                "frame_change": float(np.abs(own.frames[0].astype(np.float32) - late.frames[0]).mean()),
+                "frame_change": float(np.abs(own_run.frames[0].astype(np.float32) - delayed_run.frames[0]).mean()),
                 "own_impacts": own_imp,
                 "delayed_impacts": late_imp,
                 "own_vs_own": within_one_frame(own_imp, truth.audio, sr, fps),
-                "own_vs_delayed": within_one_frame(own_imp, later, sr, fps),
-                "delayed_vs_delayed": within_one_frame(late_imp, later, sr, fps),
+                "own_vs_delayed": within_one_frame(own_imp, delayed_sound, sr, fps),
+                "delayed_vs_delayed": within_one_frame(late_imp, delayed_sound, sr, fps),
                 "delayed_vs_own": within_one_frame(late_imp, truth.audio, sr, fps),
                 "truth_vs_own": within_one_frame(true_imp, truth.audio, sr, fps),
-                "truth_vs_delayed": within_one_frame(true_imp, later, sr, fps),
+                "truth_vs_delayed": within_one_frame(true_imp, delayed_sound, sr, fps),
             }
         )
         print(i, json.dumps({k: v for k, v in summarise(rows, delay_s).items() if k != "delay_s"}), flush=True)
@@ -170,6 +175,8 @@ def main() -> None:
     config = WorldConfig(
         d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
     )
+    if args.delay_frames >= frames:
+        raise SystemExit(f"--delay-frames must be below the clip's {frames} frames, got {args.delay_frames}")
     delay_s = args.delay_frames / d["fps"]
     with noised_sound(pipe) if args.noised_sound else contextlib.nullcontext():
         rows = probe(pipe, config, range(args.first, args.first + args.count), delay_s)

@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from happyhorse.world import WorldConfig, make_clip
 
@@ -19,6 +20,10 @@ def test_delayed_sound_is_the_same_length_with_silence_in_front():
     later = audio_timing_signal.delayed(audio, 3)
     assert later.shape == audio.shape
     assert np.all(later[0, :3] == 0) and np.array_equal(later[0, 3:], audio[0, :7])
+    assert not audio_timing_signal.delayed(audio, 10).any()  # the whole length later: silence
+    for bad in (-1, 11):
+        with pytest.raises(ValueError, match="delay"):
+            audio_timing_signal.delayed(audio, bad)
 
 
 def test_true_impacts_match_their_own_sound_and_not_the_delayed_one():
@@ -60,19 +65,39 @@ def test_summary_pools_impacts_and_measures_the_shift_of_the_median_impact():
     assert s["mean_frame_change"] == 2.0
 
 
-def test_noised_sound_gives_the_sound_noised_and_restores_the_pipeline():
-    from happyhorse import pipeline
+def test_noised_sound_feeds_the_given_sound_noised_to_each_steps_level():
+    import torch
+
+    from happyhorse.diffusion import get_schedule
     from tests.conftest import tiny_pipeline
 
     pipe = tiny_pipeline()
     sound = (np.sin(np.arange(16000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    seen = []  # (audio tokens, audio_clean mask) of each model call's first row
+    pipe.transformer.register_forward_pre_hook(lambda m, args: seen.append((args[1][0].clone(), args[6][0].clone())))
     plain = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
-    sample, denoiser = pipeline.sample, pipe._denoiser
+    clean_audio, clean_mask = seen[0]
+    assert clean_mask.any()  # the pipeline hands the sound over clean (its whole patches; the tail is generated)
+    seen.clear()
     with audio_timing_signal.noised_sound(pipe):
         noised = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
-    assert pipeline.sample is sample and pipe._denoiser == denoiser
-    again = pipe("a red ball", audio=sound, seed=0, seconds=1.0, num_inference_steps=2)
-    assert np.array_equal(again.frames, plain.frames)  # restored: the clean-sound clip again
-    assert not np.array_equal(noised.frames, plain.frames)  # the model saw another sound
-    n = sound[0].shape[1]  # the output keeps the given sound either way (the tail past it is generated)
-    assert np.array_equal(noised.audio[..., :n], plain.audio[..., :n])
+    (first, first_mask), (second, second_mask) = seen
+    s = get_schedule(2, pipe.scheduler.shift)[1]
+    assert not first_mask.any() and not second_mask.any()  # marked as noisy, like a generated sound
+    n = int(clean_mask.sum())  # tokens of given sound; at sigma 1 they are the sample's own noise
+    torch.testing.assert_close(second[:n], (1 - s) * clean_audio[:n] + s * first[:n])
+    assert not torch.equal(first[:n], clean_audio[:n])
+    assert not np.array_equal(noised.frames, plain.frames)
+    k = sound[0].shape[1]  # the output keeps the given sound either way (the tail past it is generated)
+    assert np.array_equal(noised.audio[..., :k], plain.audio[..., :k])
+
+
+def test_noised_sound_restores_the_pipeline_even_after_an_error():
+    from happyhorse import pipeline
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    sample = pipeline.sample
+    with pytest.raises(RuntimeError), audio_timing_signal.noised_sound(pipe):
+        raise RuntimeError("inside")
+    assert pipeline.sample is sample and "_denoiser" not in vars(pipe)

@@ -169,7 +169,7 @@ def test_clips_directory_report(tmp_path):
     sync = data["metrics"]["av_offset_ms"]  # pooled over impacts; each clip keeps its own count
     assert sync["impacts"] == sum(c["metrics"]["av_offset_ms"]["impacts"] for c in data["clips"]) > 0
     low, high = sync["score_interval_95"]
-    assert low <= sync["score"] <= high
+    assert low <= sync["score"] <= high and high - low < 0.5
     assert "<img" in html_path.read_text()
 
 
@@ -180,7 +180,9 @@ def test_pooled_sync_interval_resamples_whole_clips():
         return {"extras": {"offsets_ms": [0.0] * hits + [400.0] * misses, "frame_ms": 83.3}}
 
     same = [clip(3, 1)] * 20  # every clip 3 of 4: no clip-to-clip spread, so no width
-    assert pooled_interval(same) == [0.75, 0.75]
+    assert pooled_interval(same) == [0.75, 0.75] == pooled_interval(same + [clip(0, 0)])  # no impacts: no weight
+    with pytest.raises(ValueError, match="no clip"):
+        pooled_interval([clip(0, 0)])
     mixed = [clip(4, 0)] * 10 + [clip(0, 4)] * 10 + [clip(1, 0)]  # 41 of 81 within one frame
     low, high = pooled_interval(mixed)
     assert low < 41 / 81 < high and high - low > 0.2  # whole clips of 4 agree: a wide interval

@@ -200,7 +200,7 @@ def world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow) -> dict
             "impacts": len(offsets),  # so a clip's weight in the pooled share survives into report.json
         }
     else:
-        out["av_offset_ms"] = _entry("av_offset_ms", None, None)
+        out["av_offset_ms"] = {**_entry("av_offset_ms", None, None), "impacts": 0}
     present = {c: t.centres for c, t in tracks.items() if t.visible.mean() >= 0.5}
     return out, {"offsets_ms": offsets, "frame_ms": 1000 / fps, "tracks": present}
 

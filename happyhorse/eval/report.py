@@ -101,7 +101,7 @@ def _table(metrics: dict, reference: dict | None) -> str:
         fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
         score = fmt(entry["score"])
         if "score_interval_95" in entry:  # the pooled sync share: its 95 % interval over whole clips
-            score += " [{:.3f}, {:.3f}]".format(*entry["score_interval_95"])
+            score += " (95 %: {:.3f} to {:.3f}, {} impacts)".format(*entry["score_interval_95"], entry["impacts"])
         rows.append(
             f"<tr><td>{name}</td><td>{fmt(entry['value'])}</td><td>{html.escape(entry['unit'])}</td>"
             f"<td>{score}</td><td>{fmt(ref.get('value'))}</td><td>{fmt(ref.get('score'))}</td>"

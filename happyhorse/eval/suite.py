@@ -62,6 +62,8 @@ def pooled_interval(clips: list[dict], rounds: int = 2000, seed: int = 0) -> lis
         if offsets:
             hits.append(sum(abs(o) <= c["extras"]["frame_ms"] for o in offsets))
             counts.append(len(offsets))
+    if not hits:
+        raise ValueError("pooled_interval: no clip has an impact")
     hits, counts = np.array(hits, dtype=float), np.array(counts, dtype=float)
     picks = np.random.default_rng(seed).integers(0, len(hits), (rounds, len(hits)))
     shares = hits[picks].sum(1) / counts[picks].sum(1)
@@ -85,9 +87,9 @@ def aggregate(clips: list[dict]) -> dict:
     if pooled:
         offsets = np.abs([o for o, _ in pooled])
         within = float(np.mean([abs(o) <= frame for o, frame in pooled]))
-        out["av_offset_ms"].update(
-            value=float(np.median(offsets)), score=within, impacts=len(pooled), score_interval_95=pooled_interval(clips)
-        )
+        out["av_offset_ms"].update(value=float(np.median(offsets)), score=within, impacts=len(pooled))
+        if sum(bool(c.get("extras", {}).get("offsets_ms")) for c in clips) >= 2:  # one clip has no spread
+            out["av_offset_ms"]["score_interval_95"] = pooled_interval(clips)
     permanence = [c["metrics"]["object_permanence"]["value"] for c in clips if "object_permanence" in c["metrics"]]
     if permanence:
         rate = float(np.mean(np.array(permanence) >= 0.95))
