@@ -15,11 +15,19 @@ trip of `happyhorse eval`, so they differ from the eval's TA2V sync by a little 
     python bench/audio_timing_signal.py --first 120 --count 240 --json audio_timing.json
     python bench/audio_timing_signal.py --model DIR --count 60
     python bench/audio_timing_signal.py --noised-sound --count 90   # the sound as a co-generated one
+    python bench/audio_timing_signal.py --reconstruction 100 --count 90   # reconstruction guidance
 
 `--noised-sound` gives the soundtrack to the model the way a generated one looks mid-sampling: noised to
 each step's level by the sample's own noise and marked as noisy, instead of clean (replacement
 conditioning, as in SDEdit-style inpainting). It asks whether the video reads a sound it treats as
 its own partner, where it ignores one it is handed.
+
+`--reconstruction W` adds reconstruction guidance toward the sound (Ho et al. 2022, "Video diffusion
+models", section 3.1): at each step the video's prediction moves by -W (1 - s) / 2 times the gradient,
+with respect to the noisy video, of the squared error between the given sound's latents and the model's
+own prediction of them (from the sound noised to the step's level). It uses the one path the model is
+known to have, the sound reading the video (T2V sync 0.81), to push the video toward a picture whose
+sound would be the given one. One more forward and backward pass a step.
 """
 
 from __future__ import annotations
@@ -68,6 +76,63 @@ def noised_sound(pipe):
     finally:
         pipeline.sample = sample
         del pipe._denoiser  # the class's method again
+
+
+@contextlib.contextmanager
+def reconstruction_guidance(pipe, scale: float):
+    """While open, `pipe`'s TA2V sampling adds reconstruction guidance toward the given sound at weight
+    `scale` (module docstring); the sampler is wrapped as by `noised_sound`, and its own noise is the
+    sound's noise in the gradient pass. A diagnostic, not a feature."""
+    from happyhorse import pipeline
+    from happyhorse.diffusion import predicted_x0
+
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"reconstruction scale: must be a number > 0, got {scale}")
+    sample, denoiser = pipeline.sample, pipe._denoiser
+    audio_noise = []
+
+    def sample_keeping_noise(denoise, noise, sigmas, method, clean, generator, callback):
+        audio_noise[:] = [noise[1]]
+        return sample(denoise, noise, sigmas, method, clean, generator, callback)
+
+    def guided_denoiser(text, text_mask, positions, clean, *args, **kwargs):
+        denoise = denoiser(text, text_mask, positions, clean, *args, **kwargs)
+        if clean[1] is None:
+            return denoise
+        given, z = clean[1]
+        prediction = pipe.transformer.cfg.prediction
+
+        def guided(xs, s):
+            x0v, x0a = denoise(xs, s)
+            b = xs[0].shape[0]
+            sound = torch.where(given[..., None], (1 - s) * z + s * audio_noise[0], xs[1])
+            video_clean = clean[0][0] if clean[0] is not None else torch.zeros(xs[0].shape[:2], dtype=torch.bool)
+            with torch.enable_grad():
+                video = xs[0].detach().clone().requires_grad_(True)
+                tokens = torch.cat([(~video_clean).float(), torch.ones(sound.shape[:2])], dim=1) * s
+                out = pipe.transformer(
+                    video,
+                    sound,
+                    text[:b],
+                    text_mask[:b],
+                    positions,
+                    video_clean,
+                    torch.zeros(sound.shape[:2], dtype=torch.bool),
+                    tokens,
+                )
+                own = predicted_x0(out.audio.float(), sound, torch.tensor(s), prediction)
+                (grad,) = torch.autograd.grad((((own - z) ** 2) * given[..., None]).sum(), video)
+            return [x0v - scale * (1 - s) / 2 * grad, x0a]
+
+        return guided
+
+    pipeline.sample = sample_keeping_noise
+    pipe._denoiser = guided_denoiser
+    try:
+        yield
+    finally:
+        pipeline.sample = sample
+        del pipe._denoiser
 
 
 def impact_times(frames: np.ndarray, facts: dict, fps: float) -> list[float]:
@@ -161,6 +226,9 @@ def main() -> None:
     parser.add_argument("--delay-frames", type=int, default=3, help="how many frames later the delayed sound is")
     parser.add_argument("--json", type=Path, default=None, help="write per-clip rows and the summary here")
     parser.add_argument("--noised-sound", action="store_true", help="give the sound noised to each step's level")
+    parser.add_argument(
+        "--reconstruction", type=float, default=None, help="reconstruction guidance toward the sound at this weight"
+    )
     args = parser.parse_args()
     if args.count < 1 or args.first < 0:
         raise SystemExit(f"--first must be >= 0 and --count >= 1, got {args.first} and {args.count}")
@@ -178,7 +246,17 @@ def main() -> None:
     if args.delay_frames >= frames:
         raise SystemExit(f"--delay-frames must be below the clip's {frames} frames, got {args.delay_frames}")
     delay_s = args.delay_frames / d["fps"]
-    with noised_sound(pipe) if args.noised_sound else contextlib.nullcontext():
+    if args.noised_sound and args.reconstruction is not None:
+        raise SystemExit("--noised-sound and --reconstruction: choose one")
+    if args.reconstruction is not None and not args.reconstruction > 0:
+        raise SystemExit(f"--reconstruction must be > 0, got {args.reconstruction}")
+    if args.noised_sound:
+        context = noised_sound(pipe)
+    elif args.reconstruction is not None:
+        context = reconstruction_guidance(pipe, args.reconstruction)
+    else:
+        context = contextlib.nullcontext()
+    with context:
         rows = probe(pipe, config, range(args.first, args.first + args.count), delay_s)
     summary = summarise(rows, delay_s)
     for key, value in summary.items():

@@ -101,3 +101,66 @@ def test_noised_sound_restores_the_pipeline_even_after_an_error():
     with pytest.raises(RuntimeError), audio_timing_signal.noised_sound(pipe):
         raise RuntimeError("inside")
     assert pipeline.sample is sample and "_denoiser" not in vars(pipe)
+
+
+def test_reconstruction_guidance_moves_the_video_down_the_sound_error_gradient():
+    """Two euler steps: the first (sigma 1) is unguided, the second's x0 is the output. Its change from
+    the unguided output is linear in the weight, and a small move of the noisy video along it lowers the
+    error of the model's own prediction of the given sound: reconstruction guidance descends that error."""
+    import torch
+
+    from happyhorse.diffusion import get_schedule, predicted_x0
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    sound = (np.sin(np.arange(12000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    latents, calls = [], []
+    decode = pipe.video_codec.decode
+    pipe.video_codec.decode = lambda z: latents.append(z.clone()) or decode(z)
+    pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append([a for a in args]))
+    run = dict(audio=sound, seed=0, num_inference_steps=2, sampler="euler", guidance_scale=1.0)
+    plain = pipe("a red ball", **run)
+    for scale in (1.0, 2.0):
+        calls.clear()
+        with audio_timing_signal.reconstruction_guidance(pipe, scale):
+            guided = pipe("a red ball", **run)
+    plain_z, one, two = latents
+    step = one - plain_z
+    assert step.abs().max() > 0
+    torch.testing.assert_close(two - plain_z, 2 * step, rtol=1e-3, atol=1e-6)
+    assert np.array_equal(guided.audio, plain.audio)  # the given sound is the output's sound either way
+
+    # the last model call is the gradient pass at the second noise level: the sound noised, marked noisy
+    video, sound_in, text, text_mask, positions, video_clean, sound_clean = (a.detach() for a in calls[-1][:7])
+    assert not sound_clean.any()
+    z = pipe.audio_codec.encode(torch.from_numpy(sound[0])[None])
+    given = torch.zeros(z.shape[:2], dtype=torch.bool)
+    given[:, : sound[0].shape[1] // pipe.audio_codec.patch] = True
+    s = get_schedule(2, pipe.scheduler.shift)[1]
+
+    def sound_error(v):
+        with torch.no_grad():
+            out = pipe.transformer(v, sound_in, text, text_mask, positions, video_clean, sound_clean)
+        own = predicted_x0(out.audio.float(), sound_in, torch.tensor(s), pipe.transformer.cfg.prediction)
+        return float((((own - z) ** 2) * given[..., None]).sum())
+
+    direction = step.reshape(video.shape) / step.norm()
+    assert sound_error(video + 1e-2 * direction) < sound_error(video)
+
+
+def test_reconstruction_guidance_leaves_t2v_alone_and_restores_the_pipeline():
+    from happyhorse import pipeline
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    plain = pipe("a red ball", seed=3)
+    with audio_timing_signal.reconstruction_guidance(pipe, 100.0):
+        guided = pipe("a red ball", seed=3)
+    assert np.array_equal(plain.frames, guided.frames)  # no given sound: nothing to reconstruct
+    sample = pipeline.sample
+    with pytest.raises(RuntimeError), audio_timing_signal.reconstruction_guidance(pipe, 1.0):
+        raise RuntimeError("inside")
+    assert pipeline.sample is sample and "_denoiser" not in vars(pipe)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="reconstruction"), audio_timing_signal.reconstruction_guidance(pipe, bad):
+            pass
