@@ -198,7 +198,9 @@ def _encode_mp4(tmp, frames, rate, audio, sample_rate, crf, preset, audio_bitrat
             sound.bit_rate = audio_bitrate
             sound.codec_context.time_base = Fraction(1, sample_rate)
         for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            # converted here, not by the encoder: PyAV's implicit conversion (threaded swscale) made the
+            # H.264 stream differ from one process to the next for the same frames
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuv420p")
             frame.pts = i
             frame.time_base = video.codec_context.time_base
             container.mux(video.encode(frame))

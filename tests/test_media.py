@@ -75,6 +75,23 @@ def test_ffprobe_sees_h264_and_aac_of_matching_duration(tmp_path):
     assert abs(streams["h264"] - streams["aac"]) < 0.03
 
 
+def test_the_same_clip_is_written_to_the_same_bytes(tmp_path):
+    """World clips are fixed byte for byte by (seed, split), and an evaluation's ground truth must read
+    the same every run: the H.264 stream may not depend on what was encoded before (PyAV's implicit
+    colour conversion made it differ from one write to the next)."""
+    from happyhorse.world import WorldConfig, make_clip
+
+    config = WorldConfig(64, 64, 12.0, 25 / 12, 16000, 1)
+    clips = [make_clip(seed, "test", config) for seed in (122, 125, 128)]
+    written = []
+    for _ in range(3):
+        for k, clip in enumerate(clips):
+            path = save_video(tmp_path / f"{k}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
+            written.append((k, path.read_bytes()))
+    for k in range(len(clips)):
+        assert len({data for j, data in written if j == k}) == 1
+
+
 def test_failed_write_leaves_no_file(tmp_path):
     target = tmp_path / "bad.mp4"
     with pytest.raises(MediaError, match="dtype uint8"):
