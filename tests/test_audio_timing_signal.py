@@ -103,22 +103,26 @@ def test_noised_sound_restores_the_pipeline_even_after_an_error():
     assert pipeline.sample is sample and "_denoiser" not in vars(pipe)
 
 
-def test_reconstruction_guidance_moves_the_video_down_the_sound_error_gradient():
+def test_reconstruction_guidance_moves_the_video_down_the_sound_error_gradient(monkeypatch):
     """Two euler steps: the first (sigma 1) is unguided, the second's x0 is the output. Its change from
     the unguided output is linear in the weight, and a small move of the noisy video along it lowers the
-    error of the model's own prediction of the given sound: reconstruction guidance descends that error."""
+    error of the model's own prediction of the given sound: reconstruction guidance descends that error.
+    The sound covers half the clip, so the pass must noise only the given tokens and score only them."""
     import torch
 
+    from happyhorse import pipeline
     from happyhorse.diffusion import get_schedule, predicted_x0
     from tests.conftest import tiny_pipeline
 
     pipe = tiny_pipeline()
-    sound = (np.sin(np.arange(12000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
-    latents, calls = [], []
+    sound = (np.sin(np.arange(6000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    latents, calls, noises = [], [], []
     decode = pipe.video_codec.decode
     pipe.video_codec.decode = lambda z: latents.append(z.clone()) or decode(z)
-    pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append([a for a in args]))
-    run = dict(audio=sound, seed=0, num_inference_steps=2, sampler="euler", guidance_scale=1.0)
+    pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append([a.detach().clone() for a in args]))
+    initial_noise = pipeline.initial_noise
+    monkeypatch.setattr(pipeline, "initial_noise", lambda *a: noises.append(initial_noise(*a)) or noises[-1])
+    run = dict(audio=sound, seconds=0.75, seed=0, num_inference_steps=2, sampler="euler", guidance_scale=1.0)
     plain = pipe("a red ball", **run)
     for scale in (1.0, 2.0):
         calls.clear()
@@ -128,24 +132,49 @@ def test_reconstruction_guidance_moves_the_video_down_the_sound_error_gradient()
     step = one - plain_z
     assert step.abs().max() > 0
     torch.testing.assert_close(two - plain_z, 2 * step, rtol=1e-3, atol=1e-6)
-    assert np.array_equal(guided.audio, plain.audio)  # the given sound is the output's sound either way
+    assert np.array_equal(guided.audio[..., :6000], plain.audio[..., :6000])  # the given sound is kept
 
-    # the last model call is the gradient pass at the second noise level: the sound noised, marked noisy
-    video, sound_in, text, text_mask, positions, video_clean, sound_clean = (a.detach() for a in calls[-1][:7])
-    assert not sound_clean.any()
-    z = pipe.audio_codec.encode(torch.from_numpy(sound[0])[None])
-    given = torch.zeros(z.shape[:2], dtype=torch.bool)
-    given[:, : sound[0].shape[1] // pipe.audio_codec.patch] = True
+    # calls: step 1's pass (no gradient pass at sigma 1), step 2's pass, then its gradient pass
+    assert len(calls) == 3
+    current = calls[1][1]  # the sound latents as sampling has them at step 2 (given tokens clean)
+    video, sound_in, text, text_mask, positions, video_clean, sound_clean = calls[2][:7]
+    given = calls[1][6]  # the pipeline's mask of given sound tokens
+    assert given.any() and not given.all()
+    assert not sound_clean.any()  # the gradient pass shows the sound as noisy
     s = get_schedule(2, pipe.scheduler.shift)[1]
+    z = current  # on given tokens the sampler keeps the clean given latents
+    noised = (1 - s) * z + s * noises[-1][1]
+    torch.testing.assert_close(sound_in[given], noised[given])
+    torch.testing.assert_close(sound_in[~given], current[~given])
 
-    def sound_error(v):
-        with torch.no_grad():
-            out = pipe.transformer(v, sound_in, text, text_mask, positions, video_clean, sound_clean)
+    def sound_error(v):  # the error over the given tokens only
+        out = pipe.transformer(v, sound_in, text, text_mask, positions, video_clean, sound_clean)
         own = predicted_x0(out.audio.float(), sound_in, torch.tensor(s), pipe.transformer.cfg.prediction)
-        return float((((own - z) ** 2) * given[..., None]).sum())
+        return (((own - z) ** 2) * given[..., None]).sum()
 
     direction = step.reshape(video.shape) / step.norm()
-    assert sound_error(video + 1e-2 * direction) < sound_error(video)
+    with torch.no_grad():
+        assert sound_error(video + 1e-2 * direction) < sound_error(video)
+    leaf = video.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(sound_error(leaf), leaf)
+    torch.testing.assert_close(step.reshape(video.shape), -(1 - s) / 2 * gradient, rtol=1e-3, atol=1e-7)
+
+
+def test_reconstruction_guidance_reads_the_prompt_not_the_empty_prompt():
+    """With classifier-free guidance the text rows are [prompts | empty prompts]: the gradient pass
+    takes the prompts'."""
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    calls = []
+    pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append([a.detach().clone() for a in args]))
+    sound = (np.sin(np.arange(12000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    with audio_timing_signal.reconstruction_guidance(pipe, 1.0):
+        pipe("a red ball", audio=sound, seed=0, num_inference_steps=2, sampler="euler", guidance_scale=3.0)
+    guided_pass, gradient_pass = calls[-2], calls[-1]
+    assert guided_pass[2].shape[0] == 2 and gradient_pass[2].shape[0] == 1
+    assert np.array_equal(gradient_pass[2].numpy(), guided_pass[2][:1].numpy())
+    assert not np.array_equal(gradient_pass[2].numpy(), guided_pass[2][1:].numpy())
 
 
 def test_reconstruction_guidance_leaves_t2v_alone_and_restores_the_pipeline():

@@ -77,8 +77,10 @@ def test_ffprobe_sees_h264_and_aac_of_matching_duration(tmp_path):
 
 def test_the_same_clip_is_written_to_the_same_bytes(tmp_path):
     """World clips are fixed byte for byte by (seed, split), and an evaluation's ground truth must read
-    the same every run: the H.264 stream may not depend on what was encoded before (PyAV's implicit
-    colour conversion made it differ from one write to the next)."""
+    the same every run: the H.264 stream may not depend on what was encoded before. Before the fix two
+    of these clips came out differently on each write. (The other cause, x264's macroblock tree coding
+    differently from one process to the next after a model had sampled, showed only across processes
+    running the default model; no test here reproduces it, so media.py says why the tree is off.)"""
     from happyhorse.world import WorldConfig, make_clip
 
     config = WorldConfig(64, 64, 12.0, 25 / 12, 16000, 1)
