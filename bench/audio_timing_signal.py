@@ -17,6 +17,7 @@ evaluation of MODEL_CARD.md, whose MP4 encoding alone moves it by a few hundredt
     python bench/audio_timing_signal.py --model DIR --count 60
     python bench/audio_timing_signal.py --noised-sound --count 90   # the sound as a co-generated one
     python bench/audio_timing_signal.py --reconstruction 100 --count 90   # reconstruction guidance
+    python bench/audio_timing_signal.py --reconstruction 30 --flat --count 90   # ... at every level alike
 
 `--noised-sound` gives the soundtrack to the model the way a generated one looks mid-sampling: noised to
 each step's level by the sample's own noise and marked as noisy, instead of clean (replacement
@@ -81,10 +82,12 @@ def noised_sound(pipe):
 
 
 @contextlib.contextmanager
-def reconstruction_guidance(pipe, scale: float):
+def reconstruction_guidance(pipe, scale: float, flat: bool = False):
     """While open, `pipe`'s TA2V sampling adds reconstruction guidance toward the given sound at weight
     `scale` (module docstring); the sampler is wrapped as by `noised_sound`, and its own noise is the
-    sound's noise in the gradient pass. A diagnostic, not a feature."""
+    sound's noise in the gradient pass. `flat`: the step is -scale / 2 times the gradient at every noise
+    level, sigma 1 included, instead of Ho et al.'s -scale (1 - s) / 2, which is small at the high-noise
+    steps where a motion's path is laid out. A diagnostic, not a feature."""
     from happyhorse import pipeline
     from happyhorse.diffusion import predicted_x0
 
@@ -106,7 +109,8 @@ def reconstruction_guidance(pipe, scale: float):
 
         def guided(xs, s):
             x0v, x0a = denoise(xs, s)
-            if s >= 1:  # the weight (1 - s) is zero at pure noise: no pass to make
+            weight = scale / 2 if flat else scale * (1 - s) / 2
+            if weight == 0:  # Ho et al.'s weight is zero at pure noise: no pass to make
                 return [x0v, x0a]
             b = xs[0].shape[0]
             sound = torch.where(given[..., None], (1 - s) * z + s * audio_noise[0], xs[1])
@@ -127,7 +131,7 @@ def reconstruction_guidance(pipe, scale: float):
                 )
                 own = predicted_x0(out.audio.float().cpu(), sound, torch.tensor(s), prediction)
                 (grad,) = torch.autograd.grad((((own - z) ** 2) * given[..., None]).sum(), video)
-            return [x0v - scale * (1 - s) / 2 * grad.float().cpu(), x0a]
+            return [x0v - weight * grad.float().cpu(), x0a]
 
         return guided
 
@@ -235,6 +239,9 @@ def main() -> None:
     how.add_argument(
         "--reconstruction", type=float, default=None, help="reconstruction guidance toward the sound at this weight"
     )
+    parser.add_argument(
+        "--flat", action="store_true", help="with --reconstruction: the same weight at every noise level, not (1 - s)"
+    )
     args = parser.parse_args()
     if args.count < 1 or args.first < 0:
         raise SystemExit(f"--first must be >= 0 and --count >= 1, got {args.first} and {args.count}")
@@ -242,6 +249,8 @@ def main() -> None:
         raise SystemExit(f"--delay-frames must be >= 1, got {args.delay_frames}")
     if args.reconstruction is not None and not (math.isfinite(args.reconstruction) and args.reconstruction > 0):
         raise SystemExit(f"--reconstruction must be a finite number > 0, got {args.reconstruction}")
+    if args.flat and args.reconstruction is None:
+        raise SystemExit("--flat weights --reconstruction; give --reconstruction W too")
 
     from happyhorse.generate import load_pipeline
 
@@ -257,7 +266,7 @@ def main() -> None:
     if args.noised_sound:
         context = noised_sound(pipe)
     elif args.reconstruction is not None:
-        context = reconstruction_guidance(pipe, args.reconstruction)
+        context = reconstruction_guidance(pipe, args.reconstruction, args.flat)
     else:
         context = contextlib.nullcontext()
     with context:

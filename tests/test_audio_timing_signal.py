@@ -193,3 +193,20 @@ def test_reconstruction_guidance_leaves_t2v_alone_and_restores_the_pipeline():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="reconstruction"), audio_timing_signal.reconstruction_guidance(pipe, bad):
             pass
+
+
+def test_flat_reconstruction_weight_also_guides_the_pure_noise_step():
+    """One euler step from sigma 1: Ho et al.'s weight (1 - s) is zero there, so the clip is the plain
+    one; the flat weight pushes it."""
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    sound = (np.sin(np.arange(12000) / 5.0).astype(np.float32)[None] * 0.5, 16000)
+    run = dict(audio=sound, seed=0, num_inference_steps=1, sampler="euler", guidance_scale=1.0)
+    plain = pipe("a red ball", **run)
+    with audio_timing_signal.reconstruction_guidance(pipe, 1000.0):
+        ho = pipe("a red ball", **run)
+    with audio_timing_signal.reconstruction_guidance(pipe, 1000.0, flat=True):
+        flat = pipe("a red ball", **run)
+    assert np.array_equal(ho.frames, plain.frames)
+    assert not np.array_equal(flat.frames, plain.frames)
