@@ -165,7 +165,8 @@ def save_video(
 
     Audio packets are time-stamped in samples from 0, so sound and picture share one clock; AAC's
     encoder delay is written as an edit list, which decoders (and `read_video`) remove. The same frames
-    and sound give the same bytes on every run, so an evaluation of the same clips reads the same.
+    and sound give the same bytes on every run (with one build of PyAV), so an evaluation of the same
+    clips reads the same.
     """
     frames = _pad_even(_check_frames(frames))
     if not (0 < float(fps) <= 240):
