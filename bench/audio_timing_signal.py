@@ -252,17 +252,15 @@ def main() -> None:
     if args.flat and args.reconstruction is None:
         raise SystemExit("--flat weights --reconstruction; give --reconstruction W too")
 
+    from happyhorse.eval.suite import world_config
     from happyhorse.generate import load_pipeline
 
     pipe = load_pipeline(args.model)
-    d = pipe.defaults
-    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
-    config = WorldConfig(
-        d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
-    )
+    config = world_config(pipe)
+    frames, fps = config.num_frames, config.fps
     if args.delay_frames >= frames:
         raise SystemExit(f"--delay-frames must be below the clip's {frames} frames, got {args.delay_frames}")
-    delay_s = args.delay_frames / d["fps"]
+    delay_s = args.delay_frames / fps
     if args.noised_sound:
         context = noised_sound(pipe)
     elif args.reconstruction is not None:

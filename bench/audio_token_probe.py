@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
-from happyhorse.world import WorldConfig, make_clip
+from happyhorse.world import make_clip
 
 
 def onset_targets(events: list[dict], num_tokens: int, patch: int) -> np.ndarray:
@@ -69,12 +70,7 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         raise ValueError(f"auc: needs both classes, got {positives} positives and {negatives} negatives")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # ties share their average rank
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    ranks = rankdata(scores)  # ties share their average rank
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
@@ -152,14 +148,11 @@ def main() -> None:
     if not 0 < args.sigma <= 1:
         raise SystemExit(f"--sigma must be in (0, 1], got {args.sigma}")
 
+    from happyhorse.eval.suite import world_config
     from happyhorse.generate import load_pipeline
 
     pipe = load_pipeline(args.model)
-    d = pipe.defaults
-    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
-    config = WorldConfig(
-        d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
-    )
+    config = world_config(pipe)
     split = {0: ([], []), 1: ([], [])}  # clip parity -> (features per clip, targets per clip)
     for i in range(args.first, args.first + args.count):
         clip = make_clip(i, "test", config)

@@ -132,6 +132,16 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
     }
 
 
+def world_config(pipe):
+    """The world's clip settings that match a pipeline's defaults: its size, frame rate, sound, and its
+    length rounded to whole latent frames, so a world clip and a generated one line up frame for frame."""
+    from ..world import WorldConfig
+
+    d, ac = pipe.defaults, pipe.audio_codec
+    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
+    return WorldConfig(d["width"], d["height"], d["fps"], frames / d["fps"], ac.sample_rate, ac.channels)
+
+
 def generate_test_set(
     model_dir,
     out: Path,
@@ -150,16 +160,12 @@ def generate_test_set(
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
     `refine` (None keeps them)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
-    from ..world import WorldConfig, make_clip, write_sample
+    from ..world import make_clip, write_sample
 
     if not modes or not set(modes) <= set(MODES):
         raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
     pipe = load_pipeline(model_dir)
-    d = pipe.defaults
-    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
-    config = WorldConfig(
-        d["width"], d["height"], d["fps"], frames / d["fps"], pipe.audio_codec.sample_rate, pipe.audio_codec.channels
-    )
+    config = world_config(pipe)
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
         mode = MODES[i % len(MODES)]

@@ -128,12 +128,13 @@ def make_pairs(pipe, seeds: range, batch: int = 8, split: str = "train") -> dict
     'start': the schedule index each sample started from}. Samples with the pipeline's stored settings,
     all but contrastive guidance (off in the default model), through its own denoiser."""
     from ..diffusion.samplers import get_schedule, sample
+    from ..eval.suite import world_config
     from ..pipeline import initial_noise, sequence_positions
-    from ..world import WorldConfig, make_clip
+    from ..world import make_clip
 
     sch, vc, ac, d = pipe.scheduler, pipe.video_codec, pipe.audio_codec, pipe.defaults
-    num_frames = vc.num_frames(round(d["seconds"] * d["fps"]))
-    world = WorldConfig(d["width"], d["height"], d["fps"], num_frames / d["fps"], ac.sample_rate, ac.channels)
+    world = world_config(pipe)
+    num_frames = world.num_frames
     grid = vc.latent_shape(num_frames, d["height"], d["width"])
     sigmas = get_schedule(sch.num_inference_steps, sch.shift)
     last = min(START_STEPS[1], len(sigmas) - 2)  # a schedule of few steps starts its pairs earlier
