@@ -159,6 +159,7 @@ def save_video(
     crf: int = 18,
     preset: str = "medium",
     audio_bitrate: int = 128_000,
+    repeatable: bool = True,
 ) -> Path:
     """Write frames (uint8 [T, H, W, 3]) and optional audio (float32 [C, N]) as MP4: H.264 yuv420p +
     AAC, `+faststart` so browsers can start playing before the download ends.
@@ -166,7 +167,10 @@ def save_video(
     Audio packets are time-stamped in samples from 0, so sound and picture share one clock; AAC's
     encoder delay is written as an edit list, which decoders (and `read_video`) remove. The same frames
     and sound give the same bytes on every run (with one build of PyAV), so an evaluation of the same
-    clips reads the same.
+    clips reads the same. That needs x264's macroblock tree off (`repeatable`, the default): with it,
+    x264 coded the same frames differently from run to run once the process had sampled a model. The
+    tree saves bytes at the same CRF; `repeatable=False` turns it back on (`bench/mp4_size.py` measures
+    what it saves).
     """
     frames = _pad_even(_check_frames(frames))
     if not (0 < float(fps) <= 240):
@@ -180,23 +184,19 @@ def save_video(
         raise MediaError(f"path: output must end in .mp4, got {path.name!r}")
     with atomic_path(path) as tmp:
         try:
-            _encode_mp4(tmp, frames, rate, audio, sample_rate, crf, preset, audio_bitrate)
+            _encode_mp4(tmp, frames, rate, audio, sample_rate, crf, preset, audio_bitrate, repeatable)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: encoding failed: {exc}") from exc
     return path
 
 
-def _encode_mp4(tmp, frames, rate, audio, sample_rate, crf, preset, audio_bitrate) -> None:
+def _encode_mp4(tmp, frames, rate, audio, sample_rate, crf, preset, audio_bitrate, repeatable) -> None:
     with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height = frames.shape[2], frames.shape[1]
         video.pix_fmt = "yuv420p"
         video.codec_context.time_base = 1 / rate
-        # no macroblock tree: with it, x264 (even single-threaded) coded the same frames differently from
-        # one run to the next once the process had sampled a model, so the same ground truth read 0.973 or
-        # 0.986 sync. Its cost at CRF 18: ~40 % more bytes at 64x64 and ~50 % at 256x256, for 0.4 and
-        # 0.2 dB more PSNR (10 world test clips).
-        video.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+        video.options = {"crf": str(crf), "preset": preset, **({"x264-params": "mbtree=0"} if repeatable else {})}
         sound = None
         if audio is not None:
             layout = "mono" if audio.shape[0] == 1 else "stereo"

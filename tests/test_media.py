@@ -94,6 +94,14 @@ def test_the_same_clip_is_written_to_the_same_bytes(tmp_path):
         assert len({data for j, data in written if j == k}) == 1
 
 
+def test_repeatable_false_turns_the_macroblock_tree_back_on(tmp_path):
+    frames = _moving_square()
+    tree = save_video(tmp_path / "tree.mp4", frames, 12.0, repeatable=False)
+    plain = save_video(tmp_path / "plain.mp4", frames, 12.0)
+    assert tree.read_bytes() != plain.read_bytes()  # another coding of the same frames
+    assert read_video(tree).frames.shape == frames.shape
+
+
 def test_failed_write_leaves_no_file(tmp_path):
     target = tmp_path / "bad.mp4"
     with pytest.raises(MediaError, match="dtype uint8"):
