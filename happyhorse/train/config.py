@@ -69,6 +69,16 @@ class TrainConfig:
     # et al. 2023): training on the noise that sampling with `noise_correlation` starts from; the run's
     # model stores it as its sampling default
     noise_correlation: float = 0.0
+    # a contrastive term for samples given their soundtrack (TA2V) at noise >= audio_contrast_min_sigma:
+    # the video is predicted twice, from its own sound and from the same scene's sound with every impact
+    # moved by 0.15-0.5 s (either way), and the term tau e_own softplus(-(e_moved - e_own) / (tau e_own))
+    # on the two video errors (e_own held constant in the scale), times this weight, asks the own sound to
+    # predict the video better: a signal that rewards following the sound's timing directly
+    # (MODEL_CARD.md, "The video ignores a given soundtrack"). Weight 1 pulls as hard as the flow loss
+    audio_contrast_weight: float = 0.0
+    audio_contrast_shift: tuple[float, float] = (0.15, 0.5)  # |shift| range, seconds
+    audio_contrast_min_sigma: float = 0.5
+    audio_contrast_temperature: float = 0.05  # tau: relative error gap that counts as one logit
     text_dropout: float = 0.1  # prompts replaced by "" so the model also learns the unconditional
     p_image: float = 0.3  # chance a sample is given its first frame (TI2V)
     p_audio: float = 0.3  # chance a sample is given its soundtrack (TA2V); both: TIA2V
@@ -88,6 +98,7 @@ class TrainConfig:
     def __post_init__(self):
         self.video_patch = tuple(self.video_patch)
         self.betas = tuple(self.betas)
+        self.audio_contrast_shift = tuple(self.audio_contrast_shift)
         self.text_layers = None if self.text_layers is None else tuple(self.text_layers)
         if (self.num_frames - 1) % self.video_patch[0]:
             raise ValueError(
@@ -116,6 +127,18 @@ class TrainConfig:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if not 0 <= self.object_loss_weight <= 1000:
             raise ValueError(f"object_loss_weight must be in [0, 1000], got {self.object_loss_weight}")
+        if not 0 <= self.audio_contrast_weight <= 1000:
+            raise ValueError(f"audio_contrast_weight must be in [0, 1000], got {self.audio_contrast_weight}")
+        lo, hi = self.audio_contrast_shift if len(self.audio_contrast_shift) == 2 else (None, None)
+        if lo is None or not 0 < lo <= hi <= self.seconds:
+            raise ValueError(
+                f"audio_contrast_shift must be [low, high] seconds with 0 < low <= high <= the clip's "
+                f"{self.seconds:.2f} s, got {list(self.audio_contrast_shift)}"
+            )
+        if not 0 < self.audio_contrast_temperature <= 10:
+            raise ValueError(f"audio_contrast_temperature must be in (0, 10], got {self.audio_contrast_temperature}")
+        if not 0 <= self.audio_contrast_min_sigma <= 1:
+            raise ValueError(f"audio_contrast_min_sigma must be in [0, 1], got {self.audio_contrast_min_sigma}")
         for name in ("text_dropout", "p_image", "p_audio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

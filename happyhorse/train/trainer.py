@@ -35,7 +35,7 @@ from ..pipeline import (
     swap_words,
 )
 from ..world import WorldConfig, make_clip
-from ..world.sample import OBJECT_COVERAGE
+from ..world.sample import OBJECT_COVERAGE, SHIFTED_AUDIO
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .config import TrainConfig
 
@@ -81,7 +81,12 @@ class StepBatches(IterableDataset):
                 if i // r not in clips and not (cfg.mirror_pairs and (i // r) % 2):
                     seed = clip_seed(cfg, step, i // r, b * self.world_size // r)
                     clips[i // r] = make_clip(
-                        seed, "train", self.world, ground_truth=False, object_coverage=cfg.object_loss_weight > 0
+                        seed,
+                        "train",
+                        self.world,
+                        ground_truth=False,
+                        object_coverage=cfg.object_loss_weight > 0,
+                        sound_shift_s=sound_shift(cfg, seed) if cfg.audio_contrast_weight > 0 else None,
                     )
             if cfg.mirror_pairs:  # each odd clip is the one before it, mirrored: a pair that differs in direction
                 clips.update({j + 1: mirrored(clip) for j, clip in list(clips.items())})
@@ -95,7 +100,16 @@ class StepBatches(IterableDataset):
             }
             if cfg.object_loss_weight > 0:
                 batch["objects"] = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in shown]))
+            if cfg.audio_contrast_weight > 0:
+                batch["audio_shifted"] = torch.from_numpy(np.stack([c.meta[SHIFTED_AUDIO] for c in shown]))
             yield batch
+
+
+def sound_shift(cfg: TrainConfig, seed: int) -> float:
+    """How far (seconds, either way) a clip's impacts move in its contrastive negative sound."""
+    rng = np.random.default_rng([cfg.seed, seed, 13])
+    low, high = cfg.audio_contrast_shift
+    return float(rng.choice([-1.0, 1.0]) * rng.uniform(low, high))
 
 
 def mirrored(clip: Clip) -> Clip:
@@ -134,6 +148,7 @@ class StepInputs:
     text_mask: torch.Tensor
     positions: torch.Tensor
     video_weight: torch.Tensor | None = None  # [B, Nv] loss weight per video token (None: all 1)
+    audio_shifted: torch.Tensor | None = None  # [B, Na, Ca] the clips' time-shifted sound (audio contrast)
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
@@ -179,6 +194,9 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     if cfg.object_loss_weight > 0:
         covered = vc.pool(batch["objects"].to(device, non_blocking=True).float() / 255).reshape(b, -1)
         video_weight = 1 + cfg.object_loss_weight * covered
+    audio_shifted = None
+    if "audio_shifted" in batch:
+        audio_shifted = ac.encode(batch["audio_shifted"].to(device, non_blocking=True))
     move = lambda t: t.to(device)  # noqa: E731
     return StepInputs(
         *map(
@@ -186,26 +204,76 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
             (video_x0, audio_x0, video_t, audio_t, vnoise, anoise, sigma, vclean, aclean, text, text_mask, positions),
         ),
         video_weight=video_weight,
+        audio_shifted=audio_shifted,
     )
 
 
 def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
-    """Mean flow loss over the batch, and its per-sample video and audio parts for logging."""
+    """Mean flow loss over the batch, and its per-sample video and audio parts for logging; with
+    cfg.audio_contrast_weight, plus the contrastive timing term (audio_contrast_loss), whose second
+    predictions ride in the same forward pass as extra rows (one forward a step, as DDP and FSDP expect)."""
     x = inputs
+    b = x.video_t.shape[0]
     token_sigma = torch.cat(
         [(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], dim=1
     )
+    rows = contrast_rows(x, cfg) if cfg.audio_contrast_weight > 0 else None
+    video_t, audio_t, text, text_mask, vclean, aclean, tsigma = (
+        x.video_t, x.audio_t, x.text, x.text_mask, x.video_clean, x.audio_clean, token_sigma
+    )  # fmt: skip
+    if rows is not None and len(rows):  # the same samples again, each given its moved sound
+        video_t, text, text_mask, vclean, aclean, tsigma = (
+            torch.cat([t, t[rows]]) for t in (video_t, text, text_mask, vclean, aclean, tsigma)
+        )
+        audio_t = torch.cat([audio_t, x.audio_shifted[rows].to(audio_t.dtype)])
     with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=x.video_t.device.type == "cuda"):
-        out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
+        out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
     video_weight = (~x.video_clean).float() if x.video_weight is None else (~x.video_clean) * x.video_weight
-    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, prediction, video_weight)
-    loss_a = flow_loss(out.audio.float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
+    loss_v = flow_loss(out.video[:b].float(), x.video_x0, x.video_noise, x.video_t, s, prediction, video_weight)
+    loss_a = flow_loss(out.audio[:b].float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
     # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
     # samples with audio loss) keeps N processes x B samples equal to one process with N x B
     has_audio = (~x.audio_clean).any(-1).float()
     loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
-    return loss, {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
+    parts = {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
+    if rows is not None:
+        won = torch.full_like(loss_v, float("nan")).detach()
+        if len(rows):
+            moved = flow_loss(
+                out.video[b:].float(), x.video_x0[rows], x.video_noise[rows], x.video_t[rows], s[rows], prediction,
+                video_weight[rows],
+            )  # fmt: skip
+            contrast, won[rows] = audio_contrast_loss(loss_v[rows], moved, cfg.audio_contrast_temperature)
+            loss = loss + cfg.audio_contrast_weight * contrast / b  # over the batch, as the audio loss
+        parts["contrast_won"] = won
+    return loss, parts
+
+
+def contrast_rows(x: StepInputs, cfg: TrainConfig) -> torch.Tensor:
+    """The samples that take part in the contrastive timing term: given their whole soundtrack, some
+    video to denoise, at noise >= audio_contrast_min_sigma. At low noise the picture shows where the
+    impacts are and no sound could move them, so asking for a gap there would teach the model to spoil
+    the video for a sound it judges wrong."""
+    if x.audio_shifted is None:
+        raise ValueError("audio_contrast_weight > 0 needs the batch's shifted sound (StepBatches makes it)")
+    part = x.audio_clean.all(-1) & (x.sigma >= cfg.audio_contrast_min_sigma) & ~x.video_clean.all(-1)
+    return part.nonzero().squeeze(1)
+
+
+def audio_contrast_loss(
+    own: torch.Tensor, moved: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The contrastive timing term summed over samples, from their video errors given their own sound
+    and given it with the impacts moved, and whether each own sound already predicts better.
+
+    The logit is the relative gap (moved - own) / (tau own); the term is tau own softplus(-logit), with
+    own held constant in the factor, so that its gradient is sigmoid(-logit) (d own - d moved): in the
+    flow loss's units, weight 1 pulls on the own error at most as hard as the flow loss does, and it
+    lets go once the own sound predicts the video better by a few tau."""
+    scale = temperature * own.detach().clamp(min=1e-8)
+    gap = (moved - own) / scale
+    return (scale * torch.nn.functional.softplus(-gap)).sum(), (gap > 0).float().detach()
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -521,6 +589,9 @@ def train(
             per_sample = parts["video"].cpu() + cfg.audio_loss_weight * parts["audio"].cpu() * parts["has_audio"].cpu()
             for s, l_ in zip(inputs.sigma.cpu().tolist(), per_sample.tolist(), strict=True):
                 window["bins"][min(int(s / 0.2), 4)].append(l_)
+            if "contrast_won" in parts:
+                won = parts["contrast_won"].cpu()
+                window["won"].extend(won[~won.isnan()].tolist())
             done = step + 1
             if is_main and (done % cfg.log_every == 0 or done == end_step):
                 elapsed = time.perf_counter() - window["t"]
@@ -541,6 +612,8 @@ def train(
                     "data_wait": window["wait"] / elapsed,  # share of the time spent waiting for clips
                     "elapsed_s": time.perf_counter() - started,
                 }
+                if window["won"]:  # share of contrastive samples whose own sound predicted the video better
+                    record["audio_contrast_won"] = float(np.mean(window["won"]))
                 history.append(record)
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -571,7 +644,14 @@ def train(
 
 def _log_window() -> dict:
     """What the log averages over its window: steps, losses (per noise-level bin) and loader waits."""
-    return {"t": time.perf_counter(), "steps": 0, "loss": [], "bins": [[] for _ in SIGMA_BINS[1:]], "wait": 0.0}
+    return {
+        "t": time.perf_counter(),
+        "steps": 0,
+        "loss": [],
+        "bins": [[] for _ in SIGMA_BINS[1:]],
+        "wait": 0.0,
+        "won": [],
+    }
 
 
 def _save(cfg, out, pipe, model, ema, optimizer, step, is_main) -> SingleStreamTransformer | None:
