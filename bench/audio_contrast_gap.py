@@ -10,6 +10,14 @@ e_own is positive and `own_better` (the share of clips with a positive gap) abov
 the timing gives gaps near 0 and a share near 0.5.
 
     python bench/audio_contrast_gap.py --count 64 [--model DIR] [--sigmas 0.5 0.85 1] [--json out.json]
+
+`--fit RECIPE --fit-steps N` asks instead whether the term can be learnt at all: it fine-tunes the
+model on the term and the flow loss of RECIPE (a training config with audio_contrast_weight > 0) for N
+steps on one fixed training batch, every sample given its sound at noise `--fit-sigma`, and prints the
+share and gap on that batch and on the next one (new clips) every 10 steps. A term that takes hold of
+its batch but not of the next lacks clips, not a gradient.
+
+    python bench/audio_contrast_gap.py --fit configs/finetune_audio_contrast_high.toml --fit-steps 40
 """
 
 from __future__ import annotations
@@ -65,6 +73,83 @@ def contrast_gaps(pipe, config, first: int, count: int, shift_s: float, sigma: f
     return (moved - own) / np.maximum(own, 1e-12)
 
 
+def fixed_batch(cfg, pipe, step: int, sigma: float):
+    """The training inputs of RECIPE's step `step`, every sample given its whole sound and no frame, its
+    video noised to `sigma`."""
+    from dataclasses import replace
+
+    from happyhorse.train.trainer import StepBatches, prepare_step
+
+    x = prepare_step(cfg, pipe, next(iter(StepBatches(cfg, step, step + 1))), "cpu")
+    return replace(
+        x,
+        sigma=torch.full_like(x.sigma, sigma),
+        video_t=(1 - sigma) * x.video_x0 + sigma * x.video_noise,
+        audio_t=x.audio_x0,
+        video_clean=torch.zeros_like(x.video_clean),
+        audio_clean=torch.ones_like(x.audio_clean),
+    )
+
+
+def batch_gaps(model, x, cfg) -> np.ndarray:
+    """Relative gaps (e_moved - e_own) / e_own of one batch of training inputs (the flow loss's video
+    errors, the same up to sigma squared as video_errors')."""
+    from dataclasses import replace
+
+    from happyhorse.train.trainer import step_loss
+
+    plain = replace(cfg, audio_contrast_weight=0.0)
+    with torch.no_grad():
+        own = step_loss(model, x, plain, model.cfg.prediction)[1]["video"]
+        moved = step_loss(model, replace(x, audio_t=x.audio_shifted), plain, model.cfg.prediction)[1]["video"]
+    return ((moved - own) / own.clamp(min=1e-12)).numpy()
+
+
+def fit_one_batch(recipe: str, model_dir: str | None, steps: int, sigma: float, log=print) -> list[dict]:
+    """Fine-tune `model_dir` (default: the embedded model) on RECIPE's loss for `steps` steps on its
+    first batch; the gaps on that batch and on the next one, before and every 10 steps."""
+    from dataclasses import replace
+
+    from happyhorse.pipeline import DEFAULT_MODEL_DIR
+    from happyhorse.train import load_config
+    from happyhorse.train.trainer import build_run_pipeline, load_init_weights, step_loss
+
+    cfg = load_config(recipe)
+    if cfg.audio_contrast_weight <= 0:
+        raise SystemExit(f"--fit: {recipe} has no audio_contrast_weight")
+    cfg = replace(cfg, audio_contrast_min_sigma=min(cfg.audio_contrast_min_sigma, sigma))
+    pipe = build_run_pipeline(cfg)
+    model = pipe.transformer
+    model.load_state_dict(load_init_weights(model_dir or DEFAULT_MODEL_DIR, model, cfg.text_layers))
+    model.train()
+    fitted, held = fixed_batch(cfg, pipe, 0, sigma), fixed_batch(cfg, pipe, 1, sigma)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    rows = []
+    for step in range(steps + 1):
+        if step % 10 == 0 or step == steps:
+            rows.append(
+                {
+                    "step": step,
+                    "fitted": summarise(batch_gaps(model, fitted, cfg)),
+                    "next": summarise(batch_gaps(model, held, cfg)),
+                }
+            )
+            f, n = rows[-1]["fitted"], rows[-1]["next"]
+            log(
+                f"step {step}: fitted batch own better {f['own_better']:.2f} gap {f['mean_gap']:+.4f}; "
+                f"next batch {n['own_better']:.2f} gap {n['mean_gap']:+.4f}",
+                flush=True,
+            )
+        if step == steps:
+            break
+        loss, _ = step_loss(model, fitted, cfg, model.cfg.prediction)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    return rows
+
+
 def summarise(gaps: np.ndarray) -> dict:
     return {
         "own_better": float(np.mean(gaps > 0)),
@@ -82,8 +167,20 @@ def main() -> None:
     parser.add_argument("--shift", type=float, default=0.25, help="how far the impacts move, seconds")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 0.7, 0.85, 0.93, 1.0])
     parser.add_argument("--batch", type=int, default=16, help="clips per forward pass")
+    parser.add_argument("--fit", default=None, help="a training config: fit its term on one batch instead")
+    parser.add_argument("--fit-steps", type=int, default=40)
+    parser.add_argument("--fit-sigma", type=float, default=0.95)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.fit is not None:
+        if args.fit_steps < 1 or not 0 < args.fit_sigma <= 1:
+            raise SystemExit(
+                f"--fit-steps must be >= 1 and --fit-sigma in (0, 1], got {args.fit_steps}, {args.fit_sigma}"
+            )
+        rows = fit_one_batch(args.fit, args.model, args.fit_steps, args.fit_sigma)
+        if args.json:
+            args.json.write_text(json.dumps({"fit": args.fit, "sigma": args.fit_sigma, "rows": rows}, indent=1))
+        return
     if args.first < 0 or args.count < 2:
         raise SystemExit(f"--first must be >= 0 and --count >= 2, got {args.first} and {args.count}")
     if not 0 < args.shift <= 1:

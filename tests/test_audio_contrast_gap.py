@@ -59,3 +59,27 @@ def test_a_model_deaf_to_the_sound_shows_no_gap_and_one_that_hears_it_does():
     assert np.array_equal(deaf, np.zeros(6))
     summary = audio_contrast_gap.summarise(np.array([0.1, -0.2, 0.3, 0.0]))
     assert summary == pytest.approx({"own_better": 0.5, "mean_gap": 0.05, "median_gap": 0.05, "clips": 4})
+
+
+def test_fitting_one_batch_widens_its_gap(tmp_path):
+    """--fit: the term, descended on one batch, makes that batch's own sound predict its video better."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        'model = "tiny"\ntext_encoder = "hash"\nwidth = 32\nheight = 32\nnum_frames = 9\nbatch_size = 8\n'
+        "p_audio = 1.0\np_image = 0.0\naudio_contrast_weight = 10.0\nlr = 1e-3\n"
+        "model_overrides = { dim = 64, depth = 2, heads = 2, kv_heads = 1, mlp_hidden = 128 }\n"
+    )
+    from happyhorse.train import load_config
+
+    build_run_pipeline(load_config(str(recipe))).save_pretrained(tmp_path / "model")
+    lines = []
+    rows = audio_contrast_gap.fit_one_batch(
+        str(recipe), str(tmp_path / "model"), 15, 0.9, log=lambda *a, **k: lines.append(a)
+    )
+    assert [r["step"] for r in rows] == [0, 10, 15] and len(lines) == 3
+    assert rows[-1]["fitted"]["mean_gap"] > rows[0]["fitted"]["mean_gap"] + 0.05
+    assert rows[0]["fitted"]["clips"] == rows[0]["next"]["clips"] == 8
+    plain = tmp_path / "plain.toml"
+    plain.write_text(recipe.read_text().replace("audio_contrast_weight = 10.0", ""))
+    with pytest.raises(SystemExit, match="audio_contrast_weight"):
+        audio_contrast_gap.fit_one_batch(str(plain), str(tmp_path / "model"), 1, 0.9)
