@@ -78,7 +78,7 @@ def test_fitting_one_batch_widens_its_gap(tmp_path):
     )
     assert [r["step"] for r in rows] == [0, 10, 15] and len(lines) == 3
     assert rows[-1]["fitted"]["mean_gap"] > rows[0]["fitted"]["mean_gap"] + 0.05
-    assert rows[0]["fitted"]["clips"] == rows[0]["next"]["clips"] == 8
+    assert 0 < rows[0]["fitted"]["clips"] <= 8 and 0 < rows[0]["next"]["clips"] <= 8  # clips with an impact
     plain = tmp_path / "plain.toml"
     plain.write_text(recipe.read_text().replace("audio_contrast_weight = 10.0", ""))
     with pytest.raises(SystemExit, match="audio_contrast_weight"):

@@ -209,6 +209,8 @@ OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 def test_mirror_pairs_show_each_clip_and_its_mirror_with_left_and_right_exchanged():
+    from dataclasses import replace
+
     from happyhorse.world import WorldConfig, make_clip
 
     cfg = TrainConfig(**{**SMALL, "batch_size": 8, "clip_repeats": 2, "mirror_pairs": True, "channels": 2})
@@ -233,6 +235,11 @@ def test_mirror_pairs_show_each_clip_and_its_mirror_with_left_and_right_exchange
     back = mirrored(mirrored(clip))
     assert back.caption == clip.caption and np.array_equal(back.frames, clip.frames)
     assert np.array_equal(mirrored(clip).meta[OBJECT_COVERAGE], clip.meta[OBJECT_COVERAGE][..., ::-1])
+    stereo = make_clip(5, "train", replace(world, channels=2), ground_truth=False, sound_shift_s=0.2)
+    moved = stereo.meta["shifted_audio"]  # the contrast's moved sound is panned with the mirror too
+    assert np.array_equal(mirrored(stereo).meta["shifted_audio"], moved[::-1]) and not np.array_equal(
+        moved[0], moved[1]
+    )
     with pytest.raises(ValueError, match="mirror_pairs needs an even number of clips a step"):
         TrainConfig(**{**SMALL, "batch_size": 6, "clip_repeats": 2, "mirror_pairs": True})
 
@@ -575,6 +582,8 @@ def test_audio_contrast_takes_the_samples_given_their_sound_at_high_noise():
     """The batch carries each clip's sound with its impacts moved; only samples given their whole sound
     at noise >= audio_contrast_min_sigma take part, and a model that ignores the sound pays
     tau e_own log 2 for each (its two predictions are the same), so that the term adds to the loss."""
+    from dataclasses import replace
+
     from happyhorse.train.trainer import contrast_rows
 
     cfg = TrainConfig.from_dict({**CONTRAST, "audio_contrast_min_sigma": 0.5})
@@ -593,16 +602,34 @@ def test_audio_contrast_takes_the_samples_given_their_sound_at_high_noise():
         for x in inputs:
             loss, parts = step_loss(model, x, cfg, "x0")
             plain, _ = step_loss(model, x, TrainConfig.from_dict({**CONTRAST, "audio_contrast_weight": 0.0}), "x0")
-            taking = x.sigma >= 0.5
+            taking = (x.sigma >= 0.5) & x.audible
             assert torch.equal(parts["contrast_won"].isnan(), ~taking)
             assert (parts["contrast_won"][taking] == 0).all()  # a tie is not a win
             expected = (0.05 * parts["video"][taking] * np.log(2)).sum() / 4
             assert torch.allclose(loss - plain, expected, rtol=1e-4)
+        # a clip whose sound has no impact takes no part: its moved sound differs in ambience noise alone
+        silent = replace(inputs[0], audible=torch.zeros(4, dtype=torch.bool))
+        assert len(contrast_rows(silent, cfg)) == 0
         # a sample given no sound (TA2V off) takes no part
-        off = prepare_step(TrainConfig.from_dict({**CONTRAST, "p_audio": 0.0}), pipe, batches[0], "cpu")
+        no_sound = TrainConfig.from_dict({**CONTRAST, "p_audio": 0.0, "audio_contrast_weight": 0.0})
+        off = prepare_step(no_sound, pipe, batches[0], "cpu")
         loss, parts = step_loss(model, off, cfg, "x0")
         assert len(contrast_rows(off, cfg)) == 0 and parts["contrast_won"].isnan().all()
         assert torch.equal(loss, step_loss(model, off, TrainConfig.from_dict(SMALL), "x0")[0])
+        # a model that hears: the extra rows are the taking-part samples' own inputs with the moved sound
+        for p in model.video_out.parameters():  # the zero-initialised head: predict something
+            p.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        model.audio_in.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
+        plain = TrainConfig.from_dict({**CONTRAST, "audio_contrast_weight": 0.0})
+        for x in inputs:
+            loss, parts = step_loss(model, x, cfg, "x0")
+            own = step_loss(model, x, plain, "x0")[1]["video"]
+            moved = step_loss(model, replace(x, audio_t=x.audio_shifted), plain, "x0")[1]["video"]
+            rows = contrast_rows(x, cfg)
+            scale = 0.05 * own[rows]
+            expected = (scale * torch.nn.functional.softplus(-(moved[rows] - own[rows]) / scale)).sum() / 4
+            assert torch.allclose(loss - step_loss(model, x, plain, "x0")[0], expected, rtol=1e-3, atol=1e-9)
+            assert torch.equal(parts["contrast_won"][rows], (moved[rows] > own[rows]).float())
 
 
 def test_training_with_the_audio_contrast_makes_the_own_sound_predict_the_video_better():
@@ -641,7 +668,10 @@ def test_audio_contrast_settings_are_checked():
         ("audio_contrast_shift", [0.4, 0.3]),
         ("audio_contrast_shift", [0.2, 5.0]),
         ("audio_contrast_temperature", 0.0),
-        ("audio_contrast_min_sigma", 1.5),
+        ("audio_contrast_min_sigma", 1.0),
+        ("audio_contrast_shift", 0.3),
+        ("audio_contrast_shift", [0.1, "a"]),
+        ("p_audio", 0.0),
     ]:
         with pytest.raises(ValueError, match=key):
             TrainConfig.from_dict({**CONTRAST, key: value})

@@ -168,6 +168,7 @@ def test_shifted_soundtrack_moves_every_impact_and_leaves_the_clip_alone(tmp_pat
             moved = make_clip(seed, sound_shift_s=shift)
             assert np.array_equal(plain.frames, moved.frames) and np.array_equal(plain.audio, moved.audio)
             assert moved.meta["captions"] == plain.meta["captions"]
+            assert moved.meta["audible_impacts"] == len(audible)
             sound = moved.meta["shifted_audio"]
             assert sound.shape == plain.audio.shape and sound.dtype == np.float32
             kept = [e["time"] + shift for e in audible if 0 <= e["time"] + shift < plain.audio.shape[1] / 16000]
@@ -179,6 +180,6 @@ def test_shifted_soundtrack_moves_every_impact_and_leaves_the_clip_alone(tmp_pat
             checked += 1
     assert checked >= 10
     _, sidecar = write_sample(make_clip(1, sound_shift_s=0.2), tmp_path, "clip")
-    assert "shifted_audio" not in json.loads(sidecar.read_text())
+    assert not {"shifted_audio", "audible_impacts"} & set(json.loads(sidecar.read_text()))
     with pytest.raises(ValueError, match="sound_shift_s"):
         make_clip(1, sound_shift_s=float("nan"))

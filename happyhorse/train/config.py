@@ -98,6 +98,8 @@ class TrainConfig:
     def __post_init__(self):
         self.video_patch = tuple(self.video_patch)
         self.betas = tuple(self.betas)
+        if not isinstance(self.audio_contrast_shift, (list, tuple)):
+            raise ValueError(f"audio_contrast_shift must be [low, high] seconds, got {self.audio_contrast_shift!r}")
         self.audio_contrast_shift = tuple(self.audio_contrast_shift)
         self.text_layers = None if self.text_layers is None else tuple(self.text_layers)
         if (self.num_frames - 1) % self.video_patch[0]:
@@ -129,7 +131,9 @@ class TrainConfig:
             raise ValueError(f"object_loss_weight must be in [0, 1000], got {self.object_loss_weight}")
         if not 0 <= self.audio_contrast_weight <= 1000:
             raise ValueError(f"audio_contrast_weight must be in [0, 1000], got {self.audio_contrast_weight}")
-        lo, hi = self.audio_contrast_shift if len(self.audio_contrast_shift) == 2 else (None, None)
+        shift = self.audio_contrast_shift
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shift)
+        lo, hi = shift if len(shift) == 2 and numbers else (None, None)
         if lo is None or not 0 < lo <= hi <= self.seconds:
             raise ValueError(
                 f"audio_contrast_shift must be [low, high] seconds with 0 < low <= high <= the clip's "
@@ -137,8 +141,10 @@ class TrainConfig:
             )
         if not 0 < self.audio_contrast_temperature <= 10:
             raise ValueError(f"audio_contrast_temperature must be in (0, 10], got {self.audio_contrast_temperature}")
-        if not 0 <= self.audio_contrast_min_sigma <= 1:
-            raise ValueError(f"audio_contrast_min_sigma must be in [0, 1], got {self.audio_contrast_min_sigma}")
+        if not 0 <= self.audio_contrast_min_sigma < 1:
+            raise ValueError(f"audio_contrast_min_sigma must be in [0, 1), got {self.audio_contrast_min_sigma}")
+        if self.audio_contrast_weight > 0 and self.p_audio == 0:
+            raise ValueError("audio_contrast_weight > 0 needs samples given their sound: p_audio is 0")
         for name in ("text_dropout", "p_image", "p_audio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

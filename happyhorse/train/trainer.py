@@ -35,7 +35,7 @@ from ..pipeline import (
     swap_words,
 )
 from ..world import WorldConfig, make_clip
-from ..world.sample import OBJECT_COVERAGE, SHIFTED_AUDIO
+from ..world.sample import AUDIBLE_IMPACTS, OBJECT_COVERAGE, SHIFTED_AUDIO
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .config import TrainConfig
 
@@ -102,6 +102,7 @@ class StepBatches(IterableDataset):
                 batch["objects"] = torch.from_numpy(np.stack([c.meta[OBJECT_COVERAGE] for c in shown]))
             if cfg.audio_contrast_weight > 0:
                 batch["audio_shifted"] = torch.from_numpy(np.stack([c.meta[SHIFTED_AUDIO] for c in shown]))
+                batch["audible"] = torch.tensor([c.meta[AUDIBLE_IMPACTS] > 0 for c in shown])
             yield batch
 
 
@@ -121,6 +122,8 @@ def mirrored(clip: Clip) -> Clip:
         meta[OBJECT_COVERAGE] = np.ascontiguousarray(meta[OBJECT_COVERAGE][..., ::-1])
     if "captions" in meta:
         meta["captions"] = [swap_words(text, LEFT_RIGHT) for text in meta["captions"]]
+    if SHIFTED_AUDIO in meta and meta[SHIFTED_AUDIO].shape[0] == 2:
+        meta[SHIFTED_AUDIO] = np.ascontiguousarray(meta[SHIFTED_AUDIO][::-1])
     return replace(
         clip,
         frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
@@ -149,6 +152,7 @@ class StepInputs:
     positions: torch.Tensor
     video_weight: torch.Tensor | None = None  # [B, Nv] loss weight per video token (None: all 1)
     audio_shifted: torch.Tensor | None = None  # [B, Na, Ca] the clips' time-shifted sound (audio contrast)
+    audible: torch.Tensor | None = None  # [B] bool: the clip's sound has an impact (audio contrast)
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
@@ -194,9 +198,10 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     if cfg.object_loss_weight > 0:
         covered = vc.pool(batch["objects"].to(device, non_blocking=True).float() / 255).reshape(b, -1)
         video_weight = 1 + cfg.object_loss_weight * covered
-    audio_shifted = None
+    audio_shifted, audible = None, None
     if "audio_shifted" in batch:
         audio_shifted = ac.encode(batch["audio_shifted"].to(device, non_blocking=True))
+        audible = batch["audible"].to(device)
     move = lambda t: t.to(device)  # noqa: E731
     return StepInputs(
         *map(
@@ -205,6 +210,7 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
         ),
         video_weight=video_weight,
         audio_shifted=audio_shifted,
+        audible=audible,
     )
 
 
@@ -251,13 +257,14 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
 
 
 def contrast_rows(x: StepInputs, cfg: TrainConfig) -> torch.Tensor:
-    """The samples that take part in the contrastive timing term: given their whole soundtrack, some
-    video to denoise, at noise >= audio_contrast_min_sigma. At low noise the picture shows where the
-    impacts are and no sound could move them, so asking for a gap there would teach the model to spoil
-    the video for a sound it judges wrong."""
-    if x.audio_shifted is None:
+    """The samples that take part in the contrastive timing term: given their whole soundtrack, with an
+    impact in it, some video to denoise, at noise >= audio_contrast_min_sigma. At low noise the picture
+    shows where the impacts are and no sound could move them, so asking for a gap there would teach the
+    model to spoil the video for a sound it judges wrong; a clip without impacts has a moved sound that
+    differs from its own in ambience noise alone."""
+    if x.audio_shifted is None or x.audible is None:
         raise ValueError("audio_contrast_weight > 0 needs the batch's shifted sound (StepBatches makes it)")
-    part = x.audio_clean.all(-1) & (x.sigma >= cfg.audio_contrast_min_sigma) & ~x.video_clean.all(-1)
+    part = x.audio_clean.all(-1) & (x.sigma >= cfg.audio_contrast_min_sigma) & ~x.video_clean.all(-1) & x.audible
     return part.nonzero().squeeze(1)
 
 

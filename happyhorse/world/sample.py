@@ -54,6 +54,7 @@ class WorldConfig:
 
 OBJECT_COVERAGE = "object_coverage"  # meta key of the object mask (not JSON: never written to sidecars)
 SHIFTED_AUDIO = "shifted_audio"  # meta key of the time-shifted soundtrack (make_clip's sound_shift_s)
+AUDIBLE_IMPACTS = "audible_impacts"  # meta key, with it: how many impacts the clip's own sound has
 
 
 def make_clip(
@@ -72,8 +73,10 @@ def make_clip(
     objects cover (255 = all), for losses weighted towards the objects.
     `sound_shift_s` adds meta["shifted_audio"]: the soundtrack of the same scene with every impact
     `sound_shift_s` seconds later (earlier if negative; those moved out of the clip are left out), a
-    natural sound that disagrees with the picture in timing alone (a negative for contrastive training).
-    The clip itself is the same with or without it.
+    natural sound that disagrees with the picture in when its impacts sound (and, where one moved out,
+    how many), a negative for contrastive training; and meta["audible_impacts"], how many impacts the
+    clip's own sound has (with none, the two sounds differ in their ambience noise alone). The clip
+    itself is the same with or without them.
     """
     config = config or WorldConfig()
     seconds = config.num_frames / config.fps
@@ -106,6 +109,7 @@ def make_clip(
     meta = {"seed": int(seed), "split": split, "captions": texts}
     if sound_shift_s is not None:
         meta[SHIFTED_AUDIO] = shifted_soundtrack(scene, trajectory.events, sound_shift_s, config, seed, split)
+        meta[AUDIBLE_IMPACTS] = len(onsets)
     if object_coverage:
         meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)
     if ground_truth:
@@ -193,7 +197,7 @@ def write_sample(clip: Clip, out_dir: str | Path, name: str) -> tuple[Path, Path
     """Write `name.mp4` (H.264 + AAC) and `name.json` (caption and ground truth) into out_dir."""
     out_dir = Path(out_dir)
     mp4 = save_video(out_dir / f"{name}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
-    arrays = (OBJECT_COVERAGE, SHIFTED_AUDIO)  # training inputs, not facts: never in the sidecar
+    arrays = (OBJECT_COVERAGE, SHIFTED_AUDIO, AUDIBLE_IMPACTS)  # training inputs: never in the sidecar
     sidecar = {"caption": clip.caption, **{k: v for k, v in clip.meta.items() if k not in arrays}}
     path = out_dir / f"{name}.json"
     write_json_atomic(path, json.dumps(sidecar, indent=1))
