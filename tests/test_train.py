@@ -380,7 +380,14 @@ def test_generate_errors_name_the_argument(tmp_path):
 
 
 def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
-    cfg = {**SMALL, "model_overrides": {"dim": 64, "depth": 4, "heads": 2, "kv_heads": 1, "mlp_hidden": 128}}
+    """With the audio contrast on: its term and its logged share are the whole batch's, over processes."""
+    cfg = {
+        **SMALL,
+        "model_overrides": {"dim": 64, "depth": 4, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+        "p_audio": 0.5,
+        "audio_contrast_weight": 1.0,
+        "audio_contrast_min_sigma": 0.0,
+    }
     (tmp_path / "fsdp.json").write_text(json.dumps({**cfg, "batch_size": 2, "fsdp": True}))
     (tmp_path / "one.json").write_text(json.dumps({**cfg, "batch_size": 4}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -409,8 +416,10 @@ def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
         progress=False,
         log=lambda *a: None,
     )
-    curve = [[json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in "ab"]
-    np.testing.assert_allclose(curve[0], curve[1], rtol=1e-5)
+    logs = [[json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in "ab"]
+    np.testing.assert_allclose([r["loss"] for r in logs[0]], [r["loss"] for r in logs[1]], rtol=1e-5)
+    won = [[r.get("audio_contrast_won") for r in log] for log in logs]
+    assert won[0] == won[1] and any(w is not None for w in won[0])
     assert (tmp_path / "a" / "model" / "transformer" / "model.safetensors").is_file()
 
 

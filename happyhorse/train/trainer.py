@@ -588,22 +588,25 @@ def train(
             optimizer.step()
             update_ema(ema, model, step, cfg.ema_decay)
             window["steps"] += 1
-            logged = loss.detach().clone()
+            # the loss, and the audio contrast's wins and extra rows (0 without it), over all processes
+            won = parts.get("contrast_won", torch.full_like(parts["video"], float("nan")))
+            logged = torch.stack([loss.detach().float(), won.nan_to_num(0.0).sum(), (~won.isnan()).sum().float()])
             if world_size > 1:  # log the mean over all processes' samples, as one process would
                 dist.all_reduce(logged)
-                logged /= world_size
-            window["loss"].append(logged.item())
+                logged[0] /= world_size
+            loss_all, won_all, rows_all = logged.tolist()
+            window["loss"].append(loss_all)
+            window["won"] += won_all
+            window["rows"] += rows_all
             per_sample = parts["video"].cpu() + cfg.audio_loss_weight * parts["audio"].cpu() * parts["has_audio"].cpu()
             for s, l_ in zip(inputs.sigma.cpu().tolist(), per_sample.tolist(), strict=True):
                 window["bins"][min(int(s / 0.2), 4)].append(l_)
-            if "contrast_won" in parts:
-                won = parts["contrast_won"].cpu()
-                window["won"].extend(won[~won.isnan()].tolist())
             done = step + 1
             if is_main and (done % cfg.log_every == 0 or done == end_step):
                 elapsed = time.perf_counter() - window["t"]
                 sps = window["steps"] / elapsed
-                tokens = sps * cfg.batch_size * world_size * tokens_per_sample
+                rows_per_step = cfg.batch_size * world_size + window["rows"] / window["steps"]  # extra rows too
+                tokens = sps * rows_per_step * tokens_per_sample
                 record = {
                     "step": done,
                     "loss": float(np.mean(window["loss"])),
@@ -619,8 +622,8 @@ def train(
                     "data_wait": window["wait"] / elapsed,  # share of the time spent waiting for clips
                     "elapsed_s": time.perf_counter() - started,
                 }
-                if window["won"]:  # share of contrastive samples whose own sound predicted the video better
-                    record["audio_contrast_won"] = float(np.mean(window["won"]))
+                if window["rows"]:  # share of contrastive samples whose own sound predicted the video better
+                    record["audio_contrast_won"] = window["won"] / window["rows"]
                 history.append(record)
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -657,7 +660,8 @@ def _log_window() -> dict:
         "loss": [],
         "bins": [[] for _ in SIGMA_BINS[1:]],
         "wait": 0.0,
-        "won": [],
+        "won": 0.0,  # audio contrast: samples whose own sound predicted better, of `rows` taking part
+        "rows": 0.0,
     }
 
 
