@@ -1,6 +1,6 @@
 """Generation speed: seconds per clip and real-time factor, end to end (prompt -> MP4 + sidecar).
 
-    python bench/generate_speed.py [--model DIR] [--repeats 5] [--mode T2V|TI2V|TA2V]
+    python bench/generate_speed.py [--model DIR] [--repeats 5] [--mode T2V|TI2V|TA2V] [--dtype bfloat16]
 
 Loads the model once (timed apart, as a server would), then times `run_generate` — text encoding,
 sampling with the model's default steps and guidance, decoding and the MP4 write — over several
@@ -24,48 +24,62 @@ from happyhorse.media import save_audio, save_image
 from happyhorse.world import WorldConfig, make_clip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--mode", choices=("T2V", "TI2V", "TA2V"), default="T2V")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    pipe = load_pipeline(args.model)
-    load_s = time.perf_counter() - t0
+def time_generation(pipe, repeats: int, mode: str = "T2V") -> dict:
+    """Seconds per clip of `run_generate` over `repeats` world test prompts, after one warm-up run."""
     d = pipe.defaults
     world = WorldConfig(d["width"], d["height"], d["fps"], d["seconds"], pipe.audio_codec.sample_rate)
     times, clip_seconds = [], None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for k in range(args.repeats + 1):  # the first run warms up (text encoder, allocator) and is not counted
+        for k in range(repeats + 1):  # the first run warms up (text encoder, allocator) and is not counted
             truth = make_clip(k, "test", world)
             request = GenerateRequest(truth.caption, seed=k)
-            if args.mode == "TI2V":
+            if mode == "TI2V":
                 request.image = save_image(tmp / f"{k}.png", truth.frames[0])
-            if args.mode == "TA2V":
+            if mode == "TA2V":
                 request.audio = save_audio(tmp / f"{k}.wav", truth.audio, truth.sample_rate)
             start = time.perf_counter()
             sidecar = run_generate(pipe, request, tmp / f"{k}.mp4")
             if k:
                 times.append(time.perf_counter() - start)
             clip_seconds = sidecar["settings"]["seconds"]
-    result = {
+    return {
         "model": pipe.name,
-        "mode": args.mode,
+        "mode": mode,
         "threads": torch.get_num_threads(),
+        "device": str(pipe.device),
+        "dtype": str(pipe.dtype).removeprefix("torch."),
         "settings": {k: sidecar["settings"][k] for k in ("num_inference_steps", "guidance_scale", "sampler")},
         "clip_seconds": clip_seconds,
-        "load_s": load_s,
         "seconds_per_clip_median": statistics.median(times),
         "seconds_per_clip_max": max(times),
         "real_time_factor": clip_seconds / statistics.median(times),
-        "repeats": args.repeats,
+        "repeats": repeats,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mode", choices=("T2V", "TI2V", "TA2V"), default="T2V")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, as the CLI)")
+    parser.add_argument(
+        "--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: auto, as the CLI)"
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        pipe = load_pipeline(args.model, args.device, args.dtype)
+    except ValueError as exc:
+        parser.error(str(exc))
+    load_s = time.perf_counter() - t0
+    result = time_generation(pipe, args.repeats, args.mode)
+    result["load_s"] = load_s
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

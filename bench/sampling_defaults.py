@@ -15,6 +15,9 @@ them as well as the prompt; `--modes TA2V` measures such a point on the prompts 
 (contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
 :swaps, the model's stored contrast_swaps) and :refine=0 or 1 (whether the model's refiner/ redraws
 the decoded frames; by default it does wherever the model has one).
+`--dtype bfloat16` (or `--device cuda`) runs every point's transformers so, to measure what the
+compute dtype costs; by default the CPU in float32, the dtype every figure of MODEL_CARD.md's grids
+was measured in (`--dtype auto` is what `happyhorse generate` and `eval` run).
 Every point generates the same seeded world test prompts
 (T2V, TI2V, TA2V in turn) and is scored by the evaluation suite; the table shows the metrics the
 default model's bars are set on (issue 5) and the generation time per clip.
@@ -116,6 +119,10 @@ def main() -> None:
     )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="only these modes' prompts")
     parser.add_argument("--grid", nargs="+", default=["euler:8:1", "euler:16:1", "euler:16:3", "dpmpp_2m:8:1"])
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the CPU)")
+    parser.add_argument(
+        "--dtype", default=None, help="auto (the CLI's), float32, bfloat16 or float16 (default: float32 on the CPU)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows = []
@@ -124,7 +131,15 @@ def main() -> None:
         point = parse_point(text)
         with tempfile.TemporaryDirectory() as tmp:
             report = evaluate_model(
-                args.model, tmp, "all", args.count, sampling=point, first=args.first, modes=tuple(args.modes)
+                args.model,
+                tmp,
+                "all",
+                args.count,
+                sampling=point,
+                first=args.first,
+                modes=tuple(args.modes),
+                device=args.device,
+                dtype=args.dtype,
             )
         reference = reference or report["reference"]["metrics"]
         # per-clip metrics too, so two points can be compared clip by clip (same prompts and seeds)
@@ -135,7 +150,15 @@ def main() -> None:
     print("columns:", ", ".join(COLUMNS), "(av_offset_ms: share within one frame)")
     print(f"{'ground truth':16s} " + " ".join(f"{cell(reference, n):9.3f}" for n in COLUMNS))
     if args.json:
-        summary = {"count": args.count, "first": args.first, "modes": args.modes, "rows": rows, "reference": reference}
+        summary = {
+            "count": args.count,
+            "first": args.first,
+            "modes": args.modes,
+            "device": args.device,
+            "dtype": args.dtype,
+            "rows": rows,
+            "reference": reference,
+        }
         args.json.write_text(json.dumps(summary, indent=1))
 
 

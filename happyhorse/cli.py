@@ -250,6 +250,26 @@ def check_sampling(sampler: str | None, guidance_interval: tuple[float, float] |
         )
 
 
+def check_device(device: str, dtype: str) -> None:
+    """--device and --dtype of generate, eval and serve, refused before any model loads."""
+    from .pipeline import resolve_device, resolve_dtype
+
+    try:
+        chosen = resolve_device(device)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("device: "), param_hint="--device") from None
+    try:
+        resolve_dtype(dtype, chosen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("dtype: "), param_hint="--dtype") from None
+
+
+DEVICE_HELP = "auto (the GPU where there is one, else the CPU), cpu, cuda or cuda:N."
+DTYPE_HELP = (
+    "auto (bfloat16 on a GPU and on a CPU with native bfloat16, else float32), float32, bfloat16 or float16 (GPU only)."
+)
+
+
 @app.command("generate")
 def generate_command(
     prompt: str = typer.Argument(None, help="What to generate (omit with --prompts-file)."),
@@ -291,6 +311,8 @@ def generate_command(
     ),
     output: Path = typer.Option(Path("happyhorse.mp4"), help="Output MP4; a JSON sidecar is written beside it."),
     prompts_file: Path = typer.Option(None, help="One prompt per line: load the model once, write OUT_000.mp4 ..."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Generate a video with sound (MP4: H.264 + AAC) and a JSON sidecar of every setting."""
     from .generate import GenerateRequest, load_pipeline, run_generate
@@ -303,6 +325,7 @@ def generate_command(
     if output.suffix.lower() != ".mp4":
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
     check_sampling(sampler, guidance_interval)
+    check_device(device, dtype)
     width = height = None
     if size is not None:
         width, height = parse_size(size)
@@ -314,7 +337,7 @@ def generate_command(
     else:
         prompts, outputs = [prompt], [output]
     try:
-        pipe = load_pipeline(model)
+        pipe = load_pipeline(model, device, dtype)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
     with progress() as bar:
@@ -371,6 +394,8 @@ def eval_command(
     refine: bool = typer.Option(
         None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
     ),
+    device: str = typer.Option("auto", help="With --model: " + DEVICE_HELP),
+    dtype: str = typer.Option("auto", help="With --model: " + DTYPE_HELP),
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
     from .eval import compare_reports, evaluate_clips, evaluate_model, write_report
@@ -394,6 +419,7 @@ def eval_command(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
     check_sampling(sampler, guidance_interval)
+    check_device(device, dtype)
     sampling = {
         "steps": steps,
         "guidance": guidance,
@@ -424,7 +450,15 @@ def eval_command(
             task = bar.add_task("generating", total=count)
             try:
                 report = evaluate_model(
-                    model, out, suite, count, progress=lambda: bar.advance(task), sampling=sampling, first=first
+                    model,
+                    out,
+                    suite,
+                    count,
+                    progress=lambda: bar.advance(task),
+                    sampling=sampling,
+                    first=first,
+                    device=device,
+                    dtype=dtype,
                 )
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
@@ -466,6 +500,8 @@ def serve_command(
         envvar="FORWARDED_ALLOW_IPS",
         help="Comma-separated proxy addresses whose X-Forwarded-For names the client (per-client caps, limits).",
     ),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Serve the OpenAI-shaped video API (/v1/videos), the studio page (/) and /health, /metrics."""
     import uvicorn
@@ -477,10 +513,13 @@ def serve_command(
         check_model_dir(model)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
+    check_device(device, dtype)
     keys = tuple(k.strip() for k in (api_key or "").split(",") if k.strip())
     try:
         config = ServeConfig(
             model=model,
+            device=device,
+            dtype=dtype,
             data_dir=data,
             db_url=db,
             workers=workers,

@@ -41,8 +41,12 @@ class GenerateRequest:
     refine: bool | None = None  # the model's refiner/ redraws the frames (None: whenever it has one)
 
 
-def load_pipeline(model: str | Path | None = None) -> HappyHorsePipeline:
-    return HappyHorsePipeline.from_pretrained(model)
+def load_pipeline(
+    model: str | Path | None = None, device: str | None = None, dtype: str | None = None
+) -> HappyHorsePipeline:
+    """The model directory (default: the embedded model) on `device` in `dtype` (None: the CPU in float32;
+    "auto" for both, as the CLI: `HappyHorsePipeline.from_pretrained`)."""
+    return HappyHorsePipeline.from_pretrained(model, device, dtype)
 
 
 def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str | Path, callback=None) -> dict:

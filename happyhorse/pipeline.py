@@ -30,6 +30,51 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 MAX_PROMPT_CHARS = 2000
 MAX_SECONDS = 20.0
 GUIDANCE_DROPS = ("image", "audio")  # the given conditions guidance can push toward (SchedulerConfig)
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """A device by name; "auto" (or None) is the GPU where there is one, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", str(device))):
+        raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but this machine has no CUDA GPU (use cpu or auto)")
+    return torch.device(device)
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere torch emulates it,
+    slower than float32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume not
+        return False
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The dtype the transformers compute in. None: bfloat16 on a GPU, float32 on the CPU. "auto": the
+    fastest measured not to change the evaluation (MODEL_CARD.md, Speed): bfloat16 on a GPU and on a
+    CPU that multiplies it natively, else float32. float16 is for GPUs only: CPUs have no fast kernels."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_fast_bfloat16() else torch.float32
+    if isinstance(dtype, torch.dtype):
+        chosen = dtype
+    elif dtype in DTYPES:
+        chosen = DTYPES[dtype]
+    else:
+        raise ValueError(f"dtype: must be one of auto, {', '.join(DTYPES)}, got {dtype!r}")
+    if chosen not in DTYPES.values():
+        raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {chosen}")
+    if chosen == torch.float16 and device.type == "cpu":
+        raise ValueError("dtype: float16 is for GPUs; on the CPU use float32 or bfloat16")
+    return chosen
 
 
 @dataclass
@@ -273,8 +318,15 @@ class HappyHorsePipeline:
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike | None = None, device: str | None = None):
-        """Load a model directory; with no directory, the embedded default model."""
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ):
+        """Load a model directory; with no directory, the embedded default model. `device` and `dtype`
+        as `to()` takes them; by default the CPU in float32, and "auto" for both is what the CLI runs:
+        the GPU where there is one, in the fastest dtype that keeps the evaluation (`resolve_dtype`)."""
         directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
         index_path = directory / "model_index.json"
         if not index_path.is_file():
@@ -299,11 +351,16 @@ class HappyHorsePipeline:
             VideoRefiner.from_pretrained(directory / "refiner") if "refiner" in index else None,
         )
         pipe.name = directory.resolve().name if directory != DEFAULT_MODEL_DIR else "happyhorse-default"
-        return pipe.to(device) if device else pipe
+        return pipe.to(device, dtype) if device or dtype else pipe
 
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> HappyHorsePipeline:
-        self.device = torch.device(device)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+    def to(
+        self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+    ) -> HappyHorsePipeline:
+        """Where the transformers compute and in what dtype (`resolve_device`, `resolve_dtype`; None
+        keeps the device, and is float32 on the CPU, bfloat16 on a GPU); the sampler's arithmetic
+        stays float32 on the CPU whatever the dtype."""
+        self.device = resolve_device(device if device is not None else self.device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.transformer.to(self.device, self.dtype)
         if self.guide_transformer is not None:
             self.guide_transformer.to(self.device, self.dtype)
@@ -636,6 +693,8 @@ class HappyHorsePipeline:
             "contrast_prompt": contrasts,
             "refine": bool(refine),
             "seed": int(seed),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
 

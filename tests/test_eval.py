@@ -222,7 +222,7 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         "audio_guidance": 1.5,
     }
     report = evaluate_model(
-        tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4
+        tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4, dtype="bfloat16"
     )
     # prompt 4 of the test split, in the mode its number gives (T2V, TI2V, TA2V in turn)
     assert sorted(p.name for p in (tmp_path / "eval" / "clips").glob("*.mp4")) == ["004_TI2V.mp4"]
@@ -243,6 +243,11 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
     assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"
     assert report["settings"]["shift"] == 3.0 and list(report["settings"]["guidance_interval"]) == [0.3, 1.0]
     assert report["settings"]["audio_guidance_scale"] == 1.5
+    assert (report["settings"]["device"], report["settings"]["dtype"], sidecar["settings"]["dtype"]) == (
+        "cpu",
+        "bfloat16",
+        "bfloat16",
+    )
     runner = CliRunner()
     for args, needle in [
         (["--clips", str(tmp_path), "--shift", "3"], "--model only"),
@@ -251,6 +256,8 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         (["--clips", str(tmp_path), "--first", "5"], "--model only"),
         (["--model", str(tmp_path / "model"), "--autoguidance", "2"], "needs a guide"),
         (["--model", str(tmp_path / "model"), "--guidance-interval", "0.5", "0.2"], "--guidance-interval"),
+        (["--model", str(tmp_path / "model"), "--device", "gpu"], "--device"),
+        (["--model", str(tmp_path / "model"), "--dtype", "half"], "--dtype"),
     ]:
         result = runner.invoke(app, ["eval", *args, "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and needle in result.output, result.output

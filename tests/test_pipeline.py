@@ -387,6 +387,38 @@ def test_half_precision_weights_halve_the_file_and_keep_the_clip(pipe, tmp_path)
         pipe.save_pretrained(tmp_path / "int", weights_dtype=torch.int8)
 
 
+def test_device_and_dtype_resolve_by_name_and_refuse_what_cannot_run():
+    from happyhorse.pipeline import cpu_has_fast_bfloat16, resolve_device, resolve_dtype
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_fast_bfloat16() else torch.float32)
+    assert resolve_dtype("auto", torch.device("cuda")) == resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    for bad, needle in [("tpu", "device: must be one of auto, cpu, cuda, cuda:N"), ("cuda:x", "device")]:
+        with pytest.raises(ValueError, match=needle):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+    with pytest.raises(ValueError, match="dtype: must be one of auto, float32"):
+        resolve_dtype("fp8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="float16 is for GPUs"):
+        resolve_dtype(torch.float16, torch.device("cpu"))
+
+
+def test_bfloat16_on_the_cpu_computes_the_transformers_in_it_and_keeps_the_clip(pipe):
+    full = pipe("a green triangle", seed=1)
+    pipe.to("cpu", "bfloat16")
+    assert {p.dtype for p in pipe.transformer.parameters()} == {torch.bfloat16}
+    half = pipe("a green triangle", seed=1)
+    assert (half.settings["dtype"], full.settings["dtype"]) == ("bfloat16", "float32")
+    assert half.frames.dtype == np.uint8 and half.audio.dtype == np.float32
+    assert 0 < np.abs(full.frames.astype(int) - half.frames.astype(int)).mean() < 4  # of 255
+    assert pipe.to().dtype == torch.float32  # None: the device's default
+
+
 def test_loading_a_non_model_directory_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         HappyHorsePipeline.from_pretrained(tmp_path)

@@ -355,6 +355,17 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     settings = json.loads(out.with_suffix(".json").read_text())["settings"]
     assert (settings["contrast_guidance_scale"], settings["contrast_prompt"]) == (2.0, ["a blue box"])
+    # the compute dtype reaches the pipeline and its sidecar; bfloat16 keeps the clip within a few levels
+    clips = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / f"{dtype}.mp4"
+        args = ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), "--device", "cpu"]
+        result = runner.invoke(app, [*args, "--dtype", dtype])
+        assert result.exit_code == 0, result.output
+        settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+        assert (settings["device"], settings["dtype"]) == ("cpu", dtype)
+        clips[dtype] = read_video(out).frames.astype(int)
+    assert 0 < np.abs(clips["float32"] - clips["bfloat16"]).mean() < 4
     # the model stores no swap words: contrastive guidance without a contrast prompt is refused, by name
     result = runner.invoke(
         app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), "--contrast-guidance", "2"]
@@ -372,6 +383,9 @@ def test_generate_errors_name_the_argument(tmp_path):
         (["x", "--size", "big"], "--size"),
         (["x", "--sampler", "heun"], "--sampler"),
         (["x", "--guidance-interval", "0.9", "0.1"], "--guidance-interval"),
+        (["x", "--device", "tpu"], "--device"),
+        (["x", "--dtype", "int8"], "--dtype"),
+        (["x", "--device", "cpu", "--dtype", "float16"], "--dtype"),
     ]:
         result = runner.invoke(app, ["generate", *args])
         assert result.exit_code == 2, (args, result.output)

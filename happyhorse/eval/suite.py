@@ -150,6 +150,8 @@ def generate_test_set(
     sampling: dict | None = None,
     first: int = 0,
     modes: tuple[str, ...] = MODES,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[Path, Path, dict]:
     """Generate test-split prompts first .. first + count - 1 cycling T2V, TI2V, TA2V (by prompt number);
     write the matching ground truth. Settings chosen on one range can be confirmed on another; `modes`
@@ -158,13 +160,13 @@ def generate_test_set(
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
-    `refine` (None keeps them)."""
+    `refine` (None keeps them). `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..world import make_clip, write_sample
 
     if not modes or not set(modes) <= set(MODES):
         raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, device, dtype)
     config = world_config(pipe)
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
@@ -191,6 +193,8 @@ def generate_test_set(
         "modes": list(modes),
         "split": "test",
         **pipe.scheduler.__dict__,
+        "device": str(pipe.device),
+        "dtype": str(pipe.dtype).removeprefix("torch."),
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
         "refine": pipe.refiner is not None,  # the pipeline refines whenever the model has a refiner
         **{
@@ -227,10 +231,14 @@ def evaluate_model(
     sampling: dict | None = None,
     first: int = 0,
     modes: tuple[str, ...] = MODES,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> dict:
     out = Path(out)
     start = time.perf_counter()
-    clips_dir, truth_dir, settings = generate_test_set(model_dir, out, count, progress, sampling, first, modes)
+    clips_dir, truth_dir, settings = generate_test_set(
+        model_dir, out, count, progress, sampling, first, modes, device, dtype
+    )
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
     reference = evaluate_clips(truth_dir, suite)

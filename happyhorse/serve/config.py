@@ -19,6 +19,8 @@ class ServeConfig:
     """
 
     model: str | os.PathLike | None = None  # model directory; None = the embedded default model
+    device: str | None = None  # where workers compute: auto, cpu, cuda[:N]; None = the CPU (pipeline.resolve_device)
+    dtype: str | None = None  # auto, float32, bfloat16, float16; None = the device's default
     data_dir: str | os.PathLike = "serve_data"  # clips, thumbnails, uploaded references
     db_url: str | None = None  # SQLAlchemy URL; None = sqlite:///DATA_DIR/jobs.sqlite
     workers: int = 1  # generation threads, each with its own model load

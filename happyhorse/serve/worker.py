@@ -74,7 +74,7 @@ class Worker(threading.Thread):
         from ..pipeline import HappyHorsePipeline
 
         try:
-            self.pipe = HappyHorsePipeline.from_pretrained(self.config.model)
+            self.pipe = HappyHorsePipeline.from_pretrained(self.config.model, self.config.device, self.config.dtype)
         except Exception as exc:  # a broken model directory: every job fails with this reason
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model could not be loaded: %s", self.load_error)

@@ -1,0 +1,45 @@
+"""bench/size_speed.py: the default's layout at another width and depth, with a guide of its size."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+
+from size_speed import parse_size, resized  # noqa: E402
+
+from tests.conftest import tiny_pipeline  # noqa: E402
+
+
+def test_a_resized_pipeline_keeps_the_latents_and_guides_itself_at_its_size():
+    base = tiny_pipeline()
+    pipe = resized(base, 128, 3)
+    cfg = pipe.transformer.cfg
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.kv_heads, cfg.mlp_hidden) == (128, 3, 2, 1, 384)
+    assert (cfg.video_in, cfg.audio_in, cfg.text_in) == (
+        base.transformer.cfg.video_in,
+        base.transformer.cfg.audio_in,
+        base.transformer.cfg.text_in,
+    )
+    assert pipe.guide_transformer.cfg == cfg and pipe.guide_transformer is not pipe.transformer
+    assert base.transformer.cfg.dim == 32 and base.guide_transformer is None  # the base is left as it was
+    out = pipe("a red ball", seed=0)
+    assert out.frames.shape[2:] == (32, 32, 3) and out.settings["autoguidance_scale"] == 1.0
+
+
+def test_sizes_are_parsed_or_refused_by_name():
+    assert parse_size("384x8") == (384, 8)
+    for bad in ("384", "300x8", "384x1", "big"):
+        with pytest.raises(SystemExit, match="--sizes"):
+            parse_size(bad)
+
+
+def test_time_generation_times_the_runs_after_a_warm_up_in_the_pipelines_dtype():
+    from generate_speed import time_generation
+
+    pipe = tiny_pipeline().to("cpu", "bfloat16")
+    result = time_generation(pipe, 2, "TA2V")
+    assert result["repeats"] == 2 and result["mode"] == "TA2V" and result["dtype"] == "bfloat16"
+    assert 0 < result["seconds_per_clip_median"] <= result["seconds_per_clip_max"]
+    assert result["real_time_factor"] == pytest.approx(result["clip_seconds"] / result["seconds_per_clip_median"])
