@@ -99,7 +99,7 @@ def batch_gaps(model, x, cfg) -> np.ndarray:
     (the flow loss's video errors, the same up to sigma squared as video_errors')."""
     from happyhorse.train.trainer import step_loss
 
-    plain = replace(cfg, audio_contrast_weight=0.0)
+    plain = replace(cfg, audio_contrast_weight=0.0, precision="float32")  # gaps of 1e-3: no bfloat16 rounding
     with torch.no_grad():
         own = step_loss(model, x, plain, model.cfg.prediction)[1]["video"]
         moved = step_loss(model, replace(x, audio_t=x.audio_shifted), plain, model.cfg.prediction)[1]["video"]
@@ -116,7 +116,8 @@ def fit_one_batch(recipe: str, model_dir: str | None, steps: int, sigma: float, 
     cfg = load_config(recipe)
     if cfg.audio_contrast_weight <= 0:
         raise SystemExit(f"--fit: {recipe} has no audio_contrast_weight")
-    cfg = replace(cfg, audio_contrast_min_sigma=min(cfg.audio_contrast_min_sigma, sigma))
+    # float32, as the model card's figures were fitted (the recipe's own precision may be bfloat16 here)
+    cfg = replace(cfg, audio_contrast_min_sigma=min(cfg.audio_contrast_min_sigma, sigma), precision="float32")
     pipe = build_run_pipeline(cfg)
     model = pipe.transformer
     model.load_state_dict(load_init_weights(model_dir or DEFAULT_MODEL_DIR, model, cfg.text_layers))

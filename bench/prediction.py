@@ -41,6 +41,7 @@ def make_config(prediction: str, args) -> TrainConfig:
             "max_steps": args.steps,
             "num_workers": 0,
             "seed": 0,
+            "precision": "float32",  # as bench/results_prediction_cpu.json was measured
         }
     )
 

@@ -32,6 +32,7 @@ SMALL = {
     "log_every": 1,
     "sample_every": 0,
     "checkpoint_every": 1000,
+    "precision": "float32",  # exact comparisons across processes and resumes; bfloat16 has its own test
 }
 
 
@@ -69,11 +70,40 @@ def test_tiny_model_overfits_one_clip():
     assert error < 0.6 * baseline, (error, baseline)  # measured: 24 vs 43 grey levels after 150 steps
 
 
+def test_bfloat16_precision_computes_the_forward_in_it_and_keeps_the_loss_and_gradients_float32():
+    from happyhorse.pipeline import cpu_has_fast_bfloat16
+    from happyhorse.train.trainer import autocasts
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    exact, half = TrainConfig.from_dict(SMALL), TrainConfig.from_dict({**SMALL, "precision": "bfloat16"})
+    auto = TrainConfig.from_dict({**SMALL, "precision": "auto"})
+    assert (autocasts(exact, cpu), autocasts(exact, cuda), autocasts(half, cpu)) == (False, False, True)
+    assert autocasts(auto, cpu) == cpu_has_fast_bfloat16() and autocasts(auto, cuda)
+    with pytest.raises(ValueError, match="precision must be auto, float32 or bfloat16"):
+        TrainConfig.from_dict({**SMALL, "precision": "float16"})
+    pipe = build_run_pipeline(exact)
+    model = pipe.transformer.train()
+    for head in (model.video_out, model.audio_out):  # zero at initialisation: every dtype would agree
+        torch.nn.init.normal_(head.weight, std=0.05)
+    x = prepare_step(exact, pipe, next(iter(StepBatches(exact, 0, 1))), "cpu")
+    loss32, _ = step_loss(model, x, exact, model.cfg.prediction)
+    loss16, _ = step_loss(model, x, half, model.cfg.prediction)
+    assert loss16.dtype == torch.float32 and loss16.item() != loss32.item()
+    assert abs(loss16.item() - loss32.item()) < 0.02 * loss32.item()
+    loss16.backward()
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+
+
 def test_resume_continues_the_same_curve(tmp_path):
     cfg = TrainConfig.from_dict(SMALL)
     straight = train(cfg, tmp_path / "a", max_steps=6, progress=False, log=lambda *a: None)
     train(cfg, tmp_path / "b", max_steps=3, progress=False, log=lambda *a: None)
-    resumed = train(cfg, tmp_path / "b", resume=True, max_steps=6, progress=False, log=lambda *a: None)
+    # a run saved before `precision` existed ran in float32 on the CPU, and resumes so, whatever CONFIG says
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved.pop("precision") == "float32"
+    (tmp_path / "b" / "config.json").write_text(json.dumps(saved))
+    later = TrainConfig.from_dict({**SMALL, "precision": "bfloat16"})
+    resumed = train(later, tmp_path / "b", resume=True, max_steps=6, progress=False, log=lambda *a: None)
     assert straight["step"] == resumed["step"] == 6
     log_a = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]

@@ -30,6 +30,7 @@ from ..pipeline import (
     HappyHorsePipeline,
     SchedulerConfig,
     build_pipeline,
+    resolve_dtype,
     sequence_positions,
     share_over_time,
     swap_words,
@@ -214,6 +215,13 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     )
 
 
+def autocasts(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the forward runs under bfloat16 autocast (cfg.precision; auto: as the pipeline's dtype)."""
+    if cfg.precision == "auto":
+        return resolve_dtype("auto", device) == torch.bfloat16
+    return cfg.precision == "bfloat16"
+
+
 def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
     """Mean flow loss over the batch, and its per-sample video and audio parts for logging; with
     cfg.audio_contrast_weight, plus the contrastive timing term (audio_contrast_loss), whose second
@@ -232,7 +240,7 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
             torch.cat([t, t[rows]]) for t in (video_t, text, text_mask, vclean, aclean, tsigma)
         )
         audio_t = torch.cat([audio_t, x.audio_shifted[rows].to(audio_t.dtype)])
-    with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=x.video_t.device.type == "cuda"):
+    with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, x.video_t.device)):
         out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
     video_weight = (~x.video_clean).float() if x.video_weight is None else (~x.video_clean) * x.video_weight
@@ -496,7 +504,10 @@ def train(
     is_main = rank == 0
     ckpt_dir = out / "checkpoint"
     if (out / "config.json").exists() and resume:
-        saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        saved_dict = json.loads((out / "config.json").read_text())
+        # runs saved before `precision` existed autocast on a GPU only: they continue as they ran
+        saved_dict.setdefault("precision", "bfloat16" if device.type == "cuda" else "float32")
+        saved = TrainConfig.from_dict(saved_dict)
         if saved.to_dict() != cfg.to_dict():
             diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)
             log(f"resume: using the run's saved config; CONFIG differs in {diff}")
