@@ -211,12 +211,17 @@ def distill_command(
     minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
     resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
     seed: int = typer.Option(0, help="World seed of the prompts and conditions."),
+    precision: str = typer.Option(
+        "auto", help="auto (bfloat16 autocast on a GPU and on a CPU with native bfloat16), float32 or bfloat16."
+    ),
 ) -> None:
     """Distill a model to a few steps without guidance (DMD-2); the result loads like any model."""
     from .distill import DistillConfig, distill
 
     if teacher is not None and not (teacher / "model_index.json").is_file():
         raise typer.BadParameter(f"{teacher} is not a model directory (no model_index.json)", param_hint="--teacher")
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise typer.BadParameter(f"must be auto, float32 or bfloat16, got {precision!r}", param_hint="--precision")
     cfg = DistillConfig(
         teacher=str(teacher) if teacher else None,
         student_steps=steps,
@@ -227,6 +232,7 @@ def distill_command(
         fake_updates=fake_updates,
         max_steps=max_steps or 1000,
         seed=seed,
+        precision=precision,
     )
     try:
         summary = distill(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)

@@ -94,6 +94,8 @@ def test_distill_command_checks_its_arguments(tmp_path):
     assert result.exit_code == 2 and "not a model directory" in result.output
     result = runner.invoke(app, ["distill", "--steps", "0", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "--steps" in result.output
+    result = runner.invoke(app, ["distill", "--precision", "fp8", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--precision" in result.output and not (tmp_path / "r").exists()
     with pytest.raises(ValueError, match="sigma_min"):
         DistillConfig(sigma_min=0.5, sigma_max=0.4)
 
@@ -119,6 +121,13 @@ def test_teacher_guidance_follows_its_guidance_interval(teacher):
     for k in (0, 1):  # video, audio
         assert torch.allclose(half[k][0], guided[k][0]) and torch.allclose(half[k][1], plain[k][1], atol=1e-5)
         assert not torch.allclose(guided[k][1], plain[k][1])
+    with torch.no_grad():  # under bfloat16 autocast: float32 x0s, close to float32's, not equal
+        rounded = denoised(model, video, audio, cond, sigma, (3.0, 2.0), autocast=True)
+    for k in (0, 1):
+        assert rounded[k].dtype == torch.float32 and not torch.equal(rounded[k], guided[k])
+        assert (rounded[k] - guided[k]).abs().mean() < 0.05 * guided[k].abs().mean()
+    with pytest.raises(ValueError, match="precision: must be auto, float32 or bfloat16"):
+        DistillConfig(precision="half")
 
 
 def test_a_student_of_an_autoguided_teacher_samples_without_a_guide():

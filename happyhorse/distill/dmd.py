@@ -36,7 +36,7 @@ from ..media import atomic_directory, write_json_atomic
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
 from ..train.checkpoint import optimizer_state, optimizer_tensors
 from ..train.config import TrainConfig
-from ..train.trainer import StepBatches, sample_generator, update_ema
+from ..train.trainer import StepBatches, autocasts, sample_generator, update_ema
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
 
@@ -64,9 +64,12 @@ class DistillConfig:
     log_every: int = 10
     checkpoint_every: int = 50
     num_workers: int = 1
+    precision: str = "auto"  # the three models' forwards under bfloat16 autocast, as TrainConfig.precision
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision: must be auto, float32 or bfloat16, got {self.precision!r}")
         if self.student_steps < 1:
             raise ValueError(f"student_steps: must be >= 1, got {self.student_steps}")
         counts = ("batch_size", "max_steps", "fake_updates", "log_every", "checkpoint_every")
@@ -155,16 +158,27 @@ def prepare_conditions(cfg: DistillConfig, pipe: HappyHorsePipeline, batch: dict
     return Conditions(*(t.to(device) for t in parts))
 
 
-def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, guidance=(1.0, 1.0), interval=(0.0, 1.0)):
+def denoised(
+    model,
+    video,
+    audio,
+    cond: Conditions,
+    sigma: torch.Tensor,
+    guidance=(1.0, 1.0),
+    interval=(0.0, 1.0),
+    autocast: bool | None = None,
+):
     """x0 predictions of `model` for the batch at per-sample noise levels sigma [B]; with guidance
     other than 1 on either modality, classifier-free guidance against the empty prompt for the samples
-    whose sigma lies in `interval` (the teacher's own guidance interval, as its sampler guides)."""
+    whose sigma lies in `interval` (the teacher's own guidance interval, as its sampler guides).
+    `autocast`: the forward under bfloat16 autocast (None: on a GPU only); the x0s are float32."""
     b = video.shape[0]
     use_cfg = guidance != (1.0, 1.0)
     reps = 2 if use_cfg else 1
     token_sigma = torch.cat([(~cond.video_clean).float(), (~cond.audio_clean).float()], dim=1) * sigma[:, None]
     text, text_mask = (cond.text, cond.text_mask) if use_cfg else (cond.text[:b], cond.text_mask[:b])
-    with torch.autocast(video.device.type, torch.bfloat16, enabled=video.device.type == "cuda"):
+    enabled = video.device.type == "cuda" if autocast is None else autocast
+    with torch.autocast(video.device.type, torch.bfloat16, enabled=enabled):
         out = model(
             video.repeat(reps, 1, 1),
             audio.repeat(reps, 1, 1),
@@ -201,7 +215,9 @@ def dmd_loss(x0: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, generated
     return 0.5 * (((x0 - target) ** 2) * mask).sum((1, 2)) / count
 
 
-def student_outputs(student, cond: Conditions, sigmas: list[float], k: int, g: torch.Generator, device):
+def student_outputs(
+    student, cond: Conditions, sigmas: list[float], k: int, g: torch.Generator, device, autocast: bool | None = None
+):
     """The student's x0 from step k of its own K-step sampling (steps before k without gradients)."""
     b, nv, cv = cond.video_x0.shape
     na, ca = cond.audio_x0.shape[1:]
@@ -211,12 +227,12 @@ def student_outputs(student, cond: Conditions, sigmas: list[float], k: int, g: t
     )
     with torch.no_grad():
         for i in range(k):
-            x0v, x0a = denoised(student, video, audio, cond, sigmas[i] * ones)
+            x0v, x0a = denoised(student, video, audio, cond, sigmas[i] * ones, autocast=autocast)
             s = sigmas[i + 1]
             video = (1 - s) * x0v + s * torch.randn(x0v.shape, generator=g, device=device)
             audio = (1 - s) * x0a + s * torch.randn(x0a.shape, generator=g, device=device)
             video, audio = cond.impose(video, audio)
-    return cond.impose(*denoised(student, video, audio, cond, sigmas[k] * ones))
+    return cond.impose(*denoised(student, video, audio, cond, sigmas[k] * ones, autocast=autocast))
 
 
 def comparison_sigmas(cfg: DistillConfig, b: int, g: torch.Generator, device) -> torch.Tensor:
@@ -246,7 +262,10 @@ def distill(
     out = Path(out)
     check_run_directory(out, cfg)
     if resume and (out / "config.json").exists():
-        saved = DistillConfig.from_dict(json.loads((out / "config.json").read_text()))
+        saved_dict = json.loads((out / "config.json").read_text())
+        # runs saved before `precision` existed autocast on a GPU only: they continue as they ran
+        saved_dict.setdefault("precision", "bfloat16" if torch.cuda.is_available() else "float32")
+        saved = DistillConfig.from_dict(saved_dict)
         if saved != cfg:
             diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)
             log(f"resume: using the run's saved config; CONFIG differs in {diff}")
@@ -254,6 +273,7 @@ def distill(
     elif cfg.teacher is not None:  # an absolute path: a resume from another directory finds the same teacher
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).expanduser().resolve()))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cast = autocasts(cfg, device)
     pipe = HappyHorsePipeline.from_pretrained(cfg.teacher)
     pipe.text_encoder.to(device)  # the frozen text encoder runs where the models do
     teacher = pipe.transformer.float().eval().requires_grad_(False).to(device)
@@ -309,14 +329,14 @@ def distill(
             if device.type == "cpu"
             else torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
         )
-        x0v, x0a = student_outputs(student, cond, sigmas, k, gn, device)
+        x0v, x0a = student_outputs(student, cond, sigmas, k, gn, device, cast)
         # 2. the distribution-matching update of the student
         b = x0v.shape[0]
         sigma = comparison_sigmas(cfg, b, g, device)
         video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, gn)
         with torch.no_grad():
-            real = denoised(teacher, video_t, audio_t, cond, sigma, guidance, pipe.scheduler.guidance_interval)
-            fake_x0 = denoised(fake, video_t, audio_t, cond, sigma)
+            real = denoised(teacher, video_t, audio_t, cond, sigma, guidance, pipe.scheduler.guidance_interval, cast)
+            fake_x0 = denoised(fake, video_t, audio_t, cond, sigma, autocast=cast)
         loss_v = dmd_loss(x0v, real[0], fake_x0[0], generated[0])
         loss_a = dmd_loss(x0a, real[1], fake_x0[1], generated[1])
         loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
@@ -330,7 +350,7 @@ def distill(
         for _ in range(cfg.fake_updates):
             s = comparison_sigmas(cfg, b, g, device)
             vt, at, nv, na = noised(cond, x0v.detach(), x0a.detach(), s, gn)
-            pv, pa = denoised(fake, vt, at, cond, s)  # as x0; the loss is the teacher's, on v
+            pv, pa = denoised(fake, vt, at, cond, s, autocast=cast)  # as x0; the loss is the teacher's, on v
             lv = flow_loss(pv, x0v.detach(), nv, vt, s[:, None, None], "x0", generated[0])
             la = flow_loss(pa, x0a.detach(), na, at, s[:, None, None], "x0", generated[1])
             fake_loss = lv.mean() + cfg.audio_loss_weight * (la * has_audio).mean()
