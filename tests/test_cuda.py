@@ -40,3 +40,17 @@ def test_default_model_on_a_cuda_gpu_in_bf16_matches_the_cpu():
         with torch.autocast("cuda", torch.bfloat16):
             got = model.cuda()(*(t.cuda() for t in inputs)).video.float().cpu()
     assert (got - expected).abs().max() < 0.1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_pipeline_on_device_auto_samples_on_the_gpu_in_bf16_close_to_the_cpu():
+    """What `happyhorse generate` runs on a GPU machine (`--device auto --dtype auto`): the same seeded
+    noise (drawn on the CPU), so the clip stays within rounding of the CPU's float32 one."""
+    prompt = "A large red ball is dropped and bounces twice."
+    cpu = HappyHorsePipeline.from_pretrained()(prompt, seed=0)
+    pipe = HappyHorsePipeline.from_pretrained(device="auto", dtype="auto")
+    assert pipe.device.type == "cuda" and pipe.dtype == torch.bfloat16
+    gpu = pipe(prompt, seed=0)
+    assert (gpu.settings["device"].startswith("cuda"), gpu.settings["dtype"]) == (True, "bfloat16")
+    assert gpu.frames.shape == cpu.frames.shape and gpu.audio.shape == cpu.audio.shape
+    assert np.abs(gpu.frames.astype(int) - cpu.frames.astype(int)).mean() < 8  # of 255

@@ -383,6 +383,14 @@ def test_a_worker_whose_model_load_failed_takes_no_jobs(model_dir, tmp_path, mon
         assert health["workers"] == 1 and health["status"] == "ok"
 
 
+def test_workers_compute_on_the_device_and_in_the_dtype_asked_for(model_dir, tmp_path):
+    with running(ServeConfig(model=model_dir, data_dir=tmp_path, device="cpu", dtype="bfloat16")) as client:
+        job = client.post("/v1/videos", data={"prompt": "a red ball"}).json()
+        assert wait_done(client, job["id"], timeout=120)["status"] == "completed"
+        health = client.get("/health").json()
+        assert (health["device"], health["dtype"]) == ("cpu", "bfloat16")
+
+
 def test_delete_stops_a_queued_job_and_removes_files(config, monkeypatch):
     with held_worker(monkeypatch) as release, running(config) as client:
         first = client.post("/v1/videos", data={"prompt": "a"}).json()
@@ -493,6 +501,9 @@ def test_cli_serve_refuses_a_missing_model(tmp_path):
 
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "none")])
     assert result.exit_code == 2 and "model_index.json" in result.output
+    for flag, value in (("--device", "npu"), ("--dtype", "int4")):
+        result = CliRunner().invoke(app, ["serve", flag, value, "--data", str(tmp_path / "d")])
+        assert result.exit_code == 2 and flag in result.output and not (tmp_path / "d").exists()
 
 
 def test_cli_serve_trusts_forwarded_for_only_from_named_proxies(model_dir, tmp_path, monkeypatch):

@@ -661,9 +661,12 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
     def health() -> JSONResponse:
         alive = sum(w.is_alive() for w in service.workers)
         ok = service.model is not None and alive == len(service.workers)
+        loaded = next((w.pipe for w in service.workers if w.pipe is not None), None)
         body = {
             "status": "ok" if ok else "degraded",
             "model": service.model.id if service.model else None,
+            "device": str(loaded.device) if loaded else None,  # where the workers compute, once loaded
+            "dtype": str(loaded.dtype).removeprefix("torch.") if loaded else None,
             "workers": len(service.workers),
             "workers_alive": alive,
             "jobs": service.store.counts_by_status(),
