@@ -437,10 +437,11 @@ def eval_command(
         "audio_autoguidance": audio_autoguidance,
         "refine": refine,
     }
-    if clips is not None and (any(v is not None for v in sampling.values()) or first):
+    generating = any(v is not None for v in sampling.values()) or first or (device, dtype) != ("auto", "auto")
+    if clips is not None and generating:
         raise typer.BadParameter(
             "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
-            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --refine",
+            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --refine, --device, --dtype",
             param_hint="--steps",
         )
     with progress() as bar:

@@ -254,6 +254,7 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         (["--clips", str(tmp_path), "--audio-guidance", "2"], "--model only"),
         (["--clips", str(tmp_path), "--autoguidance", "2"], "--model only"),
         (["--clips", str(tmp_path), "--first", "5"], "--model only"),
+        (["--clips", str(tmp_path), "--dtype", "bfloat16"], "--model only"),
         (["--model", str(tmp_path / "model"), "--autoguidance", "2"], "needs a guide"),
         (["--model", str(tmp_path / "model"), "--guidance-interval", "0.5", "0.2"], "--guidance-interval"),
         (["--model", str(tmp_path / "model"), "--device", "gpu"], "--device"),
