@@ -26,6 +26,9 @@ def test_a_resized_pipeline_keeps_the_latents_and_guides_itself_at_its_size():
     assert base.transformer.cfg.dim == 32 and base.guide_transformer is None  # the base is left as it was
     out = pipe("a red ball", seed=0)
     assert out.frames.shape[2:] == (32, 32, 3) and out.settings["autoguidance_scale"] == 1.0
+    alone = resized(base, 128, 3, guide=False)
+    assert alone.guide_transformer is None and alone.scheduler.autoguidance_scale == 1.0
+    assert alone("a red ball", seed=0).frames.shape == out.frames.shape
 
 
 def test_sizes_are_parsed_or_refused_by_name():
