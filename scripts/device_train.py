@@ -63,7 +63,7 @@ def assemble(shards: Path, run: Path) -> None:
     from happyhorse.train.trainer import StepBatches, prepare_step, step_loss
 
     model = pipe.transformer.float().eval()
-    check = TrainConfig.from_dict({**cfg.to_dict(), "batch_size": 16, "clip_repeats": 1})
+    check = TrainConfig.from_dict({**cfg.to_dict(), "batch_size": 16, "clip_repeats": 1, "precision": "float32"})
     losses = []
     for step in range(cfg.max_steps, cfg.max_steps + 4):  # steps the run never saw
         inputs = prepare_step(check, pipe, next(iter(StepBatches(check, step, step + 1))), "cpu")
