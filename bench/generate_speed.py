@@ -21,6 +21,7 @@ import torch
 
 from happyhorse.generate import GenerateRequest, load_pipeline, run_generate
 from happyhorse.media import save_audio, save_image
+from happyhorse.pipeline import dtype_name
 from happyhorse.world import WorldConfig, make_clip
 
 
@@ -48,7 +49,7 @@ def time_generation(pipe, repeats: int, mode: str = "T2V") -> dict:
         "mode": mode,
         "threads": torch.get_num_threads(),
         "device": str(pipe.device),
-        "dtype": str(pipe.dtype).removeprefix("torch."),
+        "dtype": dtype_name(pipe.dtype),
         "settings": {k: sidecar["settings"][k] for k in ("num_inference_steps", "guidance_scale", "sampler")},
         "clip_seconds": clip_seconds,
         "seconds_per_clip_median": statistics.median(times),

@@ -34,6 +34,11 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name `resolve_dtype` takes for a dtype ("bfloat16"), as sidecars and reports record it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """A device by name; "auto" (or None) is the GPU where there is one, else the CPU."""
     if isinstance(device, torch.device):
@@ -694,7 +699,7 @@ class HappyHorsePipeline:
             "refine": bool(refine),
             "seed": int(seed),
             "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": dtype_name(self.dtype),
         }
         return HappyHorseOutput(frames, sound, fps, ac.sample_rate, mode, settings, timings)
 

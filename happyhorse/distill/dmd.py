@@ -35,7 +35,7 @@ from ..diffusion import add_noise, flow_loss, get_schedule, predicted_x0
 from ..media import atomic_directory, write_json_atomic
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
 from ..train.checkpoint import optimizer_state, optimizer_tensors
-from ..train.config import TrainConfig
+from ..train.config import PRECISIONS, TrainConfig, precision_of_old_runs
 from ..train.trainer import StepBatches, autocasts, sample_generator, update_ema
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
@@ -68,8 +68,10 @@ class DistillConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision: must be auto, float32 or bfloat16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
+            )
         if self.student_steps < 1:
             raise ValueError(f"student_steps: must be >= 1, got {self.student_steps}")
         counts = ("batch_size", "max_steps", "fake_updates", "log_every", "checkpoint_every")
@@ -263,8 +265,7 @@ def distill(
     check_run_directory(out, cfg)
     if resume and (out / "config.json").exists():
         saved_dict = json.loads((out / "config.json").read_text())
-        # runs saved before `precision` existed autocast on a GPU only: they continue as they ran
-        saved_dict.setdefault("precision", "bfloat16" if torch.cuda.is_available() else "float32")
+        saved_dict.setdefault("precision", precision_of_old_runs(torch.cuda.is_available()))
         saved = DistillConfig.from_dict(saved_dict)
         if saved != cfg:
             diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)

@@ -162,6 +162,7 @@ def generate_test_set(
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
     `refine` (None keeps them). `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
+    from ..pipeline import dtype_name
     from ..world import make_clip, write_sample
 
     if not modes or not set(modes) <= set(MODES):
@@ -194,7 +195,7 @@ def generate_test_set(
         "split": "test",
         **pipe.scheduler.__dict__,
         "device": str(pipe.device),
-        "dtype": str(pipe.dtype).removeprefix("torch."),
+        "dtype": dtype_name(pipe.dtype),
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
         "refine": pipe.refiner is not None,  # the pipeline refines whenever the model has a refiner
         **{

@@ -39,6 +39,7 @@ from starlette.datastructures import UploadFile
 
 from ..media import MediaError, read_audio, read_image, save_audio, save_image
 from ..pipeline import MAX_SECONDS as PIPELINE_MAX_SECONDS
+from ..pipeline import dtype_name
 from .config import ServeConfig, check_model_dir
 from .errors import APIError, BodyTooLarge, RequestGuard, install_error_handlers
 from .store import ACTIVE, Job, JobStore
@@ -666,7 +667,7 @@ def create_app(config: ServeConfig | None = None, **overrides) -> FastAPI:
             "status": "ok" if ok else "degraded",
             "model": service.model.id if service.model else None,
             "device": str(loaded.device) if loaded else None,  # where the workers compute, once loaded
-            "dtype": str(loaded.dtype).removeprefix("torch.") if loaded else None,
+            "dtype": dtype_name(loaded.dtype) if loaded else None,
             "workers": len(service.workers),
             "workers_alive": alive,
             "jobs": service.store.counts_by_status(),

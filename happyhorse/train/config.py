@@ -10,6 +10,14 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+PRECISIONS = ("auto", "float32", "bfloat16")  # of the model's forward; see TrainConfig.precision
+
+
+def precision_of_old_runs(cuda: bool) -> str:
+    """The precision a run saved before `precision` existed ran in (autocast on a GPU only), so that it
+    resumes as it ran."""
+    return "bfloat16" if cuda else "float32"
+
 
 @dataclass
 class TrainConfig:
@@ -129,8 +137,10 @@ class TrainConfig:
                 f"mirror_pairs needs an even number of clips a step (batch_size / clip_repeats), got "
                 f"{self.batch_size} / {self.clip_repeats}"
             )
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
+            )
         if not 0 <= self.noise_correlation < 1:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if not 0 <= self.object_loss_weight <= 1000:

@@ -38,7 +38,7 @@ from ..pipeline import (
 from ..world import WorldConfig, make_clip
 from ..world.sample import AUDIBLE_IMPACTS, OBJECT_COVERAGE, SHIFTED_AUDIO
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, precision_of_old_runs
 
 SIGMA_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SAMPLE_PROMPT_SEEDS = (0, 1, 2, 3)  # test-split clips whose captions (and first frames) are sampled
@@ -505,8 +505,7 @@ def train(
     ckpt_dir = out / "checkpoint"
     if (out / "config.json").exists() and resume:
         saved_dict = json.loads((out / "config.json").read_text())
-        # runs saved before `precision` existed autocast on a GPU only: they continue as they ran
-        saved_dict.setdefault("precision", "bfloat16" if device.type == "cuda" else "float32")
+        saved_dict.setdefault("precision", precision_of_old_runs(device.type == "cuda"))
         saved = TrainConfig.from_dict(saved_dict)
         if saved.to_dict() != cfg.to_dict():
             diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)
