@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .store import CATEGORIES, DEFAULT_DB
+from . import CATEGORIES, DEFAULT_DB
 
 arena_app = typer.Typer(no_args_is_help=True, help="The arena: blind battles, votes and Bradley-Terry boards.")
 console = Console(stderr=True)

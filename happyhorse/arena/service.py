@@ -23,13 +23,12 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..media import Clip, MediaError, read_image, read_video
+from . import CATEGORIES, DEFAULT_DB
 from .clips import ArenaFormat, broken, normalise, write_first_image, write_normalised
 from .integrity import DEFAULT_ALPHA, DEFAULT_CAP, defend, gold_correct
 from .matchmaking import choose_pair
 from .ratings import BoardSettings, Votes, board, fit_theta, matrices
 from .store import (
-    CATEGORIES,
-    DEFAULT_DB,
     WINNERS,
     Battle,
     ClipRow,

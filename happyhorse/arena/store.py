@@ -26,8 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-DEFAULT_DB = "sqlite:///arena.db"
-CATEGORIES = ("t2v-sound", "t2v-silent", "ti2v-sound", "ti2v-silent")
 WINNERS = ("model_a", "model_b", "tie", "both_bad")
 
 

@@ -26,8 +26,8 @@ from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from . import CATEGORIES
 from .service import Arena, ArenaError
-from .store import CATEGORIES
 
 COOKIE = "hh_arena_voter"
 PAD_BLOCK = 4096

