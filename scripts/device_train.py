@@ -213,6 +213,7 @@ def codec_on_device(args, out: Path) -> None:
 
     workers = max(1, (os.cpu_count() or 4) - 2)
     base = {"clips_per_step": args.batch, "lr": args.lr, "num_workers": workers, "seed": args.seed}
+    base["precision"] = "auto"  # bfloat16 on the GPU, whatever the config pins for its CPU figures
     init = str(ROOT / args.codec_init) if args.codec_init else None
     start = json.loads((Path(init) / "checkpoint" / "state.json").read_text())["step"] if init else 0
     rate = args.rate

@@ -292,3 +292,32 @@ def test_the_sdedit_bench_scores_unrefined_refined_and_truth_on_the_same_clips(t
     monkeypatch.setattr(sys, "argv", ["refiner_sdedit.py", "--model", str(tmp_path / "plain")])
     with pytest.raises(SystemExit):
         bench.main()
+
+
+def test_bfloat16_precision_follows_float32_and_may_change_on_resume(tmp_path):
+    """The refiner and its discriminator under bfloat16 autocast train as in float32 within rounding;
+    precision, like max_steps, may change when a run resumes, another setting may not."""
+    pairs = synthetic_pairs(tmp_path / "pairs", clips=6)
+    settings = dict(SMALL, window=5, batch=2, max_steps=3, warmup_steps=1, validation_clips=2)
+    settings.update(target="input", adversarial_weight=0.5)
+    records = {}
+    for precision in ("float32", "bfloat16"):
+        logs = []
+        train_refiner(RefinerTrainConfig(**settings, precision=precision), pairs, tmp_path / precision, log=logs.append)
+        assert any(f"in {precision}" in line for line in logs)
+        lines = (tmp_path / precision / "log.jsonl").read_text().splitlines()
+        records[precision] = [json.loads(line) for line in lines]
+    for ours, exact in zip(records["bfloat16"], records["float32"], strict=True):
+        for key in ("loss", "adversarial_loss", "discriminator_loss"):
+            assert ours[key] == pytest.approx(exact[key], rel=0.05, abs=1e-3), key
+    assert records["bfloat16"][-1]["discriminator_loss"] != records["float32"][-1]["discriminator_loss"]
+    refiner = VideoRefiner.from_pretrained(tmp_path / "bfloat16" / "refiner")
+    assert all(p.dtype == torch.float32 for p in refiner.parameters())
+    longer = dict(settings, max_steps=4)
+    logs = []
+    train_refiner(RefinerTrainConfig(**longer, precision="bfloat16"), pairs, tmp_path / "float32", log=logs.append)
+    assert "resumed from step 3" in logs
+    with pytest.raises(ValueError, match="another config"):
+        train_refiner(RefinerTrainConfig(**dict(longer, lr=1e-2)), pairs, tmp_path / "float32", log=logs.append)
+    with pytest.raises(ValueError, match="precision: must be auto, float32 or bfloat16"):
+        RefinerTrainConfig(precision="half")

@@ -29,8 +29,8 @@ from ..media import atomic_directory, atomic_path, write_json_atomic
 from ..model.refiner import RefinerConfig, VideoRefiner
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .codec import PatchDiscriminator
-from .config import read_config_file
-from .trainer import update_ema, warmup_cosine_lr
+from .config import PRECISIONS, read_config_file
+from .trainer import autocasts, update_ema, warmup_cosine_lr
 
 PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
 # first and last schedule index an SDEdit pair starts from (0.86 to 0.55; from 0.93 the room itself changes)
@@ -64,6 +64,10 @@ class RefinerTrainConfig:
     pair_chunks: int = 6  # chunks of SDEdit pairs to make (and train on)
     clips_per_chunk: int = 200
     seed: int = 0
+    # what the refiner's and discriminator's forwards compute in (bfloat16 autocast; losses and weights
+    # float32), as TrainConfig.precision. Like max_steps it may change when a run resumes: it changes the
+    # rounding, not what is trained. Runs saved before it existed ran in float32
+    precision: str = "auto"
 
     def __post_init__(self):
         for name, kind in (("channels", int), ("blocks", int)):
@@ -99,6 +103,10 @@ class RefinerTrainConfig:
             raise ValueError(
                 f"validation_clips: must be fewer than the {self.pair_chunks * self.clips_per_chunk} pairs "
                 f"(pair_chunks x clips_per_chunk), got {self.validation_clips}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
             )
         if self.target not in ("truth", "input"):
             raise ValueError(f"target: 'truth' or 'input', got {self.target!r}")
@@ -319,6 +327,7 @@ def train_refiner(
     val = slice(len(generated) - cfg.validation_clips, None)
     torch.manual_seed(cfg.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the pairs stay in host memory
+    cast = autocasts(cfg, torch.device(device))
     refiner = VideoRefiner(RefinerConfig(cfg.channels, cfg.blocks)).to(device)
     ema = copy.deepcopy(refiner).requires_grad_(False)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -329,8 +338,9 @@ def train_refiner(
     step = 0
     if (out / "checkpoint" / "state.json").exists():
         model_state, ema_state, opt_tensors, state = load_checkpoint(out / "checkpoint")
-        ours = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "max_steps"}
-        if {k: v for k, v in state["config"].items() if k != "max_steps"} != ours:
+        free = ("max_steps", "precision")  # what a resumed run may change
+        ours = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in free}
+        if {k: v for k, v in state["config"].items() if k not in free} != ours:
             raise RunDirectoryError(f"{out}: its checkpoint was trained with another config; use a new --out")
         refiner.load_state_dict(model_state)
         ema.load_state_dict(ema_state)
@@ -345,7 +355,8 @@ def train_refiner(
             disc.load_state_dict(disc_state)
             disc_optimizer.load_state_dict(optimizer_state(disc_opt_tensors, disc_meta["optimizer"]))
         log(f"resumed from step {step}")
-    log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs, on {device}")
+    where = f"on {device} in {'bfloat16' if cast else 'float32'}"
+    log(f"refiner: {refiner.num_params():,} parameters, {len(train_idx)} training pairs, {where}")
     keep_log_until(out / "log.jsonl", step)  # steps after the checkpoint are trained (and logged) again
     write_json_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     started = time.perf_counter()
@@ -357,12 +368,14 @@ def train_refiner(
                 group["lr"] = lr
             g, r = windows(generated, truth, rng.choice(train_idx, cfg.batch), cfg.window, rng)
             g, r = g.to(device), r.to(device)
-            refined = refiner(g)
+            with torch.autocast(g.device.type, torch.bfloat16, enabled=cast):
+                refined = refiner(g).float()
+                if disc is not None:
+                    disc.requires_grad_(False)
+                    fool = -disc(as_images(refined)).float().mean()
             loss = weighted_l1(refined, g, r if cfg.target == "truth" else g, cfg.object_weight)
             record = {"step": step + 1, "loss": float(loss.detach()), "lr": lr}
             if disc is not None:
-                disc.requires_grad_(False)
-                fool = -disc(as_images(refined)).mean()
                 loss = loss + cfg.adversarial_weight * fool
                 record["adversarial_loss"] = float(fool.detach())
             optimizer.zero_grad(set_to_none=True)
@@ -372,7 +385,9 @@ def train_refiner(
             update_ema(ema, refiner, step, cfg.ema_decay)
             if disc is not None:  # hinge loss: world frames above +1, refined ones below -1
                 disc.requires_grad_(True)
-                disc_loss = F.relu(1 - disc(as_images(r))).mean() + F.relu(1 + disc(as_images(refined.detach()))).mean()
+                with torch.autocast(g.device.type, torch.bfloat16, enabled=cast):
+                    scores = disc(as_images(r)).float(), disc(as_images(refined.detach())).float()
+                disc_loss = F.relu(1 - scores[0]).mean() + F.relu(1 + scores[1]).mean()
                 for group in disc_optimizer.param_groups:
                     group["lr"] = lr
                 disc_optimizer.zero_grad(set_to_none=True)
