@@ -108,12 +108,12 @@ def check_tokens(kept: set[int]) -> dict:
     def checked(self, prompts):
         tokenizer, _ = self._load()
         for prompt in prompts:
-            bad = [i for i in tokenizer(prompt)["input_ids"] if i not in kept]
+            bad = [i for i in tokenizer.encode(prompt).ids if i not in kept]  # a `tokenizers.Tokenizer`
             if bad:
                 misses["tokens"] += len(bad)
                 misses["prompts"] += 1
                 if misses["prompts"] <= 3:
-                    log("UNKNOWN TOKENS in", repr(prompt), tokenizer.convert_ids_to_tokens(bad))
+                    log("UNKNOWN TOKENS in", repr(prompt), [tokenizer.id_to_token(i) for i in bad])
         return encode(self, prompts)
 
     text.MiniLMTextEncoder._encode_one = checked
