@@ -217,14 +217,12 @@ def distill_command(
 ) -> None:
     """Distill a model to a few steps without guidance (DMD-2); the result loads like any model."""
     from .distill import DistillConfig, distill
-    from .train.config import PRECISIONS
+    from .train.config import precision_problem
 
     if teacher is not None and not (teacher / "model_index.json").is_file():
         raise typer.BadParameter(f"{teacher} is not a model directory (no model_index.json)", param_hint="--teacher")
-    if precision not in PRECISIONS:
-        raise typer.BadParameter(
-            f"must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {precision!r}", param_hint="--precision"
-        )
+    if problem := precision_problem(precision):
+        raise typer.BadParameter(problem, param_hint="--precision")
     cfg = DistillConfig(
         teacher=str(teacher) if teacher else None,
         student_steps=steps,

@@ -35,7 +35,7 @@ from ..diffusion import add_noise, flow_loss, get_schedule, predicted_x0
 from ..media import atomic_directory, write_json_atomic
 from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
 from ..train.checkpoint import optimizer_state, optimizer_tensors
-from ..train.config import PRECISIONS, TrainConfig, precision_of_old_runs
+from ..train.config import TrainConfig, precision_of_old_runs, precision_problem
 from ..train.trainer import StepBatches, autocasts, sample_generator, update_ema
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
@@ -68,10 +68,8 @@ class DistillConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision: must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
-            )
+        if problem := precision_problem(self.precision):
+            raise ValueError(f"precision: {problem}")
         if self.student_steps < 1:
             raise ValueError(f"student_steps: must be >= 1, got {self.student_steps}")
         counts = ("batch_size", "max_steps", "fake_updates", "log_every", "checkpoint_every")

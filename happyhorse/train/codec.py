@@ -27,7 +27,7 @@ from ..media import write_json_atomic
 from ..world import WorldConfig, make_clip
 from ..world.sample import OBJECT_COVERAGE
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
-from .config import PRECISIONS, read_config_file
+from .config import precision_problem, read_config_file
 from .trainer import autocasts, update_ema, warmup_cosine_lr
 
 VALIDATION_SEEDS = range(16)  # test-split clips for the reconstruction figures
@@ -81,10 +81,8 @@ class CodecTrainConfig:
 
     def __post_init__(self):
         self.patch, self.channels = tuple(self.patch), tuple(self.channels)
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
-            )
+        if problem := precision_problem(self.precision):
+            raise ValueError(f"precision {problem}")
         if (self.num_frames - 1) % self.patch[0] or self.width % self.patch[2] or self.height % self.patch[1]:
             raise ValueError(
                 f"num_frames - 1, height and width must be multiples of patch {self.patch}, "

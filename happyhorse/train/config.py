@@ -13,6 +13,14 @@ from pathlib import Path
 PRECISIONS = ("auto", "float32", "bfloat16")  # of the model's forward; see TrainConfig.precision
 
 
+def precision_problem(value: str) -> str | None:
+    """What is wrong with a `precision` value ("must be auto, float32 or bfloat16, got ..."), or None;
+    each config and the CLI put their own name in front."""
+    if value in PRECISIONS:
+        return None
+    return f"must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {value!r}"
+
+
 def precision_of_old_runs(cuda: bool) -> str:
     """The precision a run saved before `precision` existed ran in (autocast on a GPU only), so that it
     resumes as it ran."""
@@ -137,10 +145,8 @@ class TrainConfig:
                 f"mirror_pairs needs an even number of clips a step (batch_size / clip_repeats), got "
                 f"{self.batch_size} / {self.clip_repeats}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
-            )
+        if problem := precision_problem(self.precision):
+            raise ValueError(f"precision {problem}")
         if not 0 <= self.noise_correlation < 1:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if not 0 <= self.object_loss_weight <= 1000:

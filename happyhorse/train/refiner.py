@@ -29,7 +29,7 @@ from ..media import atomic_directory, atomic_path, write_json_atomic
 from ..model.refiner import RefinerConfig, VideoRefiner
 from .checkpoint import load_checkpoint, optimizer_state, save_checkpoint
 from .codec import PatchDiscriminator
-from .config import PRECISIONS, read_config_file
+from .config import precision_problem, read_config_file
 from .trainer import autocasts, update_ema, warmup_cosine_lr
 
 PAIR_SEEDS = 1_000_000  # train-split seeds of pair chunk c: PAIR_SEEDS + c * clips_per_chunk onwards
@@ -104,10 +104,8 @@ class RefinerTrainConfig:
                 f"validation_clips: must be fewer than the {self.pair_chunks * self.clips_per_chunk} pairs "
                 f"(pair_chunks x clips_per_chunk), got {self.validation_clips}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision: must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
-            )
+        if problem := precision_problem(self.precision):
+            raise ValueError(f"precision: {problem}")
         if self.target not in ("truth", "input"):
             raise ValueError(f"target: 'truth' or 'input', got {self.target!r}")
         if self.adversarial_weight < 0:
