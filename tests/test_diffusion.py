@@ -80,3 +80,37 @@ def test_bad_sampler_and_steps_are_refused():
         sample(lambda xs, s: xs, [torch.zeros(1)], [1.0, 0.0], "heun")
     with pytest.raises(ValueError, match="steps"):
         get_schedule(0)
+
+
+def test_difference_loss_is_the_mean_squared_change_of_the_error_between_neighbouring_pixel_frames():
+    """On the patch codec's cells, the temporal part is the mean over consecutive pixel frames (frame 0's
+    repeats included) of the squared change, computed here on the frames themselves; pairs with a given
+    (clean) side are left out; the spatial part does the same along rows and columns."""
+    from happyhorse.codecs.video import PatchVideoCodec
+    from happyhorse.diffusion import difference_loss
+
+    codec = PatchVideoCodec(2, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 5, 8, 12, 3, generator=g) * 255  # 1 + 2 x 2 frames, 2 x 3 cells of 4 x 4
+    grid = codec.latent_shape(5, 8, 12)
+    error = codec.encode(frames).reshape(2, -1, codec.latent_dim)
+    pixels = codec.repeat_first(frames / 127.5)  # the same frames, frame 0 twice, as the cells hold them
+    noised = torch.ones(2, error.shape[1], dtype=torch.bool)
+    temporal = difference_loss(error, noised, grid, (2, 4, 4), 1.0, 0.0)
+    torch.testing.assert_close(temporal, pixels.diff(dim=1).pow(2).mean((1, 2, 3, 4)))
+    spatial = difference_loss(error, noised, grid, (2, 4, 4), 0.0, 1.0)
+    rows, cols = pixels.diff(dim=2).pow(2).mean((1, 2, 3, 4)), pixels.diff(dim=3).pow(2).mean((1, 2, 3, 4))
+    torch.testing.assert_close(spatial, rows + cols)
+    torch.testing.assert_close(difference_loss(error, noised, grid, (2, 4, 4), 3.0, 2.0), 3 * temporal + 2 * spatial)
+    # latent frame 0 given: its two frames and the step from it into latent frame 1 drop out
+    noised[:, : grid[1] * grid[2]] = False
+    later = difference_loss(error, noised, grid, (2, 4, 4), 1.0, 0.0)
+    torch.testing.assert_close(later, pixels[:, 2:].diff(dim=1).pow(2).mean((1, 2, 3, 4)))
+    # an error that holds from frame to frame costs nothing, one that flips sign costs 4 x its square at
+    # each flip: 4 of the 5 steps between the 6 frames (frame 0 twice, then 1, 2, 3, 4)
+    steady = torch.ones(1, 5, 8, 12, 3) * 200
+    flip = steady * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])[None, :, None, None, None]
+    for clip, expected in ((steady, 0.0), (flip, 4 * (200 / 127.5) ** 2 * 4 / 5)):
+        e = codec.encode(clip).reshape(1, -1, codec.latent_dim)
+        got = difference_loss(e, torch.ones(1, e.shape[1], dtype=torch.bool), grid, (2, 4, 4), 1.0, 0.0)
+        assert got.item() == pytest.approx(expected, rel=1e-5)

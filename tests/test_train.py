@@ -728,3 +728,37 @@ def test_audio_contrast_settings_are_checked():
     ]:
         with pytest.raises(ValueError, match=key):
             TrainConfig.from_dict({**CONTRAST, key: value})
+
+
+def test_difference_loss_adds_the_errors_change_over_frames_and_pixels_to_the_flow_loss(tmp_path):
+    """With temporal/spatial_loss_weight, the step's loss is the flow loss plus the difference loss of
+    the same forward's velocity error on the patch codec's pixel cells; the flow loss itself (logged per
+    noise level) is unchanged, and the run's log carries the term."""
+    from happyhorse.diffusion import difference_loss, velocity_error
+
+    plain = TrainConfig.from_dict({**SMALL, "batch_size": 4})
+    both = TrainConfig.from_dict({**plain.to_dict(), "temporal_loss_weight": 2.0, "spatial_loss_weight": 0.5})
+    pipe = build_run_pipeline(plain)
+    model = pipe.transformer.eval()
+    batch = next(iter(StepBatches(plain, 0, 1)))
+    base, inputs = prepare_step(plain, pipe, batch, "cpu"), prepare_step(both, pipe, batch, "cpu")
+    assert base.video_cells is None and inputs.video_cells == ((3, 4, 4), (4, 8, 8))
+    with torch.no_grad():
+        loss_p, parts_p = step_loss(model, base, plain, "x0")
+        loss_d, parts_d = step_loss(model, inputs, both, "x0")
+        x = inputs
+        out = model(
+            x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean,
+            torch.cat([~x.video_clean, ~x.audio_clean], 1).float() * x.sigma[:, None],
+        )  # fmt: skip
+    assert torch.equal(parts_d["video"], parts_p["video"]) and "difference" not in parts_p
+    error = velocity_error(out.video, x.video_x0, x.video_noise, x.video_t, x.sigma[:, None, None], "x0")
+    expected = difference_loss(error, ~x.video_clean, (3, 4, 4), (4, 8, 8), 2.0, 0.5)
+    assert expected.min() > 0
+    torch.testing.assert_close(parts_d["difference"], expected)
+    torch.testing.assert_close(loss_d, loss_p + expected.mean())
+    summary = train(TrainConfig.from_dict({**both.to_dict(), "max_steps": 2}), tmp_path / "run")
+    assert summary["log"]["difference_loss"] > 0
+    for name in ("temporal_loss_weight", "spatial_loss_weight"):
+        with pytest.raises(ValueError, match=name):
+            TrainConfig.from_dict({**SMALL, name: -1})

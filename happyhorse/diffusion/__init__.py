@@ -1,11 +1,22 @@
 """Flow matching: noise, loss, and samplers (Euler, DPM-Solver++(2M), re-noising few-step)."""
 
-from .flow import add_noise, flow_loss, predicted_velocity, predicted_x0, resolution_shift, sample_sigma, shift_sigma
+from .flow import (
+    add_noise,
+    difference_loss,
+    flow_loss,
+    predicted_velocity,
+    predicted_x0,
+    resolution_shift,
+    sample_sigma,
+    shift_sigma,
+    velocity_error,
+)
 from .samplers import SAMPLERS, get_schedule, sample
 
 __all__ = [
     "SAMPLERS",
     "add_noise",
+    "difference_loss",
     "flow_loss",
     "get_schedule",
     "predicted_velocity",
@@ -14,4 +25,5 @@ __all__ = [
     "sample",
     "sample_sigma",
     "shift_sigma",
+    "velocity_error",
 ]

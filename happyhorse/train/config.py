@@ -81,6 +81,11 @@ class TrainConfig:
     # exact object masks): objects cover ~3 % of the pixels (README.md) but all that a prompt is about. Measured at
     # 10 (MODEL_CARD.md): it smears objects, since a weight that depends on the target biases the optimum
     object_loss_weight: float = 0.0
+    # the flow loss plus these weights x the mean squared change of the video's velocity error from one frame
+    # to the next (temporal) and from one pixel to its neighbours (spatial): errors that flicker or smear
+    # cost more, with the loss's minimiser unchanged (diffusion.flow.difference_loss)
+    temporal_loss_weight: float = 0.0
+    spatial_loss_weight: float = 0.0
     # share of each sample's video noise common to all latent frames (the mixed noise prior of PYoCo, Ge
     # et al. 2023): training on the noise that sampling with `noise_correlation` starts from; the run's
     # model stores it as its sampling default
@@ -151,6 +156,9 @@ class TrainConfig:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if not 0 <= self.object_loss_weight <= 1000:
             raise ValueError(f"object_loss_weight must be in [0, 1000], got {self.object_loss_weight}")
+        for name in ("temporal_loss_weight", "spatial_loss_weight"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise ValueError(f"{name} must be in [0, 1000], got {getattr(self, name)}")
         if not 0 <= self.audio_contrast_weight <= 1000:
             raise ValueError(f"audio_contrast_weight must be in [0, 1000], got {self.audio_contrast_weight}")
         shift = self.audio_contrast_shift

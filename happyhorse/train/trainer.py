@@ -22,7 +22,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..diffusion import add_noise, flow_loss, shift_sigma
+from ..codecs.video import PatchVideoCodec
+from ..diffusion import add_noise, difference_loss, flow_loss, shift_sigma, velocity_error
 from ..media import Clip, write_json_atomic
 from ..model import SingleStreamTransformer
 from ..pipeline import (
@@ -154,6 +155,8 @@ class StepInputs:
     video_weight: torch.Tensor | None = None  # [B, Nv] loss weight per video token (None: all 1)
     audio_shifted: torch.Tensor | None = None  # [B, Na, Ca] the clips' time-shifted sound (audio contrast)
     audible: torch.Tensor | None = None  # [B] bool: the clip's sound has an impact (audio contrast)
+    # the latent grid (t, h, w) and its cells' pixels (pt, ph, pw), for the difference loss
+    video_cells: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
@@ -203,6 +206,10 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     if "audio_shifted" in batch:
         audio_shifted = ac.encode(batch["audio_shifted"].to(device, non_blocking=True))
         audible = batch["audible"].to(device)
+    video_cells = None
+    if cfg.temporal_loss_weight > 0 or cfg.spatial_loss_weight > 0:  # a learned codec's cells are latent pixels
+        pixels = isinstance(vc, PatchVideoCodec)
+        video_cells = grid, (vc.patch_t, vc.patch_h, vc.patch_w) if pixels else (1, 1, 1)
     move = lambda t: t.to(device)  # noqa: E731
     return StepInputs(
         *map(
@@ -212,6 +219,7 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
         video_weight=video_weight,
         audio_shifted=audio_shifted,
         audible=audible,
+        video_cells=video_cells,
     )
 
 
@@ -251,6 +259,12 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     has_audio = (~x.audio_clean).any(-1).float()
     loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
     parts = {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
+    if x.video_cells is not None:
+        error = velocity_error(out.video[:b], x.video_x0, x.video_noise, x.video_t, s, prediction)
+        grid, cell = x.video_cells
+        loss_d = difference_loss(error, ~x.video_clean, grid, cell, cfg.temporal_loss_weight, cfg.spatial_loss_weight)
+        loss = loss + loss_d.mean()
+        parts["difference"] = loss_d.detach()
     if rows is not None:
         won = torch.full_like(loss_v, float("nan")).detach()
         if len(rows):
@@ -600,11 +614,16 @@ def train(
             window["steps"] += 1
             # the loss, and the audio contrast's wins and extra rows (0 without it), over all processes
             won = parts.get("contrast_won", torch.full_like(parts["video"], float("nan")))
-            logged = torch.stack([loss.detach().float(), won.nan_to_num(0.0).sum(), (~won.isnan()).sum().float()])
+            difference = parts["difference"].mean() if "difference" in parts else loss.new_zeros(())
+            logged = torch.stack(
+                [loss.detach().float(), won.nan_to_num(0.0).sum(), (~won.isnan()).sum().float(), difference.float()]
+            )
             if world_size > 1:  # log the mean over all processes' samples, as one process would
                 dist.all_reduce(logged)
                 logged[0] /= world_size
-            loss_all, won_all, rows_all = logged.tolist()
+                logged[3] /= world_size
+            loss_all, won_all, rows_all, difference_all = logged.tolist()
+            window["difference"].append(difference_all)
             window["loss"].append(loss_all)
             window["won"] += won_all
             window["rows"] += rows_all
@@ -632,6 +651,8 @@ def train(
                     "data_wait": window["wait"] / elapsed,  # share of the time spent waiting for clips
                     "elapsed_s": time.perf_counter() - started,
                 }
+                if "difference" in parts:  # the difference loss's part of `loss`, weights applied
+                    record["difference_loss"] = float(np.mean(window["difference"]))
                 if window["rows"]:  # share of contrastive samples whose own sound predicted the video better
                     record["audio_contrast_won"] = window["won"] / window["rows"]
                 history.append(record)
@@ -668,6 +689,7 @@ def _log_window() -> dict:
         "t": time.perf_counter(),
         "steps": 0,
         "loss": [],
+        "difference": [],  # the difference loss (0 without it)
         "bins": [[] for _ in SIGMA_BINS[1:]],
         "wait": 0.0,
         "won": 0.0,  # audio contrast: samples whose own sound predicted better, of `rows` taking part
