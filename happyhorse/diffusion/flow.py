@@ -98,7 +98,13 @@ def flow_loss(
 
     Clean (given) tokens carry no loss: they are inputs, not things to denoise.
     """
-    err = velocity_error(output, x0, noise, x_t, sigma, prediction).pow(2).mean(-1)
+    return mean_squared_error(velocity_error(output, x0, noise, x_t, sigma, prediction), loss_mask)
+
+
+def mean_squared_error(error: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample mean [B] of a [B, N, C] error's squares over tokens (weighted by loss_mask [B, N]):
+    the flow loss of an error already at hand."""
+    err = error.pow(2).mean(-1)
     if loss_mask is None:
         return err.mean(-1)
     weight = loss_mask.float()

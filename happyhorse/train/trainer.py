@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..codecs.video import PatchVideoCodec
-from ..diffusion import add_noise, difference_loss, flow_loss, shift_sigma, velocity_error
+from ..diffusion import add_noise, difference_loss, flow_loss, mean_squared_error, shift_sigma, velocity_error
 from ..media import Clip, write_json_atomic
 from ..model import SingleStreamTransformer
 from ..pipeline import (
@@ -252,7 +252,8 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
         out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
     video_weight = (~x.video_clean).float() if x.video_weight is None else (~x.video_clean) * x.video_weight
-    loss_v = flow_loss(out.video[:b].float(), x.video_x0, x.video_noise, x.video_t, s, prediction, video_weight)
+    video_error = velocity_error(out.video[:b], x.video_x0, x.video_noise, x.video_t, s, prediction)
+    loss_v = mean_squared_error(video_error, video_weight)
     loss_a = flow_loss(out.audio[:b].float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
     # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
     # samples with audio loss) keeps N processes x B samples equal to one process with N x B
@@ -260,9 +261,10 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
     parts = {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
     if x.video_cells is not None:
-        error = velocity_error(out.video[:b], x.video_x0, x.video_noise, x.video_t, s, prediction)
         grid, cell = x.video_cells
-        loss_d = difference_loss(error, ~x.video_clean, grid, cell, cfg.temporal_loss_weight, cfg.spatial_loss_weight)
+        loss_d = difference_loss(
+            video_error, ~x.video_clean, grid, cell, cfg.temporal_loss_weight, cfg.spatial_loss_weight
+        )
         loss = loss + loss_d.mean()
         parts["difference"] = loss_d.detach()
     if rows is not None:
