@@ -15,7 +15,16 @@ under $OUT (also every 500 steps, so a run cut short still returns its last chec
     python3 scripts/device_train.py 540 32 1 3e-4 --codec configs/video_codec_sharp.toml \
         --codec-init .gpu/codec_run      # or: the learned video codec, BATCH clips a step; $OUT/codec_run
                                          # comes back as a codec run (train-codec --init, `video_codec = RUN/codec`)
+    python3 scripts/device_train.py 540 128 2 5e-4 --init happyhorse/assets/default_model --seed 6 \
+        --recipe configs/default.toml configs/default_spatial.toml   # or: arms side by side (below)
     python scripts/device_train.py --assemble /work/.device/N RUN   # here: RUN/model from the shards
+                                                                    # (an arm's: /work/.device/N/ARM)
+
+Several `--recipe`s train side by side on the one GPU, each in its own process with an equal share of
+the loader cores, the same world seed (so the same clips, at the same noise where the recipes draw
+it alike) and the same budget: a treatment and its control from one device call, paired, instead of
+one call each. Each arm measures its own step rate while the others run, and its shards land under
+$OUT/ARM (ARM: the recipe's file name without `.toml`).
 
 Measured on one H200 (2026-11-26): 8.7 steps/s at batch 128 with 2 samples per clip and 14 loader
 workers, 3 577 steps in 474 s. That run used `enable_gqa` attention, which cuDNN pairs wrongly
@@ -26,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -33,10 +43,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.time()
+ARM = ""  # this process's arm when several recipes train side by side: a prefix for its log lines
 
 
 def log(*parts) -> None:
-    print(f"[{time.time() - T0:5.0f}s]", *parts, flush=True)
+    print(f"[{time.time() - T0:5.0f}s]{ARM}", *parts, flush=True)
 
 
 def assemble(shards: Path, run: Path) -> None:
@@ -75,6 +86,14 @@ def assemble(shards: Path, run: Path) -> None:
     log(f"loss on 64 fresh clips here {here:.4f}; last logged on the device {there:.4f}")
     if here > 1.5 * there:
         raise SystemExit(f"the assembled model does not reproduce the device's loss ({here:.4f} vs {there:.4f})")
+
+
+def kept_token_ids(bundle: Path) -> set[int]:
+    """The token ids whose embedding rows the bundle keeps (every other row is rebuilt as zeros)."""
+    from safetensors import safe_open
+
+    with safe_open(str(bundle / "minilm_pruned.safetensors"), "pt") as f:
+        return set(f.get_tensor("__kept_ids__").tolist())
 
 
 def rebuild_minilm(bundle: Path, target: Path = Path("/tmp/minilm")) -> set[int]:
@@ -265,6 +284,38 @@ def assemble_student(run: Path, cfg: dict) -> None:
     log(f"wrote {run / 'model'} ({steps} renoise steps, no guidance); last record {last}")
 
 
+def run_arms(args, out: Path) -> None:
+    """Train each of `args.recipe` in its own process at once, on the same GPU, with the same seed and
+    budget and an equal share of the loader cores; each arm's files land under out/ARM."""
+    names = [Path(r).stem for r in args.recipe]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"--recipe: two recipes share a file name ({names}); each arm is named by its file")
+    if args.codec or args.distill:
+        raise SystemExit("--recipe: several recipes train transformers side by side; not with --codec or --distill")
+    missing = [r for r in args.recipe if not (ROOT / r).is_file()]
+    if missing:
+        raise SystemExit(f"--recipe: not found in the repo: {missing}")
+    rebuild_minilm(ROOT / ".gpu")  # once, before the arms read it
+    workers = args.workers or max(1, ((os.cpu_count() or 4) - 2) // len(names))
+    budget = args.budget - (time.time() - T0)
+    common = [str(args.batch), str(args.repeats), str(args.lr), "--seed", str(args.seed), "--workers", str(workers)]
+    for flag, value in (("--init", args.init), ("--warmup", args.warmup), ("--rate", args.rate)):
+        if value is not None:
+            common += [flag, str(value)]
+    log(f"{len(names)} arms side by side, {workers} loader workers each: {names}")
+    arms = [
+        subprocess.Popen(
+            [sys.executable, __file__, f"{budget:.0f}", *common, "--recipe", recipe, "--arm", name],
+            env={**os.environ, "OUT": str(out / name)},
+        )
+        for name, recipe in zip(names, args.recipe, strict=True)
+    ]
+    codes = {name: arm.wait() for name, arm in zip(names, arms, strict=True)}
+    log("arms' exit codes", codes)
+    if any(codes.values()):
+        raise SystemExit(f"arms failed: {[n for n, c in codes.items() if c]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("budget", type=float, help="seconds of wall time for the whole command")
@@ -278,7 +329,14 @@ def main() -> None:
     parser.add_argument(
         "--distill", type=int, default=None, metavar="K", help="instead: DMD-2 of the shipped model to K steps"
     )
-    parser.add_argument("--recipe", default="configs/default.toml", help="the training config, in the repo")
+    parser.add_argument(
+        "--recipe",
+        nargs="+",
+        default=["configs/default.toml"],
+        help="the training config, in the repo; several: arms trained side by side, one process each",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: all cores but two)")
+    parser.add_argument("--arm", default="", help=argparse.SUPPRESS)  # set by run_arms for its children
     parser.add_argument("--codec", metavar="CONFIG", help="instead: train a learned video codec (train-codec config)")
     parser.add_argument("--codec-init", metavar="RUN", help="with --codec: a carried codec run to go on from")
     parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
@@ -286,6 +344,11 @@ def main() -> None:
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
     out = Path(os.environ.get("OUT", "/tmp/out"))
     out.mkdir(parents=True, exist_ok=True)
+    if len(args.recipe) > 1:
+        run_arms(args, out)
+        return
+    global ARM
+    ARM = f" {args.arm}:" if args.arm else ""
     import torch
 
     log("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")
@@ -293,19 +356,21 @@ def main() -> None:
     if args.codec is not None:  # no text encoder: the codec sees frames only
         codec_on_device(args, out)
         return
-    misses = check_tokens(rebuild_minilm(ROOT / ".gpu"))
+    # arms share the MiniLM their parent rebuilt; only the ids are needed to count unknown tokens
+    misses = check_tokens(kept_token_ids(ROOT / ".gpu") if args.arm else rebuild_minilm(ROOT / ".gpu"))
     if args.distill is not None:
         distill_on_device(args, out)
         log("prompts with unknown tokens", misses)
         return
     from happyhorse.train import load_config, train
 
-    recipe = str(ROOT / args.recipe)
+    recipe = str(ROOT / args.recipe[0])
+    scratch = Path("/tmp") / (f"arm_{args.arm}" if args.arm else "")
     base = {
         "batch_size": args.batch,
         "clip_repeats": args.repeats,
         "lr": args.lr,
-        "num_workers": max(1, (os.cpu_count() or 4) - 2),
+        "num_workers": args.workers or max(1, (os.cpu_count() or 4) - 2),
         "sample_every": 0,
         "log_every": 20,
         "seed": args.seed,
@@ -314,7 +379,8 @@ def main() -> None:
     # 1. the step rate at this batch, after the loader's workers are up
     rate = args.rate
     if rate is None:
-        bench = Path("/tmp/bench")
+        bench = scratch / "bench"
+        shutil.rmtree(bench, ignore_errors=True)  # a warm machine keeps /tmp between calls
         train(load_config(recipe, {**base, "checkpoint_every": 10**6}), bench, max_steps=80, progress=False)
         records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
         rate = sum(r["steps_per_s"] for r in records[-2:]) / 2
@@ -322,7 +388,8 @@ def main() -> None:
     # 2. the run: warm-up and cosine over the steps that fit the rest of the budget
     remaining = args.budget - (time.time() - T0) - 40
     steps = int(rate * remaining * 0.95)
-    run = Path("/tmp/run")
+    run = scratch / "run"
+    shutil.rmtree(run, ignore_errors=True)
     warmup = args.warmup if args.warmup is not None else min(500, steps // 10)
     overrides = {"max_steps": steps, "warmup_steps": warmup, "checkpoint_every": 500}
     cfg = load_config(recipe, {**base, **overrides, "ema_decay": 0.999})
