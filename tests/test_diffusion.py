@@ -38,7 +38,7 @@ def test_schedule_and_shift():
     assert shift_sigma(torch.tensor(0.5), 3.0).item() == pytest.approx(0.75)
 
 
-@pytest.mark.parametrize("method", ["euler", "dpmpp_2m", "renoise"])
+@pytest.mark.parametrize("method", ["euler", "dpmpp_2m", "dpmpp_2m_sde", "renoise"])
 def test_samplers_land_on_a_single_data_point(method):
     target = torch.randn(3, 5)
     out = sample(
@@ -63,6 +63,26 @@ def test_second_order_sampler_beats_euler_on_gaussian_data():
 
     assert abs(final_std("dpmpp_2m", 8) - c) < 0.5 * abs(final_std("euler", 8) - c)
     assert abs(final_std("euler", 64) - c) < 0.02  # Euler converges, at first order
+
+
+def test_the_stochastic_sampler_draws_the_data_distribution_and_its_draws_differ_by_generator():
+    c = 0.5  # data ~ N(0, c^2), the exact x0 predictor as above
+
+    def denoise(xs, s):
+        return [(1 - s) * c * c / ((1 - s) ** 2 * c * c + s * s) * xs[0]]
+
+    noise = torch.randn(50_000, 2, generator=torch.Generator().manual_seed(0))
+
+    def draw(steps, seed):
+        return sample(
+            denoise, [noise], get_schedule(steps), "dpmpp_2m_sde", generator=torch.Generator().manual_seed(seed)
+        )[0]
+
+    assert abs(draw(200, 1).std().item() - c) < 0.005
+    a, b = draw(8, 1), draw(8, 2)
+    assert not torch.allclose(a, b) and abs(a.std().item() - c) < 0.03  # 8 steps: near, not exact
+    # a seed repeats its draw
+    assert torch.equal(draw(8, 1), a)
 
 
 def test_clean_tokens_are_kept_through_sampling():
