@@ -3,10 +3,17 @@ passed through encode + decode, beside the same clips untouched.
 
     python bench/codec_ceiling.py --codec ~/.cache/happyhorse/runs/video_codec/codec --count 60
     python bench/codec_ceiling.py --blur 1.0 --count 30   # a reference: the clips under a Gaussian blur
+    python bench/codec_ceiling.py --rank 256 --count 30   # what a linear head of width 256 could draw
 
 A model that generates over a codec cannot score better than its reconstructions: this is the ceiling
 the codec sets on colour, shape, direction, object persistence and subject consistency (issue 5's bars),
 and the PSNR of the reconstructions over all pixels and over the objects' pixels.
+
+`--rank K` asks it of the patch codec's own model: the transformer paints each 4x8x8 RGB cell (768
+numbers) through a linear head from its `dim` features, so every cell it draws lies in one K = dim
+dimensional subspace. The best such subspace for world clips is their cells' top K principal
+components (fitted on `--fit-clips` train clips); the clips rebuilt from it are the most a head of
+that width could draw.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 
 from happyhorse.codecs import Codec
+from happyhorse.codecs.video import PatchVideoCodec
 from happyhorse.eval import evaluate_clips
 from happyhorse.train.codec import psnr
 from happyhorse.world import WorldConfig, make_clip, write_sample
@@ -39,6 +47,18 @@ COLUMNS = (
 )
 
 
+def principal_components(cells: PatchVideoCodec, world: WorldConfig, clips: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean cell and the principal directions (columns, strongest first) of train clips' cells."""
+    total, outer, n = 0.0, 0.0, 0
+    for seed in range(clips):
+        z = cells.encode(torch.from_numpy(make_clip(seed, "train", world, ground_truth=False).frames)[None])
+        z = z.reshape(-1, cells.latent_dim).double()
+        total, outer, n = total + z.sum(0), outer + z.T @ z, n + len(z)
+    mean = total / n
+    values, vectors = torch.linalg.eigh(outer / n - torch.outer(mean, mean))
+    return mean, vectors.flip(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -46,6 +66,10 @@ def main() -> None:
     source.add_argument(
         "--blur", type=float, help="No codec: blur each frame by a Gaussian of this sigma (pixels), a reference."
     )
+    source.add_argument(
+        "--rank", type=int, help="No codec: 4x8x8 pixel cells kept to their top RANK principal components."
+    )
+    parser.add_argument("--fit-clips", type=int, default=300, help="With --rank: train clips the components come from.")
     parser.add_argument("--count", type=int, default=60, help="Test-split clips.")
     parser.add_argument("--size", type=int, default=64, help="Frame width and height.")
     parser.add_argument("--out", type=Path, default=None, help="Keep the clips here (default: a temporary dir).")
@@ -57,6 +81,19 @@ def main() -> None:
 
         def passed(clip: np.ndarray) -> np.ndarray:
             return codec.decode(codec.encode(torch.from_numpy(clip)[None]))[0].numpy()
+    elif args.rank is not None:
+        cells = PatchVideoCodec()
+        frames = 25
+        if not 1 <= args.rank <= cells.latent_dim or args.fit_clips < 1:
+            parser.error(f"--rank: must be in 1..{cells.latent_dim} with --fit-clips >= 1, got {args.rank}")
+        mean, basis = principal_components(
+            cells, WorldConfig(args.size, args.size, 12.0, frames / 12.0), args.fit_clips
+        )
+        top = basis[:, : args.rank]
+
+        def passed(clip: np.ndarray) -> np.ndarray:
+            z = cells.encode(torch.from_numpy(clip)[None]).double() - mean
+            return cells.decode(((z @ top) @ top.T + mean).float())[0].numpy()
     else:
         if args.blur <= 0:
             parser.error(f"--blur must be a sigma > 0 pixels, got {args.blur}")
@@ -90,6 +127,7 @@ def main() -> None:
         print(f"{c:28s} {table['truth'].get(c, float('nan')):8.3f} {table['decoded'].get(c, float('nan')):8.3f}")
     if args.json:
         source = str(args.codec) if args.codec is not None else f"blur {args.blur}"
+        source = f"rank {args.rank} of {args.fit_clips} train clips' cells" if args.rank is not None else source
         args.json.write_text(json.dumps({"codec": source, "count": args.count, **table}, indent=1))
 
 
