@@ -84,8 +84,10 @@ def main() -> None:
     elif args.rank is not None:
         cells = PatchVideoCodec()
         frames = 25
-        if not 1 <= args.rank <= cells.latent_dim or args.fit_clips < 1:
-            parser.error(f"--rank: must be in 1..{cells.latent_dim} with --fit-clips >= 1, got {args.rank}")
+        if not 1 <= args.rank <= cells.latent_dim:
+            parser.error(f"--rank: must be in 1..{cells.latent_dim} (a 4x8x8 RGB cell's numbers), got {args.rank}")
+        if args.fit_clips < 1:
+            parser.error(f"--fit-clips: must be >= 1, got {args.fit_clips}")
         mean, basis = principal_components(
             cells, WorldConfig(args.size, args.size, 12.0, frames / 12.0), args.fit_clips
         )

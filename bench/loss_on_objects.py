@@ -15,11 +15,13 @@ width K could draw at best.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 # noise-level bands (sigma in [low, high); 1.0 itself is in the last) and the whole batch
 BANDS = {"0-0.4": (0.0, 0.4), "0.4-0.7": (0.4, 0.7), "0.7-0.9": (0.7, 0.9), "0.9-1": (0.9, 1.01), "all": (0.0, 1.01)}
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "finetune_default.toml"
 TOUCHED = 1e-3  # a token an object covers more than this share of counts as an object token
 
 
@@ -68,7 +70,7 @@ def measure_loss(model_dir: str | None, config: str, batches: int, seed: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
-    parser.add_argument("--config", default="configs/finetune_default.toml", help="the batches' recipe")
+    parser.add_argument("--config", default=str(RECIPE), help="the batches' recipe")
     parser.add_argument("--batches", type=int, default=6, help="batches of the recipe's size")
     parser.add_argument("--seed", type=int, default=7, help="world seed of the batches")
     args = parser.parse_args()

@@ -306,7 +306,7 @@ def generate_command(
         "--contrast-prompt); 1 = off (default: the model's).",
     ),
     contrast_prompt: str = typer.Option(None, help="The prompt contrastive guidance pushes away from."),
-    sampler: str = typer.Option(None, help="euler, dpmpp_2m or renoise (default: the model's)."),
+    sampler: str = typer.Option(None, help="euler, dpmpp_2m, dpmpp_2m_sde or renoise (default: the model's)."),
     shift: float = typer.Option(None, min=0.1, max=20, help="Noise schedule shift (default: the model's)."),
     guidance_interval: tuple[float, float] = typer.Option(
         None, help="LOW HIGH: guide only at noise levels in [LOW, HIGH] (default: the model's)."
@@ -393,7 +393,7 @@ def eval_command(
     audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
     autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: video autoguidance by its guide."),
     audio_autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's autoguidance."),
-    sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m or renoise (default: the model's)."),
+    sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m, dpmpp_2m_sde or renoise."),
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
         None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."

@@ -654,7 +654,10 @@ class HappyHorsePipeline:
                 if callback is not None:
                     callback(i, n)
 
-            video_lat, audio_lat = sample(denoise, noise, sigmas, sampler, clean, gen, on_step)
+            def fresh_noise(xs):  # what the stochastic samplers draw: noise like the starting noise
+                return initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen)
+
+            video_lat, audio_lat = sample(denoise, noise, sigmas, sampler, clean, gen, on_step, fresh_noise)
         finally:
             if bar is not None:
                 bar[0].stop()

@@ -284,21 +284,42 @@ def assemble_student(run: Path, cfg: dict) -> None:
     log(f"wrote {run / 'model'} ({steps} renoise steps, no guidance); last record {last}")
 
 
+ARM_RATES = Path("/tmp/arm_rates")
+
+
+def slowest_arm_rate(arm: str, rate: float, arms: int, wait_s: float = 120) -> float:
+    """The slowest of the arms' bench rates, once all have one (at most `wait_s` of waiting): arms that
+    start unevenly bench unevenly, and one schedule for all keeps the pair's cosines alike."""
+    (ARM_RATES / f"{arm}.rate.tmp").write_text(str(rate))
+    os.replace(ARM_RATES / f"{arm}.rate.tmp", ARM_RATES / f"{arm}.rate")
+    deadline = time.time() + wait_s
+    while len(list(ARM_RATES.glob("*.rate"))) < arms and time.time() < deadline:
+        time.sleep(1)
+    rates = {f.stem: float(f.read_text()) for f in ARM_RATES.glob("*.rate")}
+    log(f"arms' bench rates {rates}; all plan at the slowest")
+    return min(rates.values())
+
+
 def run_arms(args, out: Path) -> None:
     """Train each of `args.recipe` in its own process at once, on the same GPU, with the same seed and
     budget and an equal share of the loader cores; each arm's files land under out/ARM."""
     names = [Path(r).stem for r in args.recipe]
     if len(set(names)) < len(names):
         raise SystemExit(f"--recipe: two recipes share a file name ({names}); each arm is named by its file")
-    if args.codec or args.distill:
-        raise SystemExit("--recipe: several recipes train transformers side by side; not with --codec or --distill")
+    if args.codec is not None or args.distill is not None or args.codec_init is not None:
+        raise SystemExit(
+            "--recipe: several recipes train transformers side by side; not with --codec, --codec-init or --distill"
+        )
     missing = [r for r in args.recipe if not (ROOT / r).is_file()]
     if missing:
         raise SystemExit(f"--recipe: not found in the repo: {missing}")
     rebuild_minilm(ROOT / ".gpu")  # once, before the arms read it
-    workers = args.workers or max(1, ((os.cpu_count() or 4) - 2) // len(names))
+    shutil.rmtree(ARM_RATES, ignore_errors=True)
+    ARM_RATES.mkdir(parents=True)
+    workers = args.workers if args.workers is not None else max(1, ((os.cpu_count() or 4) - 2) // len(names))
     budget = args.budget - (time.time() - T0)
     common = [str(args.batch), str(args.repeats), str(args.lr), "--seed", str(args.seed), "--workers", str(workers)]
+    common += ["--arms", str(len(names))]
     for flag, value in (("--init", args.init), ("--warmup", args.warmup), ("--rate", args.rate)):
         if value is not None:
             common += [flag, str(value)]
@@ -335,8 +356,11 @@ def main() -> None:
         default=["configs/default.toml"],
         help="the training config, in the repo; several: arms trained side by side, one process each",
     )
-    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: all cores but two)")
-    parser.add_argument("--arm", default="", help=argparse.SUPPRESS)  # set by run_arms for its children
+    parser.add_argument(
+        "--workers", type=int, default=None, help="training's loader workers (default: all cores but two)"
+    )
+    parser.add_argument("--arm", default="", help=argparse.SUPPRESS)  # set by run_arms for its children:
+    parser.add_argument("--arms", type=int, default=1, help=argparse.SUPPRESS)  # this arm's name, how many
     parser.add_argument("--codec", metavar="CONFIG", help="instead: train a learned video codec (train-codec config)")
     parser.add_argument("--codec-init", metavar="RUN", help="with --codec: a carried codec run to go on from")
     parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
@@ -370,7 +394,7 @@ def main() -> None:
         "batch_size": args.batch,
         "clip_repeats": args.repeats,
         "lr": args.lr,
-        "num_workers": args.workers or max(1, (os.cpu_count() or 4) - 2),
+        "num_workers": args.workers if args.workers is not None else max(1, (os.cpu_count() or 4) - 2),
         "sample_every": 0,
         "log_every": 20,
         "seed": args.seed,
@@ -385,6 +409,8 @@ def main() -> None:
         records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
         rate = sum(r["steps_per_s"] for r in records[-2:]) / 2
         log(f"bench: {rate:.2f} steps/s at batch {args.batch} x{args.repeats}; last {records[-1]}")
+        if args.arm:
+            rate = slowest_arm_rate(args.arm, rate, args.arms)
     # 2. the run: warm-up and cosine over the steps that fit the rest of the budget
     remaining = args.budget - (time.time() - T0) - 40
     steps = int(rate * remaining * 0.95)
@@ -393,11 +419,12 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else min(500, steps // 10)
     overrides = {"max_steps": steps, "warmup_steps": warmup, "checkpoint_every": 500}
     cfg = load_config(recipe, {**base, **overrides, "ema_decay": 0.999})
-    log(f"run: {steps} steps in {remaining:.0f}s")
+    log(f"run: {steps} steps planned in {remaining:.0f}s")
     stop = threading.Event()
     threading.Thread(target=export_while_training, args=(run, out, stop), daemon=True).start()
     summary = train(cfg, run, minutes=remaining / 60, progress=False)
     stop.set()
+    log(f"reached step {summary['step']} of {steps} planned")
     export(run, out, "final")
     log("summary", json.dumps(summary)[:600])
     log("prompts with unknown tokens", misses)

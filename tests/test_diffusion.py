@@ -83,6 +83,19 @@ def test_the_stochastic_sampler_draws_the_data_distribution_and_its_draws_differ
     assert not torch.allclose(a, b) and abs(a.std().item() - c) < 0.03  # 8 steps: near, not exact
     # a seed repeats its draw
     assert torch.equal(draw(8, 1), a)
+    # the new noise comes from fresh_noise where given (the pipeline's shares the starting noise's form)
+    calm = [
+        sample(
+            denoise,
+            [noise],
+            get_schedule(8),
+            "dpmpp_2m_sde",
+            generator=torch.Generator().manual_seed(seed),
+            fresh_noise=lambda xs: [torch.zeros_like(x) for x in xs],
+        )[0]
+        for seed in (1, 2)
+    ]
+    assert torch.equal(calm[0], calm[1]) and calm[0].std() < a.std()
 
 
 def test_clean_tokens_are_kept_through_sampling():

@@ -38,6 +38,7 @@ def sample(
     clean: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[int, int], None] | None = None,
+    fresh_noise: Callable[[Tensors], Tensors] | None = None,
 ) -> Tensors:
     """Integrate from sigmas[0] (pure noise) to sigmas[-1] = 0.
 
@@ -45,12 +46,21 @@ def sample(
     dpmpp_2m: DPM-Solver++(2M), second-order multistep in log-SNR, for data prediction.
     dpmpp_2m_sde: its stochastic form (Lu et al. 2022, eta 1): each step forgets part of the state and
         draws that part anew, so an early step's error can be undone later; the step from pure noise and
-        the last to 0 are the ODE's (the starting noise, shared over time or not, is kept).
+        the last to 0 are the ODE's.
     renoise: the few-step sampler of distilled models: predict x0, then re-noise it to the next level.
+
+    The stochastic samplers draw their new noise by `fresh_noise(xs)` (noise shaped like xs), so that it
+    has the starting noise's structure (e.g. a share common to all latent frames); by default plain
+    Gaussian noise from `generator`.
     """
     if method not in SAMPLERS:
         raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {method!r}")
     clean = clean or [None] * len(noise)
+    if fresh_noise is None:
+
+        def fresh_noise(xs: Tensors) -> Tensors:
+            return [torch.randn(x.shape, generator=generator) for x in xs]
+
     xs = _impose([n.float() for n in noise], clean)
     previous: Tensors | None = None
     h_prev: float | None = None
@@ -60,7 +70,7 @@ def sample(
         finite = 0.0 < s < 1.0 and s_next > 0.0  # log-SNR is finite at both ends of this step
         h = math.log((1 - s_next) / s_next) - math.log((1 - s) / s) if finite else None
         if method == "renoise":
-            xs = [(1 - s_next) * x0 + s_next * torch.randn(x0.shape, generator=generator) for x0 in x0s]
+            xs = [(1 - s_next) * x0 + s_next * z for x0, z in zip(x0s, fresh_noise(x0s), strict=True)]
         elif method == "dpmpp_2m_sde" and h is not None:
             # x' = (s'/s) e^-h x + a' (1 - e^-2h) D + s' sqrt(1 - e^-2h) z, with a' = 1 - s' and D the
             # 2M (midpoint) extrapolation of the last two predictions once there are two
@@ -70,10 +80,8 @@ def sample(
                 r = h_prev / h
                 ds = [(1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b for a, b in zip(x0s, previous, strict=True)]
             xs = [
-                (s_next / s) * math.exp(-h) * x
-                + (1 - s_next) * kept * d
-                + s_next * math.sqrt(kept) * torch.randn(x.shape, generator=generator)
-                for x, d in zip(xs, ds, strict=True)
+                (s_next / s) * math.exp(-h) * x + (1 - s_next) * kept * d + s_next * math.sqrt(kept) * z
+                for x, d, z in zip(xs, ds, fresh_noise(xs), strict=True)
             ]
         elif method == "euler" or h is None or h_prev is None:
             # first order; DPM-Solver++ also takes it for its first step and for the final step to 0
