@@ -25,18 +25,21 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "finetune_default.tom
 TOUCHED = 1e-3  # a token an object covers more than this share of counts as an object token
 
 
-def loss_shares(errors: torch.Tensor, covered: torch.Tensor, sigma: torch.Tensor) -> dict:
-    """errors [B, N] (each token's squared error, 0 where not trained), covered [B, N] (object share of
-    each token's pixels), sigma [B] -> {band: (share of the loss on object tokens, share of tokens)}
-    for each band with samples in it."""
+def loss_shares(errors: torch.Tensor, covered: torch.Tensor, sigma: torch.Tensor, trained: torch.Tensor) -> dict:
+    """errors [B, N] (each token's squared error), covered [B, N] (object share of each token's pixels),
+    sigma [B], trained [B, N] (tokens the loss counts) -> {band: (share of the loss on object tokens,
+    share of the tokens that are object tokens, mean error of an object token, of another token)} for
+    each band with trained tokens in it. The means compare models; the shares say where one errs."""
     touched = covered > TOUCHED
     out = {}
     for name, (low, high) in BANDS.items():
-        rows = (sigma >= low) & (sigma < high)
+        rows = ((sigma >= low) & (sigma < high))[:, None] & trained
         if rows.any():
-            total = errors[rows].sum()
-            share = float((errors[rows] * touched[rows]).sum() / total) if total > 0 else float("nan")
-            out[name] = (share, float(touched[rows].float().mean()))
+            on, off = errors[rows & touched], errors[rows & ~touched]
+            total = on.sum() + off.sum()
+            share = float(on.sum() / total) if total > 0 else float("nan")
+            mean = lambda e: float(e.mean()) if e.numel() else float("nan")  # noqa: E731
+            out[name] = (share, float(touched[rows].float().mean()), mean(on), mean(off))
     return out
 
 
@@ -52,7 +55,7 @@ def measure_loss(model_dir: str | None, config: str, batches: int, seed: int) ->
     cfg = load_config(config, {"object_loss_weight": 1.0, "seed": seed, "precision": "float32"})
     pipe = HappyHorsePipeline.from_pretrained(model_dir)
     model = pipe.transformer.float().eval()
-    errors, covered, sigmas = [], [], []
+    errors, covered, sigmas, trained = [], [], [], []
     for step in range(batches):
         x = prepare_step(cfg, pipe, next(iter(StepBatches(cfg, step, step + 1))), "cpu")
         token_sigma = torch.cat(
@@ -61,10 +64,11 @@ def measure_loss(model_dir: str | None, config: str, batches: int, seed: int) ->
         out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
         s = x.sigma[:, None, None]
         error = velocity_error(out.video, x.video_x0, x.video_noise, x.video_t, s, model.cfg.prediction)
-        errors.append(error.pow(2).mean(-1) * (~x.video_clean))
+        errors.append(error.pow(2).mean(-1))
         covered.append(x.video_weight - 1)
         sigmas.append(x.sigma)
-    return loss_shares(torch.cat(errors), torch.cat(covered), torch.cat(sigmas))
+        trained.append(~x.video_clean)
+    return loss_shares(torch.cat(errors), torch.cat(covered), torch.cat(sigmas), torch.cat(trained))
 
 
 def main() -> None:
@@ -76,8 +80,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.batches < 1:
         parser.error(f"--batches: must be >= 1, got {args.batches}")
-    for band, (share, tokens) in measure_loss(args.model, args.config, args.batches, args.seed).items():
-        print(f"sigma {band:>9}: {share:.3f} of the video loss on object tokens ({tokens:.3f} of the tokens)")
+    for band, (share, tokens, on, off) in measure_loss(args.model, args.config, args.batches, args.seed).items():
+        print(
+            f"sigma {band:>7}: {share:.3f} of the video loss on object tokens ({tokens:.3f} of the tokens);"
+            f" mean error {on:.4f} on an object token, {off:.4f} on another"
+        )
 
 
 if __name__ == "__main__":

@@ -21,14 +21,16 @@ def load(name: str):
 
 def test_loss_shares_split_the_error_by_object_tokens_within_each_noise_band():
     shares = load("loss_on_objects").loss_shares
-    errors = torch.tensor([[3.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    errors = torch.tensor([[3.0, 1.0, 5.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     covered = torch.tensor([[0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.2, 0.0005]])  # the last is under TOUCHED
-    out = shares(errors, covered, torch.tensor([0.2, 0.95]))
-    assert out["0-0.4"] == pytest.approx((0.75, 0.25))
-    assert out["0.9-1"] == pytest.approx((0.25, 0.25))
-    assert out["all"] == pytest.approx((4 / 8, 2 / 8))
+    trained = torch.tensor([[True, True, False, True], [True, True, True, True]])  # 5.0 is a given token's
+    out = shares(errors, covered, torch.tensor([0.2, 0.95]), trained)
+    assert out["0-0.4"] == pytest.approx((0.75, 1 / 3, 3.0, 0.5))
+    assert out["0.9-1"] == pytest.approx((0.25, 0.25, 1.0, 1.0))
+    assert out["all"] == pytest.approx((0.5, 2 / 7, 2.0, 0.8))
     assert "0.4-0.7" not in out  # no sample there
-    assert shares(errors, covered, torch.tensor([1.0, 1.0]))["0.9-1"][1] == pytest.approx(0.25)  # sigma 1 counts
+    at_one = shares(errors, covered, torch.tensor([1.0, 1.0]), trained)["0.9-1"]
+    assert at_one[1] == pytest.approx(2 / 7)  # sigma 1 counts
 
 
 def test_principal_components_order_the_cells_directions_and_rebuild_them_whole():
