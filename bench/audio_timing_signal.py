@@ -60,15 +60,15 @@ def noised_sound(pipe):
 
     sample, denoiser = pipeline.sample, pipe._denoiser
 
-    def sample_with_noised_sound(denoise, noise, sigmas, method, clean, generator, callback):
+    def sample_with_noised_sound(denoise, noise, sigmas, method, clean, generator, callback, *rest):
         if clean[1] is None:
-            return sample(denoise, noise, sigmas, method, clean, generator, callback)
+            return sample(denoise, noise, sigmas, method, clean, generator, callback, *rest)
         mask, z = clean[1]
 
         def noised(xs, s):
             return denoise([xs[0], torch.where(mask[..., None], (1 - s) * z + s * noise[1], xs[1])], s)
 
-        return sample(noised, noise, sigmas, method, [clean[0], None], generator, callback)
+        return sample(noised, noise, sigmas, method, [clean[0], None], generator, callback, *rest)
 
     pipeline.sample = sample_with_noised_sound
     pipe._denoiser = lambda text, text_mask, positions, clean, *a, **k: denoiser(
@@ -96,9 +96,9 @@ def reconstruction_guidance(pipe, scale: float, flat: bool = False):
     sample, denoiser = pipeline.sample, pipe._denoiser
     audio_noise = []
 
-    def sample_keeping_noise(denoise, noise, sigmas, method, clean, generator, callback):
+    def sample_keeping_noise(denoise, noise, sigmas, method, clean, generator, callback, *rest):
         audio_noise[:] = [noise[1]]
-        return sample(denoise, noise, sigmas, method, clean, generator, callback)
+        return sample(denoise, noise, sigmas, method, clean, generator, callback, *rest)
 
     def guided_denoiser(text, text_mask, positions, clean, *args, **kwargs):
         denoise = denoiser(text, text_mask, positions, clean, *args, **kwargs)
