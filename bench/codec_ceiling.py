@@ -55,7 +55,7 @@ def principal_components(cells: PatchVideoCodec, world: WorldConfig, clips: int)
         z = z.reshape(-1, cells.latent_dim).double()
         total, outer, n = total + z.sum(0), outer + z.T @ z, n + len(z)
     mean = total / n
-    values, vectors = torch.linalg.eigh(outer / n - torch.outer(mean, mean))
+    _, vectors = torch.linalg.eigh(outer / n - torch.outer(mean, mean))
     return mean, vectors.flip(1)
 
 

@@ -38,9 +38,12 @@ def loss_shares(errors: torch.Tensor, covered: torch.Tensor, sigma: torch.Tensor
             on, off = errors[rows & touched], errors[rows & ~touched]
             total = on.sum() + off.sum()
             share = float(on.sum() / total) if total > 0 else float("nan")
-            mean = lambda e: float(e.mean()) if e.numel() else float("nan")  # noqa: E731
-            out[name] = (share, float(touched[rows].float().mean()), mean(on), mean(off))
+            out[name] = (share, float(touched[rows].float().mean()), _mean(on), _mean(off))
     return out
+
+
+def _mean(values: torch.Tensor) -> float:
+    return float(values.mean()) if values.numel() else float("nan")
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def measure_loss(model_dir: str | None, config: str, batches: int, seed: int) ->
     from happyhorse import HappyHorsePipeline
     from happyhorse.diffusion.flow import velocity_error
     from happyhorse.train import load_config
-    from happyhorse.train.trainer import StepBatches, prepare_step
+    from happyhorse.train.trainer import StepBatches, prepare_step, token_sigmas
 
     # a weight of 1 makes the batch carry each token's object coverage (video_weight = 1 + coverage)
     cfg = load_config(config, {"object_loss_weight": 1.0, "seed": seed, "precision": "float32"})
@@ -58,10 +61,8 @@ def measure_loss(model_dir: str | None, config: str, batches: int, seed: int) ->
     errors, covered, sigmas, trained = [], [], [], []
     for step in range(batches):
         x = prepare_step(cfg, pipe, next(iter(StepBatches(cfg, step, step + 1))), "cpu")
-        token_sigma = torch.cat(
-            [(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], 1
-        )
-        out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigma)
+        tokens = token_sigmas(x)
+        out = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, tokens)
         s = x.sigma[:, None, None]
         error = velocity_error(out.video, x.video_x0, x.video_noise, x.video_t, s, model.cfg.prediction)
         errors.append(error.pow(2).mean(-1))

@@ -230,15 +230,18 @@ def autocasts(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.precision == "bfloat16"
 
 
+def token_sigmas(x: StepInputs) -> torch.Tensor:
+    """Each token's noise level [B, Nv + Na], as the model reads it: the sample's sigma, 0 where given."""
+    return torch.cat([(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], 1)
+
+
 def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
     """Mean flow loss over the batch, and its per-sample video and audio parts for logging; with
     cfg.audio_contrast_weight, plus the contrastive timing term (audio_contrast_loss), whose second
     predictions ride in the same forward pass as extra rows (one forward a step, as DDP and FSDP expect)."""
     x = inputs
     b = x.video_t.shape[0]
-    token_sigma = torch.cat(
-        [(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], dim=1
-    )
+    token_sigma = token_sigmas(x)
     rows = contrast_rows(x, cfg) if cfg.audio_contrast_weight > 0 else None
     video_t, audio_t, text, text_mask, vclean, aclean, tsigma = (
         x.video_t, x.audio_t, x.text, x.text_mask, x.video_clean, x.audio_clean, token_sigma
