@@ -14,7 +14,9 @@ them as well as the prompt; `--modes TA2V` measures such a point on the prompts 
 :corr=R (the share of the video noise's variance all latent frames share) and :contrast=D:swaps=A/B+C/D
 (contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
 :swaps, the model's stored contrast_swaps) and :refine=0 or 1 (whether the model's refiner/ redraws
-the decoded frames; by default it does wherever the model has one).
+the decoded frames; by default it does wherever the model has one) and :restart=LOW-HIGH (restart
+sampling: on reaching noise level LOW, re-noise to HIGH and walk that band again; :restarts=K times,
+once by default).
 `--dtype bfloat16` (or `--device cuda`) runs every point's transformers so, to measure what the
 compute dtype costs; by default the CPU in float32, the dtype every figure of MODEL_CARD.md's grids
 was measured in (`--dtype auto` is what `happyhorse generate` and `eval` run).
@@ -59,7 +61,8 @@ def parse_point(text: str) -> dict:
     auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), local=I+J (blocks where
     the guide's video tokens see no other latent frame), drops=audio (given conditions the unconditional
     branch goes without), corr=R (time-shared share of the video noise),
-    contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges) and refine=0|1."""
+    contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges), refine=0|1, restart=LOW-HIGH
+    and restarts=K (restart sampling)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -97,6 +100,12 @@ def parse_point(text: str) -> dict:
                 if value not in ("0", "1"):
                     raise ValueError(value)
                 point["refine"] = value == "1"
+            elif key == "restart":
+                low, high = (float(v) for v in value.split("-"))
+                point["restart_interval"] = SchedulerConfig(restart_interval=(low, high)).restart_interval
+                point.setdefault("restarts", 1)
+            elif key == "restarts":
+                point["restarts"] = SchedulerConfig(restarts=int(value)).restarts
             else:
                 raise ValueError(key)
         return point
@@ -104,7 +113,7 @@ def parse_point(text: str) -> dict:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
             "[:audio_auto=A][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
-            "[:refine=0|1] such as "
+            "[:refine=0|1][:restart=LOW-HIGH][:restarts=K] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None

@@ -244,7 +244,11 @@ def distill_command(
     console.print(f"step {summary['step']}: few-step model in {out}/model ({steps} steps, no guidance)")
 
 
-def check_sampling(sampler: str | None, guidance_interval: tuple[float, float] | None) -> None:
+def check_sampling(
+    sampler: str | None,
+    guidance_interval: tuple[float, float] | None,
+    restart_interval: tuple[float, float] | None = None,
+) -> None:
     """Sampling overrides of generate and eval, refused before any model loads."""
     from .diffusion import SAMPLERS
 
@@ -254,6 +258,11 @@ def check_sampling(sampler: str | None, guidance_interval: tuple[float, float] |
         raise typer.BadParameter(
             f"need 0 <= LOW <= HIGH <= 1, got {guidance_interval[0]} {guidance_interval[1]}",
             param_hint="--guidance-interval",
+        )
+    if restart_interval is not None and not 0 < restart_interval[0] < restart_interval[1] < 1:
+        raise typer.BadParameter(
+            f"need 0 < LOW < HIGH < 1, got {restart_interval[0]} {restart_interval[1]}",
+            param_hint="--restart-interval",
         )
 
 
@@ -311,6 +320,16 @@ def generate_command(
     guidance_interval: tuple[float, float] = typer.Option(
         None, help="LOW HIGH: guide only at noise levels in [LOW, HIGH] (default: the model's)."
     ),
+    restarts: int = typer.Option(
+        None,
+        min=0,
+        max=8,
+        help="Restart sampling: walk the --restart-interval band again N times (default: the model's).",
+    ),
+    restart_interval: tuple[float, float] = typer.Option(
+        None,
+        help="LOW HIGH: on reaching noise level LOW, re-noise to HIGH and sample down again (default: the model's).",
+    ),
     seconds: float = typer.Option(None, min=0.1, max=20, help="Clip length (default: the model's, or the audio's)."),
     size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's)."),
     refine: bool = typer.Option(
@@ -331,7 +350,7 @@ def generate_command(
             raise typer.BadParameter(f"no such file: {path}", param_hint=name)
     if output.suffix.lower() != ".mp4":
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
-    check_sampling(sampler, guidance_interval)
+    check_sampling(sampler, guidance_interval, restart_interval)
     check_device(device, dtype)
     width = height = None
     if size is not None:
@@ -369,6 +388,8 @@ def generate_command(
                 contrast_prompt=contrast_prompt,
                 contrast_guidance=contrast_guidance,
                 refine=refine,
+                restarts=restarts,
+                restart_interval=restart_interval,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -398,6 +419,10 @@ def eval_command(
     guidance_interval: tuple[float, float] = typer.Option(
         None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."
     ),
+    restarts: int = typer.Option(None, min=0, max=8, help="With --model: restart sampling, this many times."),
+    restart_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, the noise band each restart walks again."
+    ),
     refine: bool = typer.Option(
         None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
     ),
@@ -425,7 +450,7 @@ def eval_command(
         raise typer.BadParameter(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
-    check_sampling(sampler, guidance_interval)
+    check_sampling(sampler, guidance_interval, restart_interval)
     check_device(device, dtype)
     sampling = {
         "steps": steps,
@@ -437,12 +462,15 @@ def eval_command(
         "autoguidance": autoguidance,
         "audio_autoguidance": audio_autoguidance,
         "refine": refine,
+        "restarts": restarts,
+        "restart_interval": restart_interval,
     }
     generating = any(v is not None for v in sampling.values()) or first or (device, dtype) != ("auto", "auto")
     if clips is not None and generating:
         raise typer.BadParameter(
             "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
-            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --refine, --device, --dtype",
+            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --restarts, --restart-interval, --refine, "
+            "--device, --dtype",
             param_hint="--steps",
         )
     with progress() as bar:

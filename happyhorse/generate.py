@@ -39,6 +39,8 @@ class GenerateRequest:
     contrast_guidance: float | None = None
     contrast_swaps: tuple[tuple[str, str], ...] | None = None
     refine: bool | None = None  # the model's refiner/ redraws the frames (None: whenever it has one)
+    restarts: int | None = None
+    restart_interval: tuple[float, float] | None = None
 
 
 def load_pipeline(
@@ -76,6 +78,8 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         contrast_guidance_scale=request.contrast_guidance,
         contrast_swaps=request.contrast_swaps,
         refine=request.refine,
+        restarts=request.restarts,
+        restart_interval=request.restart_interval,
         callback=callback,
     )
     output = Path(output)

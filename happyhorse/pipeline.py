@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .codecs import Codec, PatchAudioCodec, PatchVideoCodec, TextEncoder
-from .diffusion import SAMPLERS, get_schedule, predicted_x0, sample
+from .diffusion import SAMPLERS, get_schedule, predicted_x0, restart_schedule, sample
 from .media import atomic_directory, read_audio, read_image, resample
 from .model import SingleStreamTransformer, TransformerConfig
 from .model.refiner import VideoRefiner
@@ -120,6 +120,11 @@ class SchedulerConfig:
     # prompt: a push along what tells the two apart, for facts the text states barely separate
     contrast_guidance_scale: float = 1.0
     contrast_swaps: tuple[tuple[str, str], ...] = ()
+    # restart sampling (Xu et al. 2023, "Restart sampling for improving generative processes"): on
+    # reaching the low end of `restart_interval`, re-noise to its high end and walk that band again,
+    # `restarts` times; each restart costs the band's steps again
+    restarts: int = 0
+    restart_interval: tuple[float, float] = (0.5, 0.8)
 
     def __post_init__(self):
         low, high = (float(v) for v in self.guidance_interval)
@@ -152,6 +157,12 @@ class SchedulerConfig:
         if not pairs:
             raise ValueError(f"contrast_swaps: a list of [word, word] pairs, got {swaps!r}")
         self.contrast_swaps = tuple((str(a).strip(), str(b).strip()) for a, b in swaps)
+        if not (isinstance(self.restarts, int) and 0 <= self.restarts <= 8):
+            raise ValueError(f"restarts: a whole number in [0, 8], got {self.restarts!r}")
+        low, high = (float(v) for v in self.restart_interval)
+        if not 0.0 < low < high < 1.0:
+            raise ValueError(f"restart_interval: need 0 < low < high < 1, got {list(self.restart_interval)}")
+        self.restart_interval = (low, high)
 
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
@@ -523,6 +534,8 @@ class HappyHorsePipeline:
         contrast_guidance_scale: float | None = None,
         contrast_swaps: tuple[tuple[str, str], ...] | None = None,
         refine: bool | None = None,
+        restarts: int | None = None,
+        restart_interval: tuple[float, float] | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -562,6 +575,10 @@ class HappyHorsePipeline:
             if guidance_interval is None
             else SchedulerConfig(guidance_interval=guidance_interval).guidance_interval
         )
+        restart = SchedulerConfig(
+            restarts=sch.restarts if restarts is None else restarts,
+            restart_interval=sch.restart_interval if restart_interval is None else restart_interval,
+        )  # checked as stored defaults would be
         if refine and self.refiner is None:
             raise ValueError("refine: this model has no refiner/ component; leave refine unset or pass False")
         refine = self.refiner is not None if refine is None else bool(refine)
@@ -643,9 +660,11 @@ class HappyHorsePipeline:
             local,
         )
         sigmas = get_schedule(steps, shift)
+        if restart.restarts:
+            sigmas = restart_schedule(sigmas, *restart.restart_interval, restart.restarts)
         # 4. sample
         t0 = time.perf_counter()
-        bar = _progress_bar(steps) if progress else None
+        bar = _progress_bar(len(sigmas) - 1) if progress else None
         try:
 
             def on_step(i, n):
@@ -700,6 +719,8 @@ class HappyHorsePipeline:
             "contrast_guidance_scale": contrast_scale,
             "contrast_prompt": contrasts,
             "refine": bool(refine),
+            "restarts": restart.restarts,
+            "restart_interval": list(restart.restart_interval),
             "seed": int(seed),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),

@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument(
         "--noise-correlation", type=float, default=None, help="share of the video noise all latent frames share"
     )
+    parser.add_argument("--restarts", type=int, default=None, help="restart sampling: walk the band again N times")
+    parser.add_argument(
+        "--restart-interval", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"), help="the band restarts walk"
+    )
     parser.add_argument(
         "--refiner",
         type=Path,
@@ -94,6 +98,8 @@ def main() -> None:
         "autoguidance_scale": args.autoguidance,
         "audio_autoguidance_scale": args.audio_autoguidance,
         "noise_correlation": args.noise_correlation,
+        "restarts": args.restarts,
+        "restart_interval": tuple(args.restart_interval) if args.restart_interval else None,
     }
     try:
         pipe.scheduler = replace(pipe.scheduler, **{k: v for k, v in chosen.items() if v is not None})

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from happyhorse.diffusion import add_noise, flow_loss, get_schedule, predicted_x0, sample, shift_sigma
+from happyhorse.diffusion import (
+    add_noise,
+    flow_loss,
+    get_schedule,
+    predicted_x0,
+    restart_schedule,
+    sample,
+    shift_sigma,
+)
 from happyhorse.diffusion.flow import edm_coefficients
 
 
@@ -96,6 +104,40 @@ def test_the_stochastic_sampler_draws_the_data_distribution_and_its_draws_differ
         for seed in (1, 2)
     ]
     assert torch.equal(calm[0], calm[1]) and calm[0].std() < a.std()
+
+
+def test_a_restart_walks_the_band_again_and_renoises_to_the_level_it_climbs_to():
+    sigmas = get_schedule(8, 2.0)  # 1, .933, .857, .769, .667, .545, .4, .222, 0
+    once = restart_schedule(sigmas, 0.5, 0.8)
+    assert once == sigmas[:7] + sigmas[3:7] + sigmas[7:]  # down to .4, back up to .769, down again
+    assert restart_schedule(sigmas, 0.5, 0.8, times=2) == sigmas[:7] + sigmas[3:7] * 2 + sigmas[7:]
+    assert restart_schedule(sigmas, 0.5, 0.8, times=0) == sigmas
+    for low, high in ((0.8, 0.5), (0.0, 0.5), (0.5, 1.0), (0.41, 0.44)):
+        with pytest.raises(ValueError, match="restart"):
+            restart_schedule(sigmas, low, high)
+
+    c = 0.5  # data ~ N(0, c^2); the exact x0 predictor, recording the state's spread at each call
+    seen = []
+
+    def denoise(xs, s):
+        seen.append((s, xs[0].std().item()))
+        return [(1 - s) * c * c / ((1 - s) ** 2 * c * c + s * s) * xs[0]]
+
+    noise = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+    out = sample(denoise, [noise], once, "dpmpp_2m", generator=torch.Generator().manual_seed(1))[0]
+    assert len(seen) == 11  # 8 steps and 3 more for the band; the climb itself calls no model
+    # after the climb the state has the spread of x_s' = (1 - s') x0 + s' z: the right noise level
+    s_up, spread = seen[6]
+    assert s_up == pytest.approx(sigmas[3]) and spread == pytest.approx(
+        ((1 - s_up) ** 2 * c * c + s_up**2) ** 0.5, rel=0.02
+    )
+    # the exact model's draw keeps the spread the plain schedule ends at (set there by the last coarse steps)
+    assert abs(out.std().item() - sample(denoise, [noise], sigmas, "dpmpp_2m")[0].std().item()) < 0.005
+    seen.clear()
+    # with no fresh noise the climb only rescales: the state is pulled toward x0 and spreads less
+    seen.clear()
+    sample(denoise, [noise], once, "dpmpp_2m", fresh_noise=lambda xs: [torch.zeros_like(x) for x in xs])
+    assert seen[6][1] < spread - 0.05
 
 
 def test_clean_tokens_are_kept_through_sampling():

@@ -220,6 +220,8 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         "shift": 3.0,
         "guidance_interval": (0.3, 1.0),
         "audio_guidance": 1.5,
+        "restarts": 1,
+        "restart_interval": (0.5, 0.8),
     }
     report = evaluate_model(
         tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4, dtype="bfloat16"
@@ -243,6 +245,8 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
     assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"
     assert report["settings"]["shift"] == 3.0 and list(report["settings"]["guidance_interval"]) == [0.3, 1.0]
     assert report["settings"]["audio_guidance_scale"] == 1.5
+    assert (sidecar["settings"]["restarts"], sidecar["settings"]["restart_interval"]) == (1, [0.5, 0.8])
+    assert report["settings"]["restarts"] == 1 and list(report["settings"]["restart_interval"]) == [0.5, 0.8]
     assert (report["settings"]["device"], report["settings"]["dtype"], sidecar["settings"]["dtype"]) == (
         "cpu",
         "bfloat16",
@@ -254,6 +258,8 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         (["--clips", str(tmp_path), "--audio-guidance", "2"], "--model only"),
         (["--clips", str(tmp_path), "--autoguidance", "2"], "--model only"),
         (["--clips", str(tmp_path), "--first", "5"], "--model only"),
+        (["--clips", str(tmp_path), "--restarts", "1"], "--model only"),
+        (["--model", str(tmp_path / "model"), "--restart-interval", "0", "0.5"], "--restart-interval"),
         (["--clips", str(tmp_path), "--dtype", "bfloat16"], "--model only"),
         (["--model", str(tmp_path / "model"), "--autoguidance", "2"], "needs a guide"),
         (["--model", str(tmp_path / "model"), "--guidance-interval", "0.5", "0.2"], "--guidance-interval"),
@@ -295,6 +301,12 @@ def test_model_suite_keeps_the_modes_asked_for(tmp_path):
     assert parse_point("dpmpp_2m:8:5:corr=0.3")["noise_correlation"] == 0.3
     with pytest.raises(SystemExit, match="corr=R"):
         parse_point("dpmpp_2m:8:5:corr=1.5")
+    point = parse_point("dpmpp_2m:8:5:restart=0.5-0.8")
+    assert (point["restarts"], point["restart_interval"]) == (1, (0.5, 0.8))
+    assert parse_point("dpmpp_2m:8:5:restarts=3:restart=0.3-0.6")["restarts"] == 3
+    for bad in ("restart=0.8-0.5", "restart=0-0.5", "restarts=9", "restarts=x"):
+        with pytest.raises(SystemExit, match="restart=LOW-HIGH"):
+            parse_point(f"dpmpp_2m:8:5:{bad}")
 
 
 @pytest.mark.parametrize("seed", [13, 16])

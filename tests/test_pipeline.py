@@ -151,6 +151,52 @@ def test_guidance_drops_take_the_given_sound_or_frame_from_the_unconditional_bra
             pipe("x", guidance_drops=bad)
 
 
+def test_restarts_walk_a_band_of_noise_levels_again_and_are_stored_and_checked(pipe, tmp_path, monkeypatch):
+    """restarts = K: the sampler walks the band's levels K more times (one model call each, none for the
+    climb), the clip changes, the settings say so; 0 leaves every seed's clip as it was; a band the
+    schedule misses is refused."""
+    import happyhorse.pipeline as pipeline_module
+
+    schedules, calls = [], []
+    real_sample = pipeline_module.sample
+
+    def recording_sample(denoise, noise, sigmas, *args):
+        schedules.append([round(s, 3) for s in sigmas])
+        return real_sample(denoise, noise, sigmas, *args)
+
+    monkeypatch.setattr(pipeline_module, "sample", recording_sample)
+    hook = pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
+    kw = {"seed": 5, "num_inference_steps": 8, "shift": 2.0, "sampler": "dpmpp_2m", "guidance_scale": 1.0}
+    try:
+        plain = pipe("a red ball", **kw)
+        none = pipe("a red ball", restarts=0, **kw)
+        plain_calls = len(calls)
+        twice = pipe("a red ball", restarts=2, restart_interval=(0.5, 0.8), **kw)
+    finally:
+        hook.remove()
+    levels = [1.0, 0.933, 0.857, 0.769, 0.667, 0.545, 0.4, 0.222, 0.0]
+    assert schedules[0] == schedules[1] == levels
+    assert schedules[2] == levels[:7] + [0.769, 0.667, 0.545, 0.4] * 2 + levels[7:]
+    assert plain_calls == 16 and len(calls) - plain_calls == 8 + 2 * 3
+    assert np.array_equal(plain.frames, none.frames) and not np.array_equal(plain.frames, twice.frames)
+    assert twice.settings["restarts"] == 2 and twice.settings["restart_interval"] == [0.5, 0.8]
+    assert plain.settings["restarts"] == 0
+    with pytest.raises(ValueError, match=r"restart_interval: need 0 < low < high < 1, got \[0.8, 0.5\]"):
+        pipe("a red ball", restarts=1, restart_interval=(0.8, 0.5), **kw)
+    with pytest.raises(ValueError, match=r"restarts: a whole number in \[0, 8\], got -1"):
+        pipe("a red ball", restarts=-1, **kw)
+    with pytest.raises(ValueError, match="restart: no schedule levels between 0.41 and 0.44"):
+        pipe("a red ball", restarts=1, restart_interval=(0.41, 0.44), **kw)
+    pipe.scheduler.restarts, pipe.scheduler.restart_interval = 2, (0.5, 0.8)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.restarts, pipe.scheduler.restart_interval = 0, (0.5, 0.8)
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert (loaded.scheduler.restarts, loaded.scheduler.restart_interval) == (2, (0.5, 0.8))
+    assert np.array_equal(loaded("a red ball", **kw).frames, twice.frames)
+
+
 def test_noise_correlation_shares_part_of_the_video_noise_over_time(pipe, tmp_path):
     """noise_correlation = rho gives every latent frame's noise a common part: correlation rho between
     frames at one place, unit variance kept; 0 leaves every seed's clip as it was; stored and checked."""

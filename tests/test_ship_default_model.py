@@ -82,3 +82,27 @@ def test_a_guide_that_read_fewer_text_layers_guides_a_model_that_reads_more(tmp_
     assert widen_text_layers(original, (6,), (6,)) is original
     with pytest.raises(ValueError, match="read MiniLM layers \\[6\\], not all among text_layers \\[0, 5\\]"):
         widen_text_layers(original, (6,), (0, 5))
+
+
+def test_shipping_stores_restarts_and_refuses_a_bad_band(tmp_path, monkeypatch):
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "model")
+    with pytest.raises(SystemExit) as refused:
+        _run(
+            "ship_default_model",
+            [
+                str(tmp_path / "model"),
+                "--restarts",
+                "1",
+                "--restart-interval",
+                "0.8",
+                "0.5",
+                "--out",
+                str(tmp_path / "x"),
+            ],
+            monkeypatch,
+        )
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
+    args = [str(tmp_path / "model"), "--restarts", "1", "--restart-interval", "0.4", "0.9"]
+    _run("ship_default_model", [*args, "--out", str(tmp_path / "shipped")], monkeypatch)
+    shipped = HappyHorsePipeline.from_pretrained(tmp_path / "shipped")
+    assert (shipped.scheduler.restarts, shipped.scheduler.restart_interval) == (1, (0.4, 0.9))

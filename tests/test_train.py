@@ -413,6 +413,8 @@ def test_generate_errors_name_the_argument(tmp_path):
         (["x", "--size", "big"], "--size"),
         (["x", "--sampler", "heun"], "--sampler"),
         (["x", "--guidance-interval", "0.9", "0.1"], "--guidance-interval"),
+        (["x", "--restart-interval", "0.8", "0.5"], "--restart-interval"),
+        (["x", "--restarts", "9"], "--restarts"),
         (["x", "--device", "tpu"], "--device"),
         (["x", "--dtype", "int8"], "--dtype"),
         (["x", "--device", "cpu", "--dtype", "float16"], "--dtype"),

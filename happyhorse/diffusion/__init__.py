@@ -12,7 +12,7 @@ from .flow import (
     shift_sigma,
     velocity_error,
 )
-from .samplers import SAMPLERS, get_schedule, sample
+from .samplers import SAMPLERS, get_schedule, restart_schedule, sample
 
 __all__ = [
     "SAMPLERS",
@@ -24,6 +24,7 @@ __all__ = [
     "predicted_velocity",
     "predicted_x0",
     "resolution_shift",
+    "restart_schedule",
     "sample",
     "sample_sigma",
     "shift_sigma",

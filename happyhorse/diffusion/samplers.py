@@ -26,6 +26,22 @@ def get_schedule(steps: int, shift: float = 1.0) -> list[float]:
     return shift_sigma(t, shift).tolist()
 
 
+def restart_schedule(sigmas: list[float], low: float, high: float, times: int = 1) -> list[float]:
+    """The schedule with `times` restarts: on reaching the first level <= `low`, go back up to the first
+    level <= `high` and walk the same levels down again. Each restart costs the levels in between as
+    extra model steps; it lets the sampler undo errors made in that band (where a scene's layout settles)."""
+    if not 0.0 < low < high < 1.0:
+        raise ValueError(f"restart: need 0 < low < high < 1, got {low}-{high}")
+    if times < 0:
+        raise ValueError(f"restart: times must be >= 0, got {times}")
+    start = next((i for i, s in enumerate(sigmas) if s <= high), None)
+    stop = next((i for i, s in enumerate(sigmas) if s <= low), None)
+    if start is None or stop is None or stop <= start:
+        raise ValueError(f"restart: no schedule levels between {low} and {high} in {[round(s, 3) for s in sigmas]}")
+    band = sigmas[start : stop + 1]
+    return sigmas[: stop + 1] + band * times + sigmas[stop + 1 :]
+
+
 def _impose(xs: Tensors, clean: list[tuple[torch.Tensor, torch.Tensor] | None]) -> Tensors:
     return [x if c is None else torch.where(c[0][..., None], c[1], x) for x, c in zip(xs, clean, strict=True)]
 
@@ -41,6 +57,9 @@ def sample(
     fresh_noise: Callable[[Tensors], Tensors] | None = None,
 ) -> Tensors:
     """Integrate from sigmas[0] (pure noise) to sigmas[-1] = 0.
+
+    Where the schedule rises (s' > s) no model is called: the state is re-noised to s' with fresh noise
+    and the solver starts afresh there (restart sampling, Xu et al. 2023; `restart_schedule`).
 
     euler: the flow ODE's Euler step (DDIM for flow): x' = x0 + (s'/s)(x - x0).
     dpmpp_2m: DPM-Solver++(2M), second-order multistep in log-SNR, for data prediction.
@@ -66,6 +85,16 @@ def sample(
     h_prev: float | None = None
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
+        if s_next > s:
+            # x_s = (1 - s) x0 + s z, so scaling by (1 - s')/(1 - s) keeps x0's share right and the noise
+            # is topped up to s' with independent noise
+            a = (1 - s_next) / (1 - s)
+            top_up = math.sqrt(max(s_next**2 - (a * s) ** 2, 0.0))
+            xs = _impose([a * x + top_up * z for x, z in zip(xs, fresh_noise(xs), strict=True)], clean)
+            h_prev, previous = None, None
+            if callback is not None:
+                callback(i + 1, len(sigmas) - 1)
+            continue
         x0s = denoise(xs, s)
         finite = 0.0 < s < 1.0 and s_next > 0.0  # log-SNR is finite at both ends of this step
         h = math.log((1 - s_next) / s_next) - math.log((1 - s) / s) if finite else None

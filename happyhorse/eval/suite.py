@@ -160,7 +160,8 @@ def generate_test_set(
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
-    `refine` (None keeps them). `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
+    `refine`, `restarts`, `restart_interval` (None keeps them).
+    `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..pipeline import dtype_name
     from ..world import make_clip, write_sample
@@ -216,6 +217,8 @@ def generate_test_set(
                 ("contrast_guidance_scale", (sampling or {}).get("contrast_guidance")),
                 ("contrast_swaps", (sampling or {}).get("contrast_swaps")),
                 ("refine", (sampling or {}).get("refine")),
+                ("restarts", (sampling or {}).get("restarts")),
+                ("restart_interval", (sampling or {}).get("restart_interval")),
             )
             if value is not None
         },
