@@ -5,10 +5,11 @@
 
 Each size DIMxDEPTH is the embedded default model's layout (latents, text input, positions, SwiGLU of
 3x the width, heads of 64 with half as many KV heads) at that width and depth, with random weights and
-a guide of the same size (autoguidance, as the default samples: 24 forward passes a clip), timed end to
+a guide of the same size (autoguidance, as the default samples: 3 forward passes a model call, 9 calls a
+clip since 2026-12-06, 8 before), timed end to
 end by `generate_speed.time_generation` with the default model's sampling settings. Speed does not
 depend on the weights, so this tells which model a GPU run may train and still keep the 2 s bar.
-`--no-guide` times them without a guide and with autoguidance off (16 forward passes a clip).
+`--no-guide` times them without a guide and with autoguidance off (2 passes a call).
 """
 
 from __future__ import annotations
