@@ -15,8 +15,9 @@ them as well as the prompt; `--modes TA2V` measures such a point on the prompts 
 (contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
 :swaps, the model's stored contrast_swaps) and :refine=0 or 1 (whether the model's refiner/ redraws
 the decoded frames; by default it does wherever the model has one) and :restart=LOW-HIGH (restart
-sampling: on reaching noise level LOW, re-noise to HIGH and walk that band again; :restarts=K times,
-once by default).
+sampling: on reaching the first schedule level <= LOW, re-noise to the first level <= HIGH and walk that
+band again; :restarts=K times, once by default). A point without :restart= samples without a restart,
+whatever the model stores, since a stored band belongs to the model's own step count.
 `--dtype bfloat16` (or `--device cuda`) runs every point's transformers so, to measure what the
 compute dtype costs; by default the CPU in float32, the dtype every figure of MODEL_CARD.md's grids
 was measured in (`--dtype auto` is what `happyhorse generate` and `eval` run).
@@ -103,11 +104,12 @@ def parse_point(text: str) -> dict:
             elif key == "restart":
                 low, high = (float(v) for v in value.split("-"))
                 point["restart_interval"] = SchedulerConfig(restart_interval=(low, high)).restart_interval
-                point.setdefault("restarts", 1)
             elif key == "restarts":
                 point["restarts"] = SchedulerConfig(restarts=int(value)).restarts
             else:
                 raise ValueError(key)
+        # a point's steps and its restart go together: none unless it names a band (then once by default)
+        point.setdefault("restarts", 1 if "restart_interval" in point else 0)
         return point
     except ValueError:
         raise SystemExit(

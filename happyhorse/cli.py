@@ -328,7 +328,8 @@ def generate_command(
     ),
     restart_interval: tuple[float, float] = typer.Option(
         None,
-        help="LOW HIGH: on reaching noise level LOW, re-noise to HIGH and sample down again (default: the model's).",
+        help="LOW HIGH: on reaching the first schedule level <= LOW, re-noise to the first level <= HIGH and "
+        "sample down again (default: the model's).",
     ),
     seconds: float = typer.Option(None, min=0.1, max=20, help="Clip length (default: the model's, or the audio's)."),
     size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's)."),

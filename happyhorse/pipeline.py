@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +157,14 @@ class SchedulerConfig:
         if not pairs:
             raise ValueError(f"contrast_swaps: a list of [word, word] pairs, got {swaps!r}")
         self.contrast_swaps = tuple((str(a).strip(), str(b).strip()) for a, b in swaps)
-        if not (isinstance(self.restarts, int) and 0 <= self.restarts <= 8):
+        if not (type(self.restarts) is int and 0 <= self.restarts <= 8):
             raise ValueError(f"restarts: a whole number in [0, 8], got {self.restarts!r}")
-        low, high = (float(v) for v in self.restart_interval)
+        try:
+            low, high = (float(v) for v in self.restart_interval)
+        except (TypeError, ValueError):
+            raise ValueError(f"restart_interval: two numbers [low, high], got {self.restart_interval!r}") from None
         if not 0.0 < low < high < 1.0:
-            raise ValueError(f"restart_interval: need 0 < low < high < 1, got {list(self.restart_interval)}")
+            raise ValueError(f"restart_interval: need 0 < low < high < 1, got {[low, high]}")
         self.restart_interval = (low, high)
 
     @classmethod
@@ -194,11 +197,11 @@ def swap_words(prompt: str, swaps: tuple[tuple[str, str], ...]) -> str:
         table[a.lower()], table[b.lower()] = b, a
     pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(table, key=len, reverse=True)) + r")\b", re.I)
 
-    def replace(m: re.Match) -> str:
+    def swapped(m: re.Match) -> str:
         word = table[m.group(0).lower()]
         return word.capitalize() if m.group(0)[0].isupper() else word
 
-    return pattern.sub(replace, prompt)
+    return pattern.sub(swapped, prompt)
 
 
 def share_over_time(noise: torch.Tensor, grid: tuple[int, int, int], rho: float, generator) -> torch.Tensor:
@@ -579,6 +582,7 @@ class HappyHorsePipeline:
             restarts=sch.restarts if restarts is None else restarts,
             restart_interval=sch.restart_interval if restart_interval is None else restart_interval,
         )  # checked as stored defaults would be
+        restart_asked = restarts is not None or restart_interval is not None
         if refine and self.refiner is None:
             raise ValueError("refine: this model has no refiner/ component; leave refine unset or pass False")
         refine = self.refiner is not None if refine is None else bool(refine)
@@ -661,7 +665,18 @@ class HappyHorsePipeline:
         )
         sigmas = get_schedule(steps, shift)
         if restart.restarts:
-            sigmas = restart_schedule(sigmas, *restart.restart_interval, restart.restarts)
+            try:
+                sigmas = restart_schedule(sigmas, *restart.restart_interval, restart.restarts)
+            except ValueError:
+                if restart_asked:
+                    low, high = restart.restart_interval
+                    raise ValueError(
+                        f"restarts: the schedule of {steps} steps at shift {shift} has no levels between {low} "
+                        f"and {high} above 0 ({[round(v, 3) for v in sigmas]}); widen restart_interval or pass "
+                        "restarts=0"
+                    ) from None
+                # the model's stored restart fits its own step count, not this one: sample without it
+                restart = replace(restart, restarts=0)
         # 4. sample
         t0 = time.perf_counter()
         bar = _progress_bar(len(sigmas) - 1) if progress else None

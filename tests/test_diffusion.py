@@ -133,11 +133,38 @@ def test_a_restart_walks_the_band_again_and_renoises_to_the_level_it_climbs_to()
     )
     # the exact model's draw keeps the spread the plain schedule ends at (set there by the last coarse steps)
     assert abs(out.std().item() - sample(denoise, [noise], sigmas, "dpmpp_2m")[0].std().item()) < 0.005
-    seen.clear()
     # with no fresh noise the climb only rescales: the state is pulled toward x0 and spreads less
     seen.clear()
     sample(denoise, [noise], once, "dpmpp_2m", fresh_noise=lambda xs: [torch.zeros_like(x) for x in xs])
     assert seen[6][1] < spread - 0.05
+    # a restart is the plain sampler to `low`, the climb, then a new sampler from `high`: the solver keeps no
+    # history across the climb, given tokens are re-imposed after it, and the climb counts as a step
+    x, z = torch.randn(2, 2000, 8, generator=torch.Generator().manual_seed(2))
+    given = (torch.arange(2000) % 7 == 0, torch.full((2000, 8), 0.3))
+    steps_seen = []
+    inputs = []
+
+    def watched(xs, s):
+        inputs.append(xs[0][given[0]])
+        return denoise(xs, s)
+
+    whole = sample(
+        watched,
+        [x],
+        once,
+        "dpmpp_2m",
+        [given],
+        fresh_noise=lambda xs: [z],
+        callback=lambda i, n: steps_seen.append((i, n)),
+    )[0]
+    down = sample(denoise, [x], sigmas[:7], "dpmpp_2m", [given])[0]
+    a = (1 - sigmas[3]) / (1 - sigmas[6])
+    climbed = torch.where(given[0][:, None], given[1], a * down + (sigmas[3] ** 2 - (a * sigmas[6]) ** 2) ** 0.5 * z)
+    torch.testing.assert_close(whole, sample(denoise, [climbed], sigmas[3:], "dpmpp_2m", [given])[0])
+    assert steps_seen == [(i, len(once) - 1) for i in range(1, len(once))]
+    assert len(inputs) == 11 and all(torch.equal(v, torch.full_like(v, 0.3)) for v in inputs)
+    with pytest.raises(ValueError, match="restart: no schedule levels between 0.1 and 0.3 above 0"):
+        restart_schedule(get_schedule(2, 3.0), 0.1, 0.3)  # [1, .75, 0]: nothing left to restart but the end
 
 
 def test_clean_tokens_are_kept_through_sampling():

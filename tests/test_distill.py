@@ -141,8 +141,9 @@ def test_a_student_of_an_autoguided_teacher_samples_without_a_guide():
         autoguidance_scale=2.0,
         guide_skip_blocks=(1,),
         guide_frame_local_blocks=(2,),
+        restarts=1,
     )
     student = student_scheduler(teacher, 4)
     assert (student.sampler, student.num_inference_steps, student.shift) == ("renoise", 4, 2.0)
     assert (student.guidance_scale, student.audio_guidance_scale, student.autoguidance_scale) == (1.0, 1.0, 1.0)
-    assert student.guide_skip_blocks == () and student.guide_frame_local_blocks == ()
+    assert student.guide_skip_blocks == () and student.guide_frame_local_blocks == () and student.restarts == 0

@@ -214,14 +214,14 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
     sampling = {
-        "steps": 2,
+        "steps": 3,
         "guidance": 2.5,
         "sampler": "dpmpp_2m",
         "shift": 3.0,
         "guidance_interval": (0.3, 1.0),
         "audio_guidance": 1.5,
         "restarts": 1,
-        "restart_interval": (0.5, 0.8),
+        "restart_interval": (0.7, 0.9),  # the schedule [1, .86, .6, 0]: back from .6 to .86 once
     }
     report = evaluate_model(
         tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4, dtype="bfloat16"
@@ -235,18 +235,18 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
     sidecar = json.loads(next((tmp_path / "eval" / "clips").glob("*.json")).read_text())
     keys = ("num_inference_steps", "guidance_scale", "sampler", "shift", "guidance_interval", "audio_guidance_scale")
     assert {k: sidecar["settings"][k] for k in keys} == {
-        "num_inference_steps": 2,
+        "num_inference_steps": 3,
         "guidance_scale": 2.5,
         "sampler": "dpmpp_2m",
         "shift": 3.0,
         "guidance_interval": [0.3, 1.0],
         "audio_guidance_scale": 1.5,
     }
-    assert report["settings"]["num_inference_steps"] == 2 and report["settings"]["sampler"] == "dpmpp_2m"
+    assert report["settings"]["num_inference_steps"] == 3 and report["settings"]["sampler"] == "dpmpp_2m"
     assert report["settings"]["shift"] == 3.0 and list(report["settings"]["guidance_interval"]) == [0.3, 1.0]
     assert report["settings"]["audio_guidance_scale"] == 1.5
-    assert (sidecar["settings"]["restarts"], sidecar["settings"]["restart_interval"]) == (1, [0.5, 0.8])
-    assert report["settings"]["restarts"] == 1 and list(report["settings"]["restart_interval"]) == [0.5, 0.8]
+    assert (sidecar["settings"]["restarts"], sidecar["settings"]["restart_interval"]) == (1, [0.7, 0.9])
+    assert report["settings"]["restarts"] == 1 and list(report["settings"]["restart_interval"]) == [0.7, 0.9]
     assert (report["settings"]["device"], report["settings"]["dtype"], sidecar["settings"]["dtype"]) == (
         "cpu",
         "bfloat16",
@@ -301,6 +301,7 @@ def test_model_suite_keeps_the_modes_asked_for(tmp_path):
     assert parse_point("dpmpp_2m:8:5:corr=0.3")["noise_correlation"] == 0.3
     with pytest.raises(SystemExit, match="corr=R"):
         parse_point("dpmpp_2m:8:5:corr=1.5")
+    assert parse_point("dpmpp_2m:8:5:corr=0.3")["restarts"] == 0  # whatever the model stores
     point = parse_point("dpmpp_2m:8:5:restart=0.5-0.8")
     assert (point["restarts"], point["restart_interval"]) == (1, (0.5, 0.8))
     assert parse_point("dpmpp_2m:8:5:restarts=3:restart=0.3-0.6")["restarts"] == 3

@@ -185,8 +185,12 @@ def test_restarts_walk_a_band_of_noise_levels_again_and_are_stored_and_checked(p
         pipe("a red ball", restarts=1, restart_interval=(0.8, 0.5), **kw)
     with pytest.raises(ValueError, match=r"restarts: a whole number in \[0, 8\], got -1"):
         pipe("a red ball", restarts=-1, **kw)
-    with pytest.raises(ValueError, match="restart: no schedule levels between 0.41 and 0.44"):
+    with pytest.raises(ValueError, match="restarts: the schedule of 8 steps at shift 2.0 has no levels between 0.41"):
         pipe("a red ball", restarts=1, restart_interval=(0.41, 0.44), **kw)
+    with pytest.raises(ValueError, match=r"restarts: a whole number in \[0, 8\], got True"):
+        pipe("a red ball", restarts=True, **kw)
+    with pytest.raises(ValueError, match=r"restart_interval: two numbers \[low, high\], got '0.5'"):
+        pipe("a red ball", restarts=1, restart_interval="0.5", **kw)
     pipe.scheduler.restarts, pipe.scheduler.restart_interval = 2, (0.5, 0.8)
     try:
         pipe.save_pretrained(tmp_path / "m")
@@ -195,6 +199,14 @@ def test_restarts_walk_a_band_of_noise_levels_again_and_are_stored_and_checked(p
     loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
     assert (loaded.scheduler.restarts, loaded.scheduler.restart_interval) == (2, (0.5, 0.8))
     assert np.array_equal(loaded("a red ball", **kw).frames, twice.frames)
+    # a stored restart belongs to the stored step count: at 2 steps ([1, .67, 0]) there is no band, so the
+    # clip is sampled without it and says so; asked for explicitly, it is refused
+    short = {**kw, "num_inference_steps": 2}
+    dropped = loaded("a red ball", **short)
+    assert dropped.settings["restarts"] == 0
+    assert np.array_equal(dropped.frames, loaded("a red ball", restarts=0, **short).frames)
+    with pytest.raises(ValueError, match="restarts: the schedule of 2 steps"):
+        loaded("a red ball", restarts=2, **short)
 
 
 def test_noise_correlation_shares_part_of_the_video_noise_over_time(pipe, tmp_path):

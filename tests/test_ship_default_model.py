@@ -102,6 +102,13 @@ def test_shipping_stores_restarts_and_refuses_a_bad_band(tmp_path, monkeypatch):
             monkeypatch,
         )
     assert refused.value.code == 2 and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as refused:  # 2 steps at shift 2: [1, .67, 0], no band above 0
+        _run(
+            "ship_default_model",
+            [str(tmp_path / "model"), "--steps", "2", "--shift", "2", "--restarts", "1", "--out", str(tmp_path / "x")],
+            monkeypatch,
+        )
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
     args = [str(tmp_path / "model"), "--restarts", "1", "--restart-interval", "0.4", "0.9"]
     _run("ship_default_model", [*args, "--out", str(tmp_path / "shipped")], monkeypatch)
     shipped = HappyHorsePipeline.from_pretrained(tmp_path / "shipped")

@@ -29,15 +29,18 @@ def get_schedule(steps: int, shift: float = 1.0) -> list[float]:
 def restart_schedule(sigmas: list[float], low: float, high: float, times: int = 1) -> list[float]:
     """The schedule with `times` restarts: on reaching the first level <= `low`, go back up to the first
     level <= `high` and walk the same levels down again. Each restart costs the levels in between as
-    extra model steps; it lets the sampler undo errors made in that band (where a scene's layout settles)."""
+    extra model steps; it lets the sampler undo errors made in that band (where a scene's layout settles).
+    Both levels must lie above 0: a finished sample is not re-noised."""
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"restart: need 0 < low < high < 1, got {low}-{high}")
     if times < 0:
         raise ValueError(f"restart: times must be >= 0, got {times}")
     start = next((i for i, s in enumerate(sigmas) if s <= high), None)
     stop = next((i for i, s in enumerate(sigmas) if s <= low), None)
-    if start is None or stop is None or stop <= start:
-        raise ValueError(f"restart: no schedule levels between {low} and {high} in {[round(s, 3) for s in sigmas]}")
+    if start is None or stop is None or stop <= start or sigmas[stop] <= 0.0:
+        raise ValueError(
+            f"restart: no schedule levels between {low} and {high} above 0 in {[round(s, 3) for s in sigmas]}"
+        )
     band = sigmas[start : stop + 1]
     return sigmas[: stop + 1] + band * times + sigmas[stop + 1 :]
 

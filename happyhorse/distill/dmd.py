@@ -424,7 +424,8 @@ def _save(out: Path, pipe, cfg: DistillConfig, student, ema, fake, opt_student, 
 
 
 def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
-    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance of any kind."""
+    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance of any kind,
+    no restart."""
     return replace(
         teacher,
         sampler="renoise",
@@ -436,6 +437,7 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
         audio_autoguidance_scale=1.0,
         guide_skip_blocks=(),
         guide_frame_local_blocks=(),
+        restarts=0,  # a few-step student's schedule has no band to walk again
     )
 
 

@@ -132,7 +132,8 @@ def load_refiner_config(path: str | Path, overrides: dict | None = None) -> Refi
 def make_pairs(pipe, seeds: range, batch: int = 8, split: str = "train") -> dict[str, np.ndarray]:
     """SDEdit pairs of the given world seeds: {'generated', 'truth': uint8 [N, T, H, W, 3],
     'start': the schedule index each sample started from}. Samples with the pipeline's stored settings,
-    all but contrastive guidance (off in the default model), through its own denoiser."""
+    all but contrastive guidance (off in the default model) and restarts (each pair starts part-way down
+    the plain schedule from the noised truth), through its own denoiser."""
     from ..diffusion.samplers import get_schedule, sample
     from ..eval.suite import world_config
     from ..pipeline import initial_noise, sequence_positions
