@@ -167,6 +167,12 @@ class SchedulerConfig:
             raise ValueError(f"restart_interval: need 0 < low < high < 1, got {[low, high]}")
         self.restart_interval = (low, high)
 
+    def schedule(self) -> list[float]:
+        """The noise levels the sampler walks: `num_inference_steps` at `shift`, with the restarts (a
+        ValueError naming "restart" where the schedule has no such band)."""
+        sigmas = get_schedule(self.num_inference_steps, self.shift)
+        return restart_schedule(sigmas, *self.restart_interval, self.restarts) if self.restarts else sigmas
+
     @classmethod
     def from_dict(cls, d: dict) -> SchedulerConfig:
         known = {f.name for f in fields(cls)}
@@ -578,7 +584,9 @@ class HappyHorsePipeline:
             if guidance_interval is None
             else SchedulerConfig(guidance_interval=guidance_interval).guidance_interval
         )
-        restart = SchedulerConfig(
+        run = SchedulerConfig(
+            num_inference_steps=steps,
+            shift=shift,
             restarts=sch.restarts if restarts is None else restarts,
             restart_interval=sch.restart_interval if restart_interval is None else restart_interval,
         )  # checked as stored defaults would be
@@ -606,6 +614,19 @@ class HappyHorsePipeline:
             prompt, image, audio, seconds, height, width, steps, guidance, audio_guidance, sampler, auto, skip, local
         )
         skip, local = tuple(skip), tuple(local)
+        try:
+            sigmas = run.schedule()
+        except ValueError:
+            if restart_asked:
+                low, high = run.restart_interval
+                raise ValueError(
+                    f"restarts: the schedule of {steps} steps at shift {shift} has no levels between {low} "
+                    f"and {high} above 0 ({[round(v, 3) for v in get_schedule(steps, shift)]}); widen "
+                    "restart_interval or pass restarts=0"
+                ) from None
+            # the model's stored restart fits its own step count, not this one: sample without it
+            run = replace(run, restarts=0)
+            sigmas = run.schedule()
         batch = len(prompts)
         vc, ac = self.video_codec, self.audio_codec
         num_frames = vc.num_frames(max(1, round(seconds * fps)))
@@ -663,20 +684,6 @@ class HappyHorsePipeline:
             contrast,
             local,
         )
-        sigmas = get_schedule(steps, shift)
-        if restart.restarts:
-            try:
-                sigmas = restart_schedule(sigmas, *restart.restart_interval, restart.restarts)
-            except ValueError:
-                if restart_asked:
-                    low, high = restart.restart_interval
-                    raise ValueError(
-                        f"restarts: the schedule of {steps} steps at shift {shift} has no levels between {low} "
-                        f"and {high} above 0 ({[round(v, 3) for v in sigmas]}); widen restart_interval or pass "
-                        "restarts=0"
-                    ) from None
-                # the model's stored restart fits its own step count, not this one: sample without it
-                restart = replace(restart, restarts=0)
         # 4. sample
         t0 = time.perf_counter()
         bar = _progress_bar(len(sigmas) - 1) if progress else None
@@ -734,8 +741,8 @@ class HappyHorsePipeline:
             "contrast_guidance_scale": contrast_scale,
             "contrast_prompt": contrasts,
             "refine": bool(refine),
-            "restarts": restart.restarts,
-            "restart_interval": list(restart.restart_interval),
+            "restarts": run.restarts,
+            "restart_interval": list(run.restart_interval),
             "seed": int(seed),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),

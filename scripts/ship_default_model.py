@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from happyhorse.diffusion import SAMPLERS, get_schedule, restart_schedule
+from happyhorse.diffusion import SAMPLERS
 from happyhorse.model.refiner import VideoRefiner
 from happyhorse.pipeline import DEFAULT_MODEL_DIR, HappyHorsePipeline
 from happyhorse.train.trainer import widen_text_layers
@@ -108,7 +108,7 @@ def main() -> None:
     sch = pipe.scheduler
     if sch.restarts:
         try:
-            restart_schedule(get_schedule(sch.num_inference_steps, sch.shift), *sch.restart_interval, sch.restarts)
+            sch.schedule()
         except ValueError as exc:
             parser.error(f"--restart-interval: {exc} ({sch.num_inference_steps} steps, shift {sch.shift})")
     if (sch.autoguidance_scale, sch.audio_autoguidance_scale) != (1.0, 1.0) and not (
