@@ -14,7 +14,8 @@ them as well as the prompt; `--modes TA2V` measures such a point on the prompts 
 :corr=R (the share of the video noise's variance all latent frames share) and :contrast=D:swaps=A/B+C/D
 (contrastive guidance at scale D away from the prompt with words A and B, C and D exchanged; without
 :swaps, the model's stored contrast_swaps) and :refine=0 or 1 (whether the model's refiner/ redraws
-the decoded frames; by default it does wherever the model has one) and :restart=LOW-HIGH (restart
+the decoded frames; by default it does wherever the model has one), :selfcond=0 or 1 (whether a
+self-conditioning model reads the x0 of its last step; by default it does) and :restart=LOW-HIGH (restart
 sampling: on reaching the first schedule level <= LOW, re-noise to the first level <= HIGH and walk that
 band again; :restarts=K times, once by default). A point without :restart= samples without a restart,
 whatever the model stores, since a stored band belongs to the model's own step count.
@@ -62,8 +63,9 @@ def parse_point(text: str) -> dict:
     auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), local=I+J (blocks where
     the guide's video tokens see no other latent frame), drops=audio (given conditions the unconditional
     branch goes without), corr=R (time-shared share of the video noise),
-    contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges), refine=0|1, restart=LOW-HIGH
-    and restarts=K (restart sampling)."""
+    contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges), refine=0|1, selfcond=0|1
+    (whether a self-conditioning model reads its last step's x0), restart=LOW-HIGH and restarts=K (restart
+    sampling)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -101,6 +103,10 @@ def parse_point(text: str) -> dict:
                 if value not in ("0", "1"):
                     raise ValueError(value)
                 point["refine"] = value == "1"
+            elif key == "selfcond":
+                if value not in ("0", "1"):
+                    raise ValueError(value)
+                point["self_condition"] = value == "1"
             elif key == "restart":
                 low, high = (float(v) for v in value.split("-"))
                 point["restart_interval"] = SchedulerConfig(restart_interval=(low, high)).restart_interval
@@ -115,7 +121,7 @@ def parse_point(text: str) -> dict:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
             "[:audio_auto=A][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
-            "[:refine=0|1][:restart=LOW-HIGH][:restarts=K] such as "
+            "[:refine=0|1][:selfcond=0|1][:restart=LOW-HIGH][:restarts=K] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None

@@ -39,6 +39,7 @@ class GenerateRequest:
     contrast_guidance: float | None = None
     contrast_swaps: tuple[tuple[str, str], ...] | None = None
     refine: bool | None = None  # the model's refiner/ redraws the frames (None: whenever it has one)
+    self_condition: bool | None = None  # each step reads the last one's x0 (None: wherever the model can)
     restarts: int | None = None
     restart_interval: tuple[float, float] | None = None
 
@@ -78,6 +79,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         contrast_guidance_scale=request.contrast_guidance,
         contrast_swaps=request.contrast_swaps,
         refine=request.refine,
+        self_condition=request.self_condition,
         restarts=request.restarts,
         restart_interval=request.restart_interval,
         callback=callback,

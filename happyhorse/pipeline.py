@@ -543,6 +543,7 @@ class HappyHorsePipeline:
         contrast_guidance_scale: float | None = None,
         contrast_swaps: tuple[tuple[str, str], ...] | None = None,
         refine: bool | None = None,
+        self_condition: bool | None = None,
         restarts: int | None = None,
         restart_interval: tuple[float, float] | None = None,
         progress: bool = False,
@@ -594,6 +595,12 @@ class HappyHorsePipeline:
         if refine and self.refiner is None:
             raise ValueError("refine: this model has no refiner/ component; leave refine unset or pass False")
         refine = self.refiner is not None if refine is None else bool(refine)
+        has_input = self.transformer.cfg.self_conditioning
+        if self_condition and not has_input:
+            raise ValueError(
+                "self_condition: this model has no self-conditioning input; leave self_condition unset or pass False"
+            )
+        self_condition = has_input if self_condition is None else bool(self_condition)
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
         fps = float(fps or self.defaults["fps"])
@@ -683,6 +690,7 @@ class HappyHorsePipeline:
             dropped,
             contrast,
             local,
+            self_condition,
         )
         # 4. sample
         t0 = time.perf_counter()
@@ -741,6 +749,7 @@ class HappyHorsePipeline:
             "contrast_guidance_scale": contrast_scale,
             "contrast_prompt": contrasts,
             "refine": bool(refine),
+            "self_condition": self_condition,
             "restarts": run.restarts,
             "restart_interval": list(run.restart_interval),
             "seed": int(seed),
@@ -764,6 +773,7 @@ class HappyHorsePipeline:
         dropped=(None, None),
         contrast=None,
         local=(),
+        self_condition=True,
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only.
@@ -776,14 +786,19 @@ class HappyHorsePipeline:
         `dropped` (per modality: mask, clean latents, noise, or None) are given tokens the unconditional
         branch sees as generated ones, noised to the step's level by the sample's own noise. `contrast`
         (text states, mask, scale d) adds (d - 1)(c - n) to the video, n the prediction for the contrast
-        prompts (contrastive guidance)."""
+        prompts (contrastive guidance). With `self_condition`, a self-conditioning model reads, in each
+        branch (main, guide, contrast), the x0 it predicted there one step before."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
         video_clean = clean[0][0] if clean[0] is not None else None
         audio_clean = clean[1][0] if clean[1] is not None else None
 
-        def predict(model, video, audio, sigma: float, reps: int, txt, txt_mask, skip_blocks=(), local_blocks=()):
+        estimates = {}  # a self-conditioning model's last x0 per branch, given to its next call there
+
+        def predict(
+            model, video, audio, sigma: float, reps: int, txt, txt_mask, skip_blocks=(), local_blocks=(), branch=""
+        ):
             b = video.shape[0]
             vclean = video_clean if video_clean is not None else torch.zeros(video.shape[:2], dtype=torch.bool)
             aclean = audio_clean if audio_clean is not None else torch.zeros(audio.shape[:2], dtype=torch.bool)
@@ -798,6 +813,10 @@ class HappyHorsePipeline:
                         masks[k] = masks[k].clone()
                         masks[k][b:] = False
             sig_tokens = torch.cat([(~masks[0]).float(), (~masks[1]).float()], dim=1) * sigma  # clean tokens: 0
+            estimate = None
+            if self_condition and model.cfg.self_conditioning and branch in estimates:  # none at the first step
+                estimate = [e if e.shape[0] == reps * b else e[:b].repeat(reps, 1, 1) for e in estimates[branch]]
+                estimate = [e.to(device, dtype) for e in estimate]
             out = model(
                 xs[0].to(device, dtype),
                 xs[1].to(device, dtype),
@@ -809,10 +828,13 @@ class HappyHorsePipeline:
                 sig_tokens.to(device, dtype),
                 skip_blocks=skip_blocks,
                 frame_local_blocks=local_blocks,
+                self_condition=estimate,
             )
             sig = torch.tensor(sigma)
             x0v = predicted_x0(out.video.float().cpu(), xs[0], sig, prediction)
             x0a = predicted_x0(out.audio.float().cpu(), xs[1], sig, prediction)
+            if self_condition and model.cfg.self_conditioning:
+                estimates[branch] = (x0v, x0a)
             return x0v, x0a
 
         def denoise(xs, sigma: float):
@@ -820,19 +842,30 @@ class HappyHorsePipeline:
             b = video.shape[0]
             inside = interval[0] <= sigma <= interval[1]
             guided = use_cfg and inside
-            x0v, x0a = predict(self.transformer, video, audio, sigma, 2 if guided else 1, text, text_mask)
+            x0v, x0a = predict(
+                self.transformer, video, audio, sigma, 2 if guided else 1, text, text_mask, branch="main"
+            )
             cond_v, cond_a = x0v[:b], x0a[:b]
             if guided:
                 x0v = x0v[b:] + guidance * (cond_v - x0v[b:])
                 x0a = x0a[b:] + audio_guidance * (cond_a - x0a[b:])
             if auto != (1.0, 1.0) and inside:
-                guide_v, guide_a = predict(self._guide(), video, audio, sigma, 1, text, text_mask, skip, local)
+                guide_v, guide_a = predict(
+                    self._guide(), video, audio, sigma, 1, text, text_mask, skip, local, branch="guide"
+                )
                 x0v = x0v + (auto[0] - 1) * (cond_v - guide_v)
                 x0a = x0a + (auto[1] - 1) * (cond_a - guide_a)
             if contrast is not None and inside:
                 ctext, cmask, scale = contrast
                 contrast_v, _ = predict(
-                    self.transformer, video, audio, sigma, 1, ctext.to(device, dtype), cmask.to(device)
+                    self.transformer,
+                    video,
+                    audio,
+                    sigma,
+                    1,
+                    ctext.to(device, dtype),
+                    cmask.to(device),
+                    branch="contrast",
                 )
                 x0v = x0v + (scale - 1) * (cond_v - contrast_v)
             return [x0v, x0a]

@@ -27,15 +27,16 @@ def world_clip():
     return make_clip(3)
 
 
-def tiny_pipeline(seed: int = 0):
-    """A pipeline small enough to sample in milliseconds, with non-zero output heads."""
+def tiny_pipeline(seed: int = 0, **model):
+    """A pipeline small enough to sample in milliseconds, with non-zero output heads; `model` overrides
+    transformer config fields."""
     import torch
 
     from happyhorse.model import TransformerConfig
     from happyhorse.pipeline import SchedulerConfig, build_pipeline
 
     torch.manual_seed(seed)
-    cfg = TransformerConfig(dim=32, depth=2, sandwich=1, heads=2, kv_heads=1, mlp_hidden=64)
+    cfg = TransformerConfig(**{**dict(dim=32, depth=2, sandwich=1, heads=2, kv_heads=1, mlp_hidden=64), **model})
     pipe = build_pipeline(
         cfg,
         text_encoder="hash",

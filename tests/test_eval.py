@@ -308,6 +308,10 @@ def test_model_suite_keeps_the_modes_asked_for(tmp_path):
     for bad in ("restart=0.8-0.5", "restart=0-0.5", "restarts=9", "restarts=x"):
         with pytest.raises(SystemExit, match="restart=LOW-HIGH"):
             parse_point(f"dpmpp_2m:8:5:{bad}")
+    assert parse_point("dpmpp_2m:8:5:selfcond=0")["self_condition"] is False
+    assert "self_condition" not in parse_point("dpmpp_2m:8:5")  # the model's own: wherever it can
+    with pytest.raises(SystemExit, match="selfcond=0"):
+        parse_point("dpmpp_2m:8:5:selfcond=yes")
 
 
 @pytest.mark.parametrize("seed", [13, 16])

@@ -173,3 +173,30 @@ def test_skipped_blocks_are_the_same_model_without_them():
     torch.testing.assert_close(skipped.video, shorter(*inputs).video)
     torch.testing.assert_close(skipped.audio, shorter(*inputs).audio)
     assert (skipped.video - full.video).abs().max() > 1e-3
+
+
+def test_self_conditioning_starts_at_zero_reads_the_estimate_and_skips_given_tokens():
+    cfg = TransformerConfig(**{**CFG.__dict__, "self_conditioning": True})
+    plain, model = _model(), _model(cfg)
+    model.load_state_dict({**plain.state_dict(), **{k: v for k, v in model.state_dict().items() if "_self_in" in k}})
+    inputs = _inputs()
+    g = torch.Generator().manual_seed(3)
+    estimate = (torch.randn(2, 12, 48, generator=g), torch.randn(2, 5, 20, generator=g))
+    # the new inputs start at zero: with or without an estimate, the model computes what it did
+    base = plain(*inputs)
+    for out in (model(*inputs), model(*inputs, self_condition=estimate)):
+        assert torch.equal(out.video, base.video) and torch.equal(out.audio, base.audio)
+    torch.nn.init.normal_(model.video_self_in.weight, std=0.1)
+    torch.nn.init.normal_(model.audio_self_in.weight, std=0.1)
+    read = model(*inputs, self_condition=estimate)
+    assert not torch.allclose(read.video, base.video) and not torch.allclose(read.audio, base.audio)
+    # a given (clean) token is its own estimate: what the estimate says there changes nothing
+    clean_v = torch.zeros(2, 12, dtype=torch.bool)
+    clean_v[:, :4] = True
+    other = (estimate[0].clone(), estimate[1])
+    other[0][:, :4] += 5.0
+    a = model(*inputs, video_clean=clean_v, self_condition=estimate)
+    b = model(*inputs, video_clean=clean_v, self_condition=other)
+    assert torch.equal(a.video, b.video)
+    with pytest.raises(ValueError, match="self_conditioning"):
+        plain(*inputs, self_condition=estimate)

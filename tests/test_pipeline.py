@@ -592,3 +592,48 @@ def test_contrastive_guidance_pushes_away_from_the_swapped_prompt(pipe, tmp_path
     loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
     assert loaded.scheduler.contrast_swaps == (("left", "right"),)
     assert np.array_equal(loaded("a ball thrown to the left", **kw).frames, out.frames)
+
+
+def test_self_conditioning_gives_each_branch_its_own_last_estimate(tmp_path):
+    pipe = tiny_pipeline(self_conditioning=True)
+    model = pipe.transformer
+    plain = tiny_pipeline()  # the same weights without self-conditioning: at zero, the same clip
+    model.load_state_dict(
+        {**plain.transformer.state_dict(), **{k: v for k, v in model.state_dict().items() if "_self_in" in k}}
+    )
+    same = pipe("a red ball", seed=0, guidance_scale=3.0)
+    other = plain("a red ball", seed=0, guidance_scale=3.0)
+    assert np.array_equal(same.frames, other.frames) and np.array_equal(same.audio, other.audio)
+    torch.nn.init.normal_(model.video_self_in.weight, std=0.2)
+    torch.nn.init.normal_(model.audio_self_in.weight, std=0.2)
+    calls = []
+
+    def record(module, args, kwargs, out):
+        calls.append((args[0].shape[0], bool(kwargs.get("skip_blocks")), kwargs.get("self_condition"), out))
+
+    hook = model.register_forward_hook(record, with_kwargs=True)
+    try:  # CFG (main branch, batch 2) and skip-layer autoguidance by the model itself (guide branch, batch 1)
+        out = pipe("a red ball", seed=0, guidance_scale=3.0, autoguidance_scale=2.0, guide_skip_blocks=(1,))
+    finally:
+        hook.remove()
+    assert [(n, skip) for n, skip, _, _ in calls] == [(2, False), (1, True)] * 3
+    assert calls[0][2] is None and calls[1][2] is None  # the first step has no estimate, as in training
+    for k in range(2, 6):  # each call reads the x0 its branch predicted one step before (prediction x0)
+        given, earlier = calls[k][2], calls[k - 2][3]
+        torch.testing.assert_close(given[0], earlier.video.float())
+        torch.testing.assert_close(given[1], earlier.audio.float())
+    assert not np.array_equal(out.frames, pipe("a red ball", seed=0, guidance_scale=3.0).frames)
+    assert out.settings["self_condition"] is True
+    # without the estimate the model is the plain one (its self inputs see nothing); a model without
+    # the input refuses to be asked for it
+    off = pipe("a red ball", seed=0, guidance_scale=3.0, self_condition=False)
+    assert off.settings["self_condition"] is False and np.array_equal(off.frames, other.frames)
+    with pytest.raises(ValueError, match="self_condition: this model has no self-conditioning input"):
+        plain("a red ball", self_condition=True)
+    assert plain("a red ball", seed=0, guidance_scale=3.0).settings["self_condition"] is False
+    # the flag and the weights are saved with the model and come back
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.transformer.cfg.self_conditioning
+    again = loaded("a red ball", seed=0, guidance_scale=3.0, autoguidance_scale=2.0, guide_skip_blocks=(1,))
+    assert np.array_equal(again.frames, out.frames) and np.array_equal(again.audio, out.audio)

@@ -764,3 +764,67 @@ def test_difference_loss_adds_the_errors_change_over_frames_and_pixels_to_the_fl
     for name in ("temporal_loss_weight", "spatial_loss_weight"):
         with pytest.raises(ValueError, match=name):
             TrainConfig.from_dict({**SMALL, name: -1})
+
+
+def test_self_conditioning_trains_half_the_samples_on_the_models_own_detached_estimate(tmp_path):
+    from dataclasses import replace
+
+    cfg = TrainConfig.from_dict(
+        {**SMALL, "batch_size": 8, "model_overrides": {**SMALL["model_overrides"], "self_conditioning": True}}
+    )
+    pipe = build_run_pipeline(cfg)
+    model = pipe.transformer
+    for head in (model.video_out, model.audio_out):  # zero at init: an estimate of zeros would tell nothing
+        torch.nn.init.normal_(head.weight, std=0.05)
+    x = prepare_step(cfg, pipe, next(iter(StepBatches(cfg, 0, 1))), "cpu")
+    picked = x.self_condition
+    assert picked.dtype == torch.bool and 0 < picked.sum() < 8
+    calls = []
+    hook = model.register_forward_hook(
+        lambda m, args, kwargs, out: calls.append((kwargs.get("self_condition"), out)), with_kwargs=True
+    )
+    try:
+        loss, _ = step_loss(model, x, cfg, "x0")
+    finally:
+        hook.remove()
+    (first_given, first), (given, _) = calls
+    assert first_given is None and first.video.shape[0] == picked.sum()  # a pass over the picked rows alone
+    with torch.no_grad():  # what the model predicts for the whole batch, read at the picked rows
+        whole = model(x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean)
+    keep = picked[:, None, None]
+    torch.testing.assert_close(given[0], torch.where(keep, whole.video, 0.0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(given[1], torch.where(keep, whole.audio, 0.0), atol=1e-5, rtol=1e-4)
+    assert not given[0].requires_grad  # detached: the gradient is the second pass's alone
+    # the new input learns from the picked samples only (its weights start at zero)
+    loss.backward()
+    assert model.video_self_in.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    none = replace(x, self_condition=torch.zeros_like(picked))
+    step_loss(model, none, cfg, "x0")[0].backward()
+    assert model.video_self_in.weight.grad is None or model.video_self_in.weight.grad.abs().sum() == 0
+    # a model without self-conditioning makes one pass and is given nothing
+    plain = build_run_pipeline(TrainConfig.from_dict(SMALL)).transformer
+    calls.clear()
+    hook = plain.register_forward_hook(
+        lambda m, args, kwargs, out: calls.append(kwargs.get("self_condition")), with_kwargs=True
+    )
+    try:
+        step_loss(plain, x, cfg, "x0")
+    finally:
+        hook.remove()
+    assert calls == [None]
+
+
+def test_self_conditioning_fine_tunes_a_model_without_it_from_where_it_was(tmp_path):
+    from happyhorse.train.trainer import load_init_weights
+
+    cfg = TrainConfig.from_dict({**SMALL, "max_steps": 2, "warmup_steps": 1})
+    train(cfg, tmp_path / "a", progress=False, log=lambda *a: None)
+    source = HappyHorsePipeline.from_pretrained(tmp_path / "a" / "model")
+    selfcond = build_run_pipeline(
+        TrainConfig.from_dict({**SMALL, "model_overrides": {**SMALL["model_overrides"], "self_conditioning": True}})
+    )
+    selfcond.transformer.load_state_dict(load_init_weights(tmp_path / "a" / "model", selfcond.transformer))
+    assert selfcond.transformer.video_self_in.weight.abs().sum() == 0
+    a, b = source("a red ball", seed=1), selfcond("a red ball", seed=1)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)

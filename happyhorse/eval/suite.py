@@ -160,7 +160,7 @@ def generate_test_set(
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
-    `refine`, `restarts`, `restart_interval` (None keeps them).
+    `refine`, `self_condition`, `restarts`, `restart_interval` (None keeps them).
     `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..pipeline import dtype_name
@@ -199,6 +199,7 @@ def generate_test_set(
         "dtype": dtype_name(pipe.dtype),
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
         "refine": pipe.refiner is not None,  # the pipeline refines whenever the model has a refiner
+        "self_condition": pipe.transformer.cfg.self_conditioning,  # and self-conditions wherever it can
         **{
             name: value
             for name, value in (
@@ -217,6 +218,7 @@ def generate_test_set(
                 ("contrast_guidance_scale", (sampling or {}).get("contrast_guidance")),
                 ("contrast_swaps", (sampling or {}).get("contrast_swaps")),
                 ("refine", (sampling or {}).get("refine")),
+                ("self_condition", (sampling or {}).get("self_condition")),
                 ("restarts", (sampling or {}).get("restarts")),
                 ("restart_interval", (sampling or {}).get("restart_interval")),
             )

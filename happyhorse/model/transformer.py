@@ -39,6 +39,10 @@ class TransformerConfig:
     timestep_conditioning: bool = False  # ablation only: add an embedding of each token's sigma
     condition_embedding: bool = True  # a learned flag on clean (given) tokens: image frame, audio
     absolute_positions: bool = False  # also add sinusoidal (t, h, w) features at the input
+    # self-conditioning (Chen et al. 2022, "Analog Bits"): the input also reads an x0 estimate of the
+    # same sample, the previous sampling step's (zeros when there is none), through zero-initialised
+    # projections, so that each step refines the layout the last one chose instead of averaging anew
+    self_conditioning: bool = False
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -244,6 +248,9 @@ class SingleStreamTransformer(nn.Module):
             self.clean_flag = nn.Parameter(torch.zeros(cfg.dim))
         if cfg.absolute_positions:
             self.position_in = nn.Linear(3 * 2 * POSITION_FREQUENCIES, cfg.dim)
+        if cfg.self_conditioning:
+            self.video_self_in = nn.Linear(cfg.video_in, cfg.dim, bias=False)
+            self.audio_self_in = nn.Linear(cfg.audio_in, cfg.dim, bias=False)
         if cfg.timestep_conditioning:
             self.sigma_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.blocks = nn.ModuleList(
@@ -269,10 +276,14 @@ class SingleStreamTransformer(nn.Module):
             # 3. residual outputs scaled down with depth (GPT-2), so the stream starts near identity
             for linear in [*block.attn.proj.parts, *(m.down for m in block.mlp.parts)]:
                 linear.weight.data.mul_(1 / math.sqrt(2 * self.cfg.depth))
-        # 4. output heads at zero: the first prediction is 0 (mid-grey x0, silent audio)
-        for head in (self.video_out, self.audio_out):
+        # 4. output heads at zero: the first prediction is 0 (mid-grey x0, silent audio); the
+        # self-conditioning inputs at zero: a model given them computes what it did without them
+        heads = (self.video_out, self.audio_out)
+        selves = (self.video_self_in, self.audio_self_in) if self.cfg.self_conditioning else ()
+        for head in (*heads, *selves):
             nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            if head.bias is not None:
+                nn.init.zeros_(head.bias)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -289,6 +300,7 @@ class SingleStreamTransformer(nn.Module):
         sigma: torch.Tensor | None = None,  # [B, Nv + Na] per-token noise level; ablation only
         skip_blocks: tuple[int, ...] = (),  # blocks passed over: a weaker self for skip-layer guidance
         frame_local_blocks: tuple[int, ...] = (),  # blocks whose video tokens see no other latent frame
+        self_condition: tuple[torch.Tensor, torch.Tensor] | None = None,  # x0 estimates [B, Nv, .], [B, Na, .]
     ) -> TransformerOutput:
         cfg = self.cfg
         b, nv, na, nt = video.shape[0], video.shape[1], audio.shape[1], text.shape[1]
@@ -296,6 +308,16 @@ class SingleStreamTransformer(nn.Module):
         hv = self.video_in(video) + self.modality[0]
         ha = self.audio_in(audio) + self.modality[1]
         ht = self.text_in(text) + self.modality[2]
+        if self_condition is not None:
+            if not cfg.self_conditioning:
+                raise ValueError("self_condition: this model was built without self_conditioning")
+            estimate_v, estimate_a = self_condition  # given tokens are their own estimate: none is added
+            if video_clean is not None:
+                estimate_v = estimate_v * ~video_clean[..., None]
+            if audio_clean is not None:
+                estimate_a = estimate_a * ~audio_clean[..., None]
+            hv = hv + self.video_self_in(estimate_v.to(hv.dtype))
+            ha = ha + self.audio_self_in(estimate_a.to(ha.dtype))
         if cfg.condition_embedding:
             if video_clean is not None:
                 hv = hv + video_clean[..., None].to(hv.dtype) * self.clean_flag

@@ -23,7 +23,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..codecs.video import PatchVideoCodec
-from ..diffusion import add_noise, difference_loss, flow_loss, mean_squared_error, shift_sigma, velocity_error
+from ..diffusion import (
+    add_noise,
+    difference_loss,
+    flow_loss,
+    mean_squared_error,
+    predicted_x0,
+    shift_sigma,
+    velocity_error,
+)
 from ..media import Clip, write_json_atomic
 from ..model import SingleStreamTransformer
 from ..pipeline import (
@@ -157,6 +165,8 @@ class StepInputs:
     audible: torch.Tensor | None = None  # [B] bool: the clip's sound has an impact (audio contrast)
     # the latent grid (t, h, w) and its cells' pixels (pt, ph, pw), for the difference loss
     video_cells: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
+    # [B] bool: the samples a self-conditioning model is given its own detached x0 estimate (else zeros)
+    self_condition: torch.Tensor | None = None
 
 
 def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device) -> StepInputs:
@@ -171,7 +181,7 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
     video_x0 = vc.encode(batch["video"].to(device, non_blocking=True)).reshape(b, -1, vc.latent_dim)
     audio_x0 = ac.encode(batch["audio"].to(device, non_blocking=True))
     nv, na = video_x0.shape[1], audio_x0.shape[1]
-    sigmas, vnoise, anoise, prompts = [], [], [], []
+    sigmas, vnoise, anoise, prompts, estimate = [], [], [], [], []
     vclean = torch.zeros(b, nv, dtype=torch.bool)
     aclean = torch.zeros(b, na, dtype=torch.bool)
     for k, index in enumerate(batch["indices"]):
@@ -190,6 +200,7 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
             vclean[k, : grid[1] * grid[2]] = True  # latent frame 0 is the given first image
         if u[2] < cfg.p_audio:
             aclean[k] = True
+        estimate.append(bool(u[3] < SELF_CONDITION_RATE))
     sigma = shift_sigma(torch.cat(sigmas), cfg.shift).to(device)
     vclean, aclean = vclean.to(device), aclean.to(device)
     vnoise, anoise = torch.stack(vnoise), torch.stack(anoise)
@@ -220,7 +231,34 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
         audio_shifted=audio_shifted,
         audible=audible,
         video_cells=video_cells,
+        self_condition=torch.tensor(estimate, device=device),
     )
+
+
+SELF_CONDITION_RATE = 0.5  # share of samples given an x0 estimate in training (Chen et al. 2022)
+
+
+def self_condition_inputs(model, inputs: tuple, positions, sigma, picked, cfg: TrainConfig, prediction: str):
+    """The x0 estimates a self-conditioning model reads in training: its own prediction from a first,
+    gradient-free pass for the `picked` rows, zeros for the others (at sampling the first step has
+    none), so it learns both to make an estimate and to refine one. None for a model without it.
+    `inputs`: the forward's (video_t, audio_t, text, text_mask, video_clean, audio_clean, token sigmas),
+    `sigma` and `picked` [rows] their samples' noise levels and picks."""
+    net = getattr(model, "module", model)  # a DDP-wrapped model's own module: no reducer for this pass
+    if not net.cfg.self_conditioning:
+        return None
+    video_t, audio_t = inputs[0], inputs[1]
+    estimate_v, estimate_a = torch.zeros_like(video_t), torch.zeros_like(audio_t)
+    rows = picked.to(video_t.device).nonzero().squeeze(1)
+    if len(rows):  # the first pass runs on the picked rows alone
+        autocast = torch.autocast(video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, video_t.device))
+        with torch.no_grad(), autocast:
+            some = [t[rows] for t in inputs]
+            out = net(*some[:4], positions, *some[4:])
+        s = sigma[rows][:, None, None]
+        estimate_v[rows] = predicted_x0(out.video.float(), some[0], s, prediction).to(video_t.dtype)
+        estimate_a[rows] = predicted_x0(out.audio.float(), some[1], s, prediction).to(audio_t.dtype)
+    return estimate_v, estimate_a
 
 
 def autocasts(cfg: TrainConfig, device: torch.device) -> bool:
@@ -251,8 +289,14 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
             torch.cat([t, t[rows]]) for t in (video_t, text, text_mask, vclean, aclean, tsigma)
         )
         audio_t = torch.cat([audio_t, x.audio_shifted[rows].to(audio_t.dtype)])
+    order = torch.arange(b, device=x.sigma.device) if rows is None else torch.cat([torch.arange(b).to(rows), rows])
+    picked = x.self_condition if x.self_condition is not None else torch.zeros(b, dtype=torch.bool)
+    estimate = self_condition_inputs(
+        model, (video_t, audio_t, text, text_mask, vclean, aclean, tsigma), x.positions, x.sigma[order],
+        picked.to(order.device)[order], cfg, prediction,
+    )  # fmt: skip
     with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, x.video_t.device)):
-        out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma)
+        out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma, self_condition=estimate)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
     video_weight = (~x.video_clean).float() if x.video_weight is None else (~x.video_clean) * x.video_weight
     video_error = velocity_error(out.video[:b], x.video_x0, x.video_noise, x.video_t, s, prediction)
@@ -424,12 +468,14 @@ def build_run_pipeline(cfg: TrainConfig) -> HappyHorsePipeline:
 
 
 VIDEO_PROJECTIONS = ("video_in.weight", "video_in.bias", "video_out.weight", "video_out.bias")
+SELF_CONDITION_INPUTS = ("video_self_in.weight", "audio_self_in.weight")
 
 
 def load_init_weights(source: str | Path, model: torch.nn.Module, text_layers=None) -> dict[str, torch.Tensor]:
     """The float32 state of `source` (a model directory or a .safetensors file) for `model`, with a clear
     error when it was trained for another architecture. Only the video input and output projections
-    may differ in shape (a model moved to another video codec): those keep `model`'s fresh init. When
+    may differ in shape (a model moved to another video codec): those keep `model`'s fresh init, as do
+    self-conditioning inputs the source lacks (zero: the model starts as the source). When
     `model` reads more MiniLM layers (`text_layers`) than the source did, the source's text input
     columns go to its layers' places and the rest start at zero: the model starts as the source."""
     from safetensors.torch import load_file
@@ -446,6 +492,9 @@ def load_init_weights(source: str | Path, model: torch.nn.Module, text_layers=No
     mismatched = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
     for k in [k for k in mismatched if k in VIDEO_PROJECTIONS]:
         state[k] = expected[k]
+    for k in [k for k in missing if k in SELF_CONDITION_INPUTS]:  # zero at init: the model starts as the source
+        state[k] = expected[k]
+    missing = [k for k in missing if k not in SELF_CONDITION_INPUTS]
     if text_layers is not None and _read_text_layers(directory) != tuple(text_layers):
         state["text_in.weight"] = _widened_text_in(
             state["text_in.weight"], _read_text_layers(directory), tuple(text_layers), f"init_from: {source}"
