@@ -336,6 +336,11 @@ def generate_command(
     refine: bool = typer.Option(
         None, "--refine/--no-refine", help="Redraw the frames with the model's refiner (default: if it has one)."
     ),
+    self_condition: bool = typer.Option(
+        None,
+        "--self-condition/--no-self-condition",
+        help="Give each step the last step's x0 (default: if the model has self-conditioning).",
+    ),
     output: Path = typer.Option(Path("happyhorse.mp4"), help="Output MP4; a JSON sidecar is written beside it."),
     prompts_file: Path = typer.Option(None, help="One prompt per line: load the model once, write OUT_000.mp4 ..."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -389,6 +394,7 @@ def generate_command(
                 contrast_prompt=contrast_prompt,
                 contrast_guidance=contrast_guidance,
                 refine=refine,
+                self_condition=self_condition,
                 restarts=restarts,
                 restart_interval=restart_interval,
             )
@@ -427,6 +433,11 @@ def eval_command(
     refine: bool = typer.Option(
         None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
     ),
+    self_condition: bool = typer.Option(
+        None,
+        "--self-condition/--no-self-condition",
+        help="With --model: each step reads the last one's x0 (default: if the model has self-conditioning).",
+    ),
     device: str = typer.Option("auto", help="With --model: " + DEVICE_HELP),
     dtype: str = typer.Option("auto", help="With --model: " + DTYPE_HELP),
 ) -> None:
@@ -463,6 +474,7 @@ def eval_command(
         "autoguidance": autoguidance,
         "audio_autoguidance": audio_autoguidance,
         "refine": refine,
+        "self_condition": self_condition,
         "restarts": restarts,
         "restart_interval": restart_interval,
     }
@@ -471,7 +483,7 @@ def eval_command(
         raise typer.BadParameter(
             "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
             "--audio-autoguidance, --sampler, --shift, --guidance-interval, --restarts, --restart-interval, --refine, "
-            "--device, --dtype",
+            "--self-condition, --device, --dtype",
             param_hint="--steps",
         )
     with progress() as bar:

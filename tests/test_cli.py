@@ -54,3 +54,20 @@ def test_world_sample_rejects_bad_arguments_by_name(tmp_path):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "happyhorse", "--help"], capture_output=True, text=True, check=True)
     assert "world" in out.stdout
+
+
+def test_generate_self_condition_flag_reaches_the_sidecar_and_is_refused_by_a_model_without_it(tmp_path):
+    from tests.conftest import tiny_pipeline
+
+    tiny_pipeline(self_conditioning=True).save_pretrained(tmp_path / "sc")
+    tiny_pipeline().save_pretrained(tmp_path / "plain")
+    for flag, expected in ((None, True), ("--no-self-condition", False)):
+        out = tmp_path / f"{expected}.mp4"
+        args = ["generate", "a red ball", "--model", str(tmp_path / "sc"), "--output", str(out)]
+        result = runner.invoke(app, args + ([flag] if flag else []))
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.with_suffix(".json").read_text())["settings"]["self_condition"] is expected
+    args = ["generate", "a red ball", "--model", str(tmp_path / "plain"), "--self-condition"]
+    result = runner.invoke(app, args + ["--output", str(tmp_path / "x.mp4")])
+    assert result.exit_code != 0 and "no self-conditioning input" in result.output
+    assert not (tmp_path / "x.mp4").exists()
