@@ -491,31 +491,41 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path):
         train(missing, tmp_path / "e", progress=False)
 
 
-def test_text_in_lr_scale_moves_the_text_input_faster_and_nothing_else(tmp_path):
-    """Adam's first step moves each weight by about the rate: at text_in_lr_scale 10 the text input
-    projection moves 10x as far as at 1, every other weight exactly as far; a resume keeps the scale."""
+@pytest.mark.parametrize(
+    "name, prefix, model",
+    [("text_in_lr_scale", "text_in.", {}), ("self_condition_lr_scale", "video_self_in.", {"self_conditioning": True})],
+)
+def test_an_input_lr_scale_moves_that_input_faster_and_nothing_else(tmp_path, name, prefix, model):
+    """Adam's first step moves each weight by about the rate: at a scale of 10 the text input projection
+    (or the self-conditioning inputs) moves 10x as far as at 1, every other weight exactly as far; a
+    resume keeps the scale."""
     quiet = lambda *a: None  # noqa: E731
-    base = TrainConfig.from_dict({**SMALL, "max_steps": 1, "warmup_steps": 1})
+    overrides = {**SMALL["model_overrides"], **model}
+    base = TrainConfig.from_dict({**SMALL, "max_steps": 1, "warmup_steps": 1, "model_overrides": overrides})
     train(base, tmp_path / "init", progress=False, log=quiet)
     init = load_file(str(tmp_path / "init" / "model" / "transformer" / "model.safetensors"))
     moved = {}
     for scale in (1.0, 10.0):
-        cfg = {**base.to_dict(), "init_from": str(tmp_path / "init" / "model"), "text_in_lr_scale": scale}
+        cfg = {**base.to_dict(), "init_from": str(tmp_path / "init" / "model"), name: scale}
         train(TrainConfig.from_dict(cfg), tmp_path / f"x{scale:g}", progress=False, log=quiet)
         after = load_file(str(tmp_path / f"x{scale:g}" / "checkpoint" / "model.safetensors"))
         moved[scale] = {k: after[k] - init[k].float() for k in after}
+    scaled = [k for k in moved[1.0] if k.startswith(prefix)]
+    assert scaled and all(moved[1.0][k].norm() > 0 for k in scaled)
     for key in moved[1.0]:
-        if key.startswith("text_in."):
+        if key in scaled:
             ratio = moved[10.0][key].norm() / moved[1.0][key].norm()
             assert ratio == pytest.approx(10.0, rel=0.02), key
+        elif name == "self_condition_lr_scale" and key.startswith("audio_self_in."):
+            continue  # the other self-conditioning input, scaled alike
         else:
             torch.testing.assert_close(moved[10.0][key], moved[1.0][key], atol=1e-7, rtol=1e-5)
     resumed = TrainConfig.from_dict({**cfg, "max_steps": 2})
     train(resumed, tmp_path / "x10", resume=True, progress=False, log=quiet)
     groups = json.loads((tmp_path / "x10" / "checkpoint" / "state.json").read_text())["optimizer"]["param_groups"]
     assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 10.0]
-    with pytest.raises(ValueError, match="text_in_lr_scale must be in \\(0, 1000\\], got 0"):
-        TrainConfig.from_dict({**SMALL, "text_in_lr_scale": 0})
+    with pytest.raises(ValueError, match=f"{name} must be in \\(0, 1000\\], got 0"):
+        TrainConfig.from_dict({**SMALL, name: 0})
 
 
 def test_more_text_layers_start_from_a_model_that_read_fewer_exactly_where_it_was(tmp_path):

@@ -58,6 +58,7 @@ class TrainConfig:
     mirror_pairs: bool = False
     lr: float = 1e-3
     text_in_lr_scale: float = 1.0  # the text input projection's rate, as a multiple of lr (parameter_groups)
+    self_condition_lr_scale: float = 1.0  # the same for the self-conditioning inputs (they start at zero)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100
@@ -135,8 +136,9 @@ class TrainConfig:
             raise ValueError(f"width/height must be multiples of the patch size {self.video_patch[1:]}")
         if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
             raise ValueError("batch_size and max_steps must be >= 1 and lr > 0")
-        if not 0 < self.text_in_lr_scale <= 1000:
-            raise ValueError(f"text_in_lr_scale must be in (0, 1000], got {self.text_in_lr_scale}")
+        for name in ("text_in_lr_scale", "self_condition_lr_scale"):
+            if not 0 < getattr(self, name) <= 1000:
+                raise ValueError(f"{name} must be in (0, 1000], got {getattr(self, name)}")
         if self.anneal_from is not None and (self.anneal_from < 0 or self.anneal_steps < 1):
             raise ValueError(
                 f"anneal_from/anneal_steps: need a step >= 0 and >= 1 steps, got {self.anneal_from}/{self.anneal_steps}"

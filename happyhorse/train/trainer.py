@@ -374,15 +374,20 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
 
 
 def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """The optimiser's parameter groups: one, or the text input projection apart at cfg.text_in_lr_scale
-    times the rate. Adam moves each weight by about the rate a step whatever its gradient's size, so
-    new text input columns that start at zero (``--init`` from a model that read fewer MiniLM layers)
-    need a larger rate to reach the size of the old ones within a fine-tune."""
-    if cfg.text_in_lr_scale == 1.0:
-        return [{"params": list(model.parameters())}]
-    text_in = {id(p) for p in model.text_in.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in text_in]
-    return [{"params": rest}, {"params": list(model.text_in.parameters()), "lr_scale": cfg.text_in_lr_scale}]
+    """The optimiser's parameter groups: one, or with the text input projection apart at
+    cfg.text_in_lr_scale times the rate and the self-conditioning inputs at cfg.self_condition_lr_scale.
+    Adam moves each weight by about the rate a step whatever its gradient's size, so inputs that start
+    at zero in a fine-tune (new text columns for more MiniLM layers, ``--init`` from a model that read
+    fewer; self-conditioning inputs) need a larger rate to reach the size of the old ones within it."""
+    apart = [
+        (list(model.text_in.parameters()), cfg.text_in_lr_scale),
+        ([getattr(model, n).weight for n in ("video_self_in", "audio_self_in") if hasattr(model, n)],
+         cfg.self_condition_lr_scale),
+    ]  # fmt: skip
+    apart = [(params, scale) for params, scale in apart if params and scale != 1.0]
+    taken = {id(p) for params, _ in apart for p in params}
+    rest = [p for p in model.parameters() if id(p) not in taken]
+    return [{"params": rest}, *({"params": params, "lr_scale": scale} for params, scale in apart)]
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
