@@ -140,6 +140,10 @@ rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
 torch.set_num_threads(1)
 pipe = build_run_pipeline(cfg)
 model = pipe.transformer.train()
+if model.cfg.self_conditioning:  # non-zero heads and inputs, so that the estimate's first pass counts
+    torch.manual_seed(3)
+    for m in (model.video_out, model.audio_out, model.video_self_in, model.audio_self_in):
+        torch.nn.init.normal_(m.weight, std=0.05)
 wrapped = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
 batch = next(iter(StepBatches(cfg, 5, 6, rank, world)))
 loss, _ = step_loss(wrapped, prepare_step(cfg, pipe, batch, "cpu"), cfg, model.cfg.prediction)
@@ -160,13 +164,15 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("contrast", [0.0, 1.0])
-def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path, contrast):
-    """With the audio contrast too: its second predictions share the step's one forward pass."""
+@pytest.mark.parametrize("contrast, self_conditioning", [(0.0, False), (1.0, False), (1.0, True)])
+def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path, contrast, self_conditioning):
+    """With the audio contrast too: its second predictions share the step's one forward pass; and with
+    self-conditioning, whose gradient-free first pass runs on the wrapped model's own module."""
     script = tmp_path / "grad.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cfg = {**SMALL, "p_image": 0.5, "p_audio": 0.5, "audio_contrast_weight": contrast, "audio_contrast_min_sigma": 0.0}
+    cfg["model_overrides"] = {**SMALL["model_overrides"], "self_conditioning": self_conditioning}
     single = subprocess.run(
         [sys.executable, str(script), json.dumps({**cfg, "batch_size": 4}), str(tmp_path / "one.safetensors")],
         env=env,
@@ -184,6 +190,7 @@ def test_ddp_on_two_processes_matches_one_process_gradients(tmp_path, contrast):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
     assert one.keys() == two.keys() and len(one) > 10
+    assert not self_conditioning or one["video_self_in.weight"].abs().sum() > 0  # the estimate was read
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-6, rtol=1e-4)
 
