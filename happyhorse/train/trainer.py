@@ -238,26 +238,30 @@ def prepare_step(cfg: TrainConfig, pipe: HappyHorsePipeline, batch: dict, device
 SELF_CONDITION_RATE = 0.5  # share of samples given an x0 estimate in training (Chen et al. 2022)
 
 
-def self_condition_inputs(model, inputs: tuple, positions, sigma, picked, cfg: TrainConfig, prediction: str):
+def self_condition_inputs(model, x: StepInputs, inputs: tuple, rows, cfg: TrainConfig, prediction: str):
     """The x0 estimates a self-conditioning model reads in training: its own prediction from a first,
-    gradient-free pass for the `picked` rows, zeros for the others (at sampling the first step has
-    none), so it learns both to make an estimate and to refine one. None for a model without it.
-    `inputs`: the forward's (video_t, audio_t, text, text_mask, video_clean, audio_clean, token sigmas),
-    `sigma` and `picked` [rows] their samples' noise levels and picks."""
+    gradient-free pass for the samples `x.self_condition` picks, zeros for the others (at sampling the
+    first step has none), so it learns both to make an estimate and to refine one. None for a model
+    without it. `inputs`: the forward's (video_t, audio_t, text, text_mask, video_clean, audio_clean,
+    token sigmas), whose rows are the batch's samples and then the contrast `rows` again (None: none)."""
     net = getattr(model, "module", model)  # a DDP-wrapped model's own module: no reducer for this pass
     if not net.cfg.self_conditioning:
         return None
     video_t, audio_t = inputs[0], inputs[1]
+    order = torch.arange(len(x.sigma), device=x.sigma.device)
+    if rows is not None:
+        order = torch.cat([order, rows.to(order.device)])
+    picked = x.self_condition if x.self_condition is not None else torch.zeros(len(x.sigma), dtype=torch.bool)
     estimate_v, estimate_a = torch.zeros_like(video_t), torch.zeros_like(audio_t)
-    rows = picked.to(video_t.device).nonzero().squeeze(1)
-    if len(rows):  # the first pass runs on the picked rows alone
+    chosen = picked.to(order.device)[order].nonzero().squeeze(1)
+    if len(chosen):  # the first pass runs on the picked rows alone
         autocast = torch.autocast(video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, video_t.device))
         with torch.no_grad(), autocast:
-            some = [t[rows] for t in inputs]
-            out = net(*some[:4], positions, *some[4:])
-        s = sigma[rows][:, None, None]
-        estimate_v[rows] = predicted_x0(out.video.float(), some[0], s, prediction).to(video_t.dtype)
-        estimate_a[rows] = predicted_x0(out.audio.float(), some[1], s, prediction).to(audio_t.dtype)
+            some = [t[chosen] for t in inputs]
+            out = net(*some[:4], x.positions, *some[4:])
+        s = x.sigma[order][chosen][:, None, None]
+        estimate_v[chosen] = predicted_x0(out.video.float(), some[0], s, prediction).to(video_t.dtype)
+        estimate_a[chosen] = predicted_x0(out.audio.float(), some[1], s, prediction).to(audio_t.dtype)
     return estimate_v, estimate_a
 
 
@@ -289,12 +293,9 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
             torch.cat([t, t[rows]]) for t in (video_t, text, text_mask, vclean, aclean, tsigma)
         )
         audio_t = torch.cat([audio_t, x.audio_shifted[rows].to(audio_t.dtype)])
-    order = torch.arange(b, device=x.sigma.device) if rows is None else torch.cat([torch.arange(b).to(rows), rows])
-    picked = x.self_condition if x.self_condition is not None else torch.zeros(b, dtype=torch.bool)
     estimate = self_condition_inputs(
-        model, (video_t, audio_t, text, text_mask, vclean, aclean, tsigma), x.positions, x.sigma[order],
-        picked.to(order.device)[order], cfg, prediction,
-    )  # fmt: skip
+        model, x, (video_t, audio_t, text, text_mask, vclean, aclean, tsigma), rows, cfg, prediction
+    )
     with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, x.video_t.device)):
         out = model(video_t, audio_t, text, text_mask, x.positions, vclean, aclean, tsigma, self_condition=estimate)
     s = x.sigma[:, None, None]  # the loss in float32 under bf16
