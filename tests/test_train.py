@@ -432,14 +432,19 @@ def test_generate_errors_name_the_argument(tmp_path):
     assert not Path("clip.avi").exists()
 
 
-def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
-    """With the audio contrast on: its term and its logged share are the whole batch's, over processes."""
+@pytest.mark.parametrize("adapter", [False, True], ids=["all", "self-conditioning-adapter"])
+def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path, adapter):
+    """With the audio contrast on: its term and its logged share are the whole batch's, over processes;
+    and with a self-conditioning adapter on frozen weights (trainable)."""
+    model = {"dim": 64, "depth": 4, "heads": 2, "kv_heads": 1, "mlp_hidden": 128, "self_conditioning": adapter}
     cfg = {
         **SMALL,
-        "model_overrides": {"dim": 64, "depth": 4, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+        "model_overrides": model,
         "p_audio": 0.5,
         "audio_contrast_weight": 1.0,
         "audio_contrast_min_sigma": 0.0,
+        # the zero-init output projections train too, else a fresh model passes no gradient to its inputs
+        **({"trainable": ["video_self_in", "audio_self_in", "video_out", "audio_out"]} if adapter else {}),
     }
     (tmp_path / "fsdp.json").write_text(json.dumps({**cfg, "batch_size": 2, "fsdp": True}))
     (tmp_path / "one.json").write_text(json.dumps({**cfg, "batch_size": 4}))
@@ -473,7 +478,11 @@ def test_fsdp_on_two_processes_follows_the_single_process_curve(tmp_path):
     np.testing.assert_allclose([r["loss"] for r in logs[0]], [r["loss"] for r in logs[1]], rtol=1e-5)
     won = [[r.get("audio_contrast_won") for r in log] for log in logs]
     assert won[0] == won[1] and any(w is not None for w in won[0])
-    assert (tmp_path / "a" / "model" / "transformer" / "model.safetensors").is_file()
+    models = [load_file(str(tmp_path / run / "model" / "transformer" / "model.safetensors")) for run in "ab"]
+    for key, value in models[1].items():
+        torch.testing.assert_close(models[0][key], value, atol=1e-5, rtol=1e-4)
+    if adapter:
+        assert logs[0][-1]["grad_norm"] > 0 and models[0]["video_self_in.weight"].norm() > 0
 
 
 def test_fine_tuning_starts_from_a_model_directory(tmp_path):
@@ -845,3 +854,41 @@ def test_self_conditioning_fine_tunes_a_model_without_it_from_where_it_was(tmp_p
     assert selfcond.transformer.video_self_in.weight.abs().sum() == 0
     a, b = source("a red ball", seed=1), selfcond("a red ball", seed=1)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+
+
+def test_trainable_prefixes_teach_self_conditioning_as_an_adapter_on_a_frozen_model(tmp_path):
+    """trainable = the self-conditioning inputs: every other weight (and the EMA's) stays exactly the
+    source's, so without the estimate the tuned model generates the source's clip; with it, another."""
+    quiet = lambda *a: None  # noqa: E731
+    source_cfg = TrainConfig.from_dict({**SMALL, "max_steps": 2, "warmup_steps": 1})
+    train(source_cfg, tmp_path / "a", progress=False, log=quiet)
+    source = HappyHorsePipeline.from_pretrained(tmp_path / "a" / "model")
+    adapter = {
+        **SMALL,
+        "model_overrides": {**SMALL["model_overrides"], "self_conditioning": True},
+        "trainable": ["video_self_in", "audio_self_in"],
+        "self_condition_lr_scale": 10.0,
+        "max_steps": 3,
+        "warmup_steps": 1,
+        "init_from": str(tmp_path / "a" / "model"),
+    }
+    lines = []
+    train(TrainConfig.from_dict({**adapter, "max_steps": 2}), tmp_path / "b", progress=False, log=lines.append)
+    train(TrainConfig.from_dict(adapter), tmp_path / "b", resume=True, progress=False, log=lines.append)
+    assert any("the rest frozen" in line for line in lines) and any("resumed from step 2" in line for line in lines)
+    groups = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["optimizer"]["param_groups"]
+    assert [g.get("lr_scale", 1.0) for g in groups] == [10.0]
+    before = source.transformer.state_dict()
+    for weights in ("checkpoint/model", "checkpoint/ema", "model/transformer/model"):
+        after = load_file(str(tmp_path / "b" / f"{weights}.safetensors"))
+        assert all(after[k].norm() > 0 for k in ("video_self_in.weight", "audio_self_in.weight")), weights
+        for key, value in before.items():
+            assert torch.equal(after[key].to(value.dtype), value), (weights, key)
+    tuned = HappyHorsePipeline.from_pretrained(tmp_path / "b" / "model")
+    a, b = source("a red ball", seed=1), tuned("a red ball", seed=1, self_condition=False)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert not np.array_equal(tuned("a red ball", seed=1).frames, a.frames)
+    with pytest.raises(ValueError, match="'video_in_typo' names no weight of this model; its modules are .*video_in"):
+        train(TrainConfig.from_dict({**adapter, "trainable": ["video_in_typo"]}), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="trainable must be a list of parameter-name prefixes"):
+        TrainConfig.from_dict({**adapter, "trainable": "video_self_in"})

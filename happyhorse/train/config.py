@@ -59,6 +59,10 @@ class TrainConfig:
     lr: float = 1e-3
     text_in_lr_scale: float = 1.0  # the text input projection's rate, as a multiple of lr (parameter_groups)
     self_condition_lr_scale: float = 1.0  # the same for the self-conditioning inputs (they start at zero)
+    # parameter-name prefixes that train; every other weight stays frozen where it started (empty: all
+    # train). ["video_self_in", "audio_self_in"] teaches self-conditioning to a shipped model as an
+    # adapter: without the estimate it is exactly the model it started from
+    trainable: tuple[str, ...] = ()
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100
@@ -128,6 +132,9 @@ class TrainConfig:
             raise ValueError(f"audio_contrast_shift must be [low, high] seconds, got {self.audio_contrast_shift!r}")
         self.audio_contrast_shift = tuple(self.audio_contrast_shift)
         self.text_layers = None if self.text_layers is None else tuple(self.text_layers)
+        if isinstance(self.trainable, str) or not all(isinstance(p, str) and p for p in self.trainable):
+            raise ValueError(f"trainable must be a list of parameter-name prefixes, got {self.trainable!r}")
+        self.trainable = tuple(self.trainable)
         if (self.num_frames - 1) % self.video_patch[0]:
             raise ValueError(
                 f"num_frames ({self.num_frames}) must be 1 + a multiple of patch_t ({self.video_patch[0]})"

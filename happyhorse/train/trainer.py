@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..codecs.video import PatchVideoCodec
@@ -254,11 +255,15 @@ def self_condition_inputs(model, x: StepInputs, inputs: tuple, rows, cfg: TrainC
     picked = x.self_condition if x.self_condition is not None else torch.zeros(len(x.sigma), dtype=torch.bool)
     estimate_v, estimate_a = torch.zeros_like(video_t), torch.zeros_like(audio_t)
     chosen = picked.to(order.device)[order].nonzero().squeeze(1)
-    if len(chosen):  # the first pass runs on the picked rows alone
+    # the first pass runs on the picked rows alone; FSDP gathers the weights in every forward, so
+    # there each process runs it, on one row that it throws away when it picked none
+    sharded = isinstance(net, FSDPModule)
+    if len(chosen) or sharded:
         autocast = torch.autocast(video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, video_t.device))
         with torch.no_grad(), autocast:
-            some = [t[chosen] for t in inputs]
+            some = [t[chosen if len(chosen) else order[:1]] for t in inputs]
             out = net(*some[:4], x.positions, *some[4:])
+    if len(chosen):
         s = x.sigma[order][chosen][:, None, None]
         estimate_v[chosen] = predicted_x0(out.video.float(), some[0], s, prediction).to(video_t.dtype)
         estimate_a[chosen] = predicted_x0(out.audio.float(), some[1], s, prediction).to(audio_t.dtype)
@@ -375,8 +380,9 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
 
 
 def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """The optimiser's parameter groups: one, or with the text input projection apart at
-    cfg.text_in_lr_scale times the rate and the self-conditioning inputs at cfg.self_condition_lr_scale.
+    """The optimiser's parameter groups over the weights that train (freeze_all_but): one, or with the
+    text input projection apart at cfg.text_in_lr_scale times the rate and the self-conditioning inputs
+    at cfg.self_condition_lr_scale.
     Adam moves each weight by about the rate a step whatever its gradient's size, so inputs that start
     at zero in a fine-tune (new text columns for more MiniLM layers, ``--init`` from a model that read
     fewer; self-conditioning inputs) need a larger rate to reach the size of the old ones within it."""
@@ -385,10 +391,28 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
         ([getattr(model, n).weight for n in ("video_self_in", "audio_self_in") if hasattr(model, n)],
          cfg.self_condition_lr_scale),
     ]  # fmt: skip
-    apart = [(params, scale) for params, scale in apart if params and scale != 1.0]
+    apart = [([p for p in params if p.requires_grad], scale) for params, scale in apart if scale != 1.0]
+    apart = [(params, scale) for params, scale in apart if params]
     taken = {id(p) for params, _ in apart for p in params}
-    rest = [p for p in model.parameters() if id(p) not in taken]
-    return [{"params": rest}, *({"params": params, "lr_scale": scale} for params, scale in apart)]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    groups = [{"params": params, "lr_scale": scale} for params, scale in apart]
+    return [{"params": rest}, *groups] if rest else groups
+
+
+def freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> int:
+    """Freeze every weight whose name starts with none of `prefixes` (cfg.trainable; empty: none
+    frozen); return how many weights still train. A prefix that names no weight is a ValueError, so a
+    typo cannot silently freeze the whole model."""
+    if not prefixes:
+        return sum(p.numel() for p in model.parameters())
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            tops = sorted({name.split(".")[0] for name in names})
+            raise ValueError(f"trainable: {prefix!r} names no weight of this model; its modules are {tops}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(prefixes))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -605,6 +629,8 @@ def train(
         model.load_state_dict(state)
         ema.load_state_dict(state)
         log(f"weights from {cfg.init_from}")
+    if cfg.trainable:
+        log(f"training {freeze_all_but(model, cfg.trainable):,} weights ({', '.join(cfg.trainable)}); the rest frozen")
     if anneal_steps is not None and cfg.anneal_from is None:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), "anneal_from": start_step, "anneal_steps": anneal_steps})
         log(f"cool-down from step {start_step} over {anneal_steps} steps (lr {lr_at(cfg, start_step):.2e} -> 2 %)")
