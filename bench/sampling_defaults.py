@@ -60,7 +60,8 @@ def cell(metrics: dict, name: str) -> float:
 
 def parse_point(text: str) -> dict:
     """SAMPLER:STEPS:GUIDANCE, then optional shift=S, interval=LOW-HIGH (the guidance interval), audio=G,
-    auto=A, audio_auto=A (autoguidance), skip=I+J (blocks the guide passes over), local=I+J (blocks where
+    auto=A, audio_auto=A (autoguidance), auto_interval=LOW-HIGH (the noise levels where the guide runs),
+    skip=I+J (blocks the guide passes over), local=I+J (blocks where
     the guide's video tokens see no other latent frame), drops=audio (given conditions the unconditional
     branch goes without), corr=R (time-shared share of the video noise),
     contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges), refine=0|1, selfcond=0|1
@@ -82,6 +83,11 @@ def parse_point(text: str) -> dict:
                 point["audio_guidance"] = float(value)
             elif key == "auto":
                 point["autoguidance"] = float(value)
+            elif key == "auto_interval":
+                low, high = (float(v) for v in value.split("-"))
+                point["autoguidance_interval"] = SchedulerConfig(
+                    autoguidance_interval=(low, high)
+                ).autoguidance_interval
             elif key == "audio_auto":
                 point["audio_autoguidance"] = float(value)
             elif key == "skip":
@@ -120,7 +126,7 @@ def parse_point(text: str) -> dict:
     except ValueError:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
-            "[:audio_auto=A][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
+            "[:audio_auto=A][:auto_interval=LOW-HIGH][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
             "[:refine=0|1][:selfcond=0|1][:restart=LOW-HIGH][:restarts=K] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"

@@ -248,17 +248,19 @@ def check_sampling(
     sampler: str | None,
     guidance_interval: tuple[float, float] | None,
     restart_interval: tuple[float, float] | None = None,
+    autoguidance_interval: tuple[float, float] | None = None,
 ) -> None:
     """Sampling overrides of generate and eval, refused before any model loads."""
     from .diffusion import SAMPLERS
 
     if sampler is not None and sampler not in SAMPLERS:
         raise typer.BadParameter(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}", param_hint="--sampler")
-    if guidance_interval is not None and not 0 <= guidance_interval[0] <= guidance_interval[1] <= 1:
-        raise typer.BadParameter(
-            f"need 0 <= LOW <= HIGH <= 1, got {guidance_interval[0]} {guidance_interval[1]}",
-            param_hint="--guidance-interval",
-        )
+    for flag, interval in (
+        ("--guidance-interval", guidance_interval),
+        ("--autoguidance-interval", autoguidance_interval),
+    ):
+        if interval is not None and not 0 <= interval[0] <= interval[1] <= 1:
+            raise typer.BadParameter(f"need 0 <= LOW <= HIGH <= 1, got {interval[0]} {interval[1]}", param_hint=flag)
     if restart_interval is not None and not 0 < restart_interval[0] < restart_interval[1] < 1:
         raise typer.BadParameter(
             f"need 0 < LOW < HIGH < 1, got {restart_interval[0]} {restart_interval[1]}",
@@ -306,6 +308,9 @@ def generate_command(
     ),
     audio_autoguidance: float = typer.Option(
         None, min=0, max=30, help="Autoguidance of the soundtrack; 1 = off (default: the model's)."
+    ),
+    autoguidance_interval: tuple[float, float] = typer.Option(
+        None, help="LOW HIGH: run the guide model only at noise levels in [LOW, HIGH] (default: the model's)."
     ),
     contrast_guidance: float = typer.Option(
         None,
@@ -356,7 +361,7 @@ def generate_command(
             raise typer.BadParameter(f"no such file: {path}", param_hint=name)
     if output.suffix.lower() != ".mp4":
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
-    check_sampling(sampler, guidance_interval, restart_interval)
+    check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
     check_device(device, dtype)
     width = height = None
     if size is not None:
@@ -397,6 +402,7 @@ def generate_command(
                 self_condition=self_condition,
                 restarts=restarts,
                 restart_interval=restart_interval,
+                autoguidance_interval=autoguidance_interval,
             )
             try:
                 result = run_generate(pipe, request, path)
@@ -421,6 +427,9 @@ def eval_command(
     audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
     autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: video autoguidance by its guide."),
     audio_autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's autoguidance."),
+    autoguidance_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, run the guide only at noise levels in [LOW, HIGH]."
+    ),
     sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m, dpmpp_2m_sde or renoise."),
     shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
     guidance_interval: tuple[float, float] = typer.Option(
@@ -462,7 +471,7 @@ def eval_command(
         raise typer.BadParameter(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
-    check_sampling(sampler, guidance_interval, restart_interval)
+    check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
     check_device(device, dtype)
     sampling = {
         "steps": steps,
@@ -473,6 +482,7 @@ def eval_command(
         "audio_guidance": audio_guidance,
         "autoguidance": autoguidance,
         "audio_autoguidance": audio_autoguidance,
+        "autoguidance_interval": autoguidance_interval,
         "refine": refine,
         "self_condition": self_condition,
         "restarts": restarts,
@@ -482,8 +492,8 @@ def eval_command(
     if clips is not None and generating:
         raise typer.BadParameter(
             "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
-            "--audio-autoguidance, --sampler, --shift, --guidance-interval, --restarts, --restart-interval, --refine, "
-            "--self-condition, --device, --dtype",
+            "--audio-autoguidance, --autoguidance-interval, --sampler, --shift, --guidance-interval, --restarts, "
+            "--restart-interval, --refine, --self-condition, --device, --dtype",
             param_hint="--steps",
         )
     with progress() as bar:

@@ -31,6 +31,7 @@ class GenerateRequest:
     audio_guidance: float | None = None
     autoguidance: float | None = None
     audio_autoguidance: float | None = None
+    autoguidance_interval: tuple[float, float] | None = None
     guide_skip_blocks: tuple[int, ...] | None = None
     guide_frame_local_blocks: tuple[int, ...] | None = None
     guidance_drops: tuple[str, ...] | None = None
@@ -71,6 +72,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         guidance_interval=request.guidance_interval,
         autoguidance_scale=request.autoguidance,
         audio_autoguidance_scale=request.audio_autoguidance,
+        autoguidance_interval=request.autoguidance_interval,
         guide_skip_blocks=request.guide_skip_blocks,
         guide_frame_local_blocks=request.guide_frame_local_blocks,
         guidance_drops=request.guidance_drops,

@@ -57,6 +57,14 @@ def main() -> None:
     parser.add_argument("--autoguidance", type=float, default=None, help="video autoguidance scale (needs a guide)")
     parser.add_argument("--audio-autoguidance", type=float, default=None, help="the sound's autoguidance scale")
     parser.add_argument(
+        "--autoguidance-interval",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="levels guided by it",
+    )
+    parser.add_argument(
         "--noise-correlation", type=float, default=None, help="share of the video noise all latent frames share"
     )
     parser.add_argument("--restarts", type=int, default=None, help="restart sampling: walk the band again N times")
@@ -97,6 +105,7 @@ def main() -> None:
         "guidance_interval": tuple(args.interval) if args.interval else None,
         "autoguidance_scale": args.autoguidance,
         "audio_autoguidance_scale": args.audio_autoguidance,
+        "autoguidance_interval": tuple(args.autoguidance_interval) if args.autoguidance_interval else None,
         "noise_correlation": args.noise_correlation,
         "restarts": args.restarts,
         "restart_interval": tuple(args.restart_interval) if args.restart_interval else None,

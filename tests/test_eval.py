@@ -257,6 +257,8 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
         (["--clips", str(tmp_path), "--shift", "3"], "--model only"),
         (["--clips", str(tmp_path), "--audio-guidance", "2"], "--model only"),
         (["--clips", str(tmp_path), "--autoguidance", "2"], "--model only"),
+        (["--clips", str(tmp_path), "--autoguidance-interval", "0.5", "1"], "--model only"),
+        (["--model", str(tmp_path / "model"), "--autoguidance-interval", "0.5", "0.2"], "--autoguidance-interval"),
         (["--clips", str(tmp_path), "--first", "5"], "--model only"),
         (["--clips", str(tmp_path), "--restarts", "1"], "--model only"),
         (["--model", str(tmp_path / "model"), "--restart-interval", "0", "0.5"], "--restart-interval"),

@@ -317,6 +317,49 @@ def test_autoguidance_extrapolates_from_the_guide_model_linearly(pipe, tmp_path)
     assert np.array_equal(again.frames, out.frames) and np.array_equal(again.audio, out.audio)
 
 
+def test_autoguidance_interval_runs_the_guide_only_at_the_noise_levels_inside_it(pipe, tmp_path):
+    """The guide's forward is what the interval saves: outside it a step is plain CFG, inside it unchanged."""
+    pipe.set_guide(tiny_pipeline(seed=5).transformer)
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda m, a, o, n=n: calls.append(n))
+        for n, m in (("model", pipe.transformer), ("guide", pipe.guide_transformer))
+    ]
+    kw = {"seed": 0, "num_inference_steps": 4, "sampler": "euler", "shift": 1.0, "guidance_scale": 4.0}
+    try:
+        full = pipe("a red ball", autoguidance_scale=2.0, **kw)  # sigmas 1, 0.75, 0.5, 0.25
+        assert calls == ["model", "guide"] * 4
+        calls.clear()
+        high = pipe("a red ball", autoguidance_scale=2.0, autoguidance_interval=(0.6, 1.0), **kw)
+        assert calls == ["model", "guide", "model", "guide", "model", "model"]
+        assert high.settings["autoguidance_interval"] == [0.6, 1.0]
+        calls.clear()
+        # inside the guidance interval only: no guide where classifier-free guidance is off too
+        pipe("a red ball", autoguidance_scale=2.0, guidance_interval=(0.0, 0.8), **kw)
+        assert calls == ["model", "model", "guide", "model", "guide", "model", "guide"]
+        none = pipe("a red ball", autoguidance_scale=2.0, autoguidance_interval=(0.1, 0.2), **kw)
+        plain = pipe("a red ball", **kw)
+        explicit = pipe("a red ball", autoguidance_scale=2.0, autoguidance_interval=(0.0, 1.0), **kw)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert np.array_equal(none.frames, plain.frames) and np.array_equal(none.audio, plain.audio)
+    assert np.array_equal(explicit.frames, full.frames)  # the default interval is every level
+    assert not np.array_equal(high.frames, full.frames) and not np.array_equal(high.frames, plain.frames)
+    for bad in ((0.7, 0.2), (0.0, 1.5)):
+        with pytest.raises(ValueError, match=r"autoguidance_interval: need 0 <= low <= high <= 1"):
+            pipe("a red ball", autoguidance_interval=bad)
+    pipe.scheduler.autoguidance_scale, pipe.scheduler.autoguidance_interval = 2.0, (0.6, 1.0)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.autoguidance_scale, pipe.scheduler.autoguidance_interval = 1.0, (0.0, 1.0)
+        pipe.set_guide(None)
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.autoguidance_interval == (0.6, 1.0)
+    assert np.array_equal(loaded("a red ball", **kw).frames, high.frames)
+
+
 def test_skip_layer_guidance_guides_by_the_model_minus_some_blocks(pipe, tmp_path):
     """With no guide model, guide_skip_blocks make the guide the model itself passing over those blocks."""
     import copy

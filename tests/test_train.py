@@ -374,11 +374,12 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
     # sampling overrides reach the pipeline and its sidecar
     out = tmp_path / "tuned.mp4"
     tuned = ["--sampler", "euler", "--shift", "3", "--guidance", "4", "--guidance-interval", "0.3", "1", "--steps", "3"]
-    tuned += ["--audio-guidance", "2"]
+    tuned += ["--audio-guidance", "2", "--autoguidance-interval", "0.5", "1"]
     result = runner.invoke(app, ["generate", "a red ball", "--model", str(run / "model"), "--output", str(out), *tuned])
     assert result.exit_code == 0, result.output
     settings = json.loads(out.with_suffix(".json").read_text())["settings"]
     assert (settings["sampler"], settings["shift"], settings["guidance_interval"]) == ("euler", 3.0, [0.3, 1.0])
+    assert settings["autoguidance_interval"] == [0.5, 1.0]
     assert (settings["guidance_scale"], settings["num_inference_steps"], settings["audio_guidance_scale"]) == (
         4.0,
         3,
@@ -420,6 +421,7 @@ def test_generate_errors_name_the_argument(tmp_path):
         (["x", "--size", "big"], "--size"),
         (["x", "--sampler", "heun"], "--sampler"),
         (["x", "--guidance-interval", "0.9", "0.1"], "--guidance-interval"),
+        (["x", "--autoguidance-interval", "0.5", "1.2"], "--autoguidance-interval"),
         (["x", "--restart-interval", "0.8", "0.5"], "--restart-interval"),
         (["x", "--restarts", "9"], "--restarts"),
         (["x", "--device", "tpu"], "--device"),

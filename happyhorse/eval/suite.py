@@ -158,7 +158,8 @@ def generate_test_set(
     keeps the prompts of those modes only (a setting that changes one mode is measured on it alone).
 
     `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
-    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `guide_skip_blocks`,
+    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `autoguidance_interval`,
+    `guide_skip_blocks`,
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
     `refine`, `self_condition`, `restarts`, `restart_interval` (None keeps them).
     `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
@@ -211,6 +212,7 @@ def generate_test_set(
                 ("audio_guidance_scale", (sampling or {}).get("audio_guidance")),
                 ("autoguidance_scale", (sampling or {}).get("autoguidance")),
                 ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
+                ("autoguidance_interval", (sampling or {}).get("autoguidance_interval")),
                 ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
                 ("guide_frame_local_blocks", (sampling or {}).get("guide_frame_local_blocks")),
                 ("guidance_drops", (sampling or {}).get("guidance_drops")),
