@@ -102,8 +102,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # one fused kernel for x * rsqrt(mean(x^2) + eps) * weight: the same float32 figures as written out
-        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
+        xf = x.float()
+        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (out * self.weight.float()).to(x.dtype)
 
 
 def rope_angles(positions: torch.Tensor, dims: tuple[int, int, int], theta: float) -> torch.Tensor:
@@ -115,15 +116,10 @@ def rope_angles(positions: torch.Tensor, dims: tuple[int, int, int], theta: floa
     return torch.cat(parts, dim=-1).float()
 
 
-def rope_rotation(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """angles [N, D/2] -> (cos, sin), each [1, 1, N, D/2]: computed once a forward, used by every layer."""
-    return angles.cos()[None, None], angles.sin()[None, None]
-
-
-def apply_rope(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate channel pairs (2i, 2i+1) of x [B, H, N, D] by `rope_rotation`'s (cos, sin); in fp32 on purpose."""
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x [B, H, N, D] by angles [N, D/2]; in fp32 on purpose."""
     xf = x.float().unflatten(-1, (-1, 2))  # (B, H, N, D/2, 2)
-    cos, sin = rotation
+    cos, sin = angles.cos()[None, None], angles.sin()[None, None]
     x0, x1 = xf[..., 0], xf[..., 1]
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
     return out.flatten(-2).to(x.dtype)
@@ -163,14 +159,14 @@ class Attention(nn.Module):
         self.k_norm = PerModality(lambda: RMSNorm(hd, cfg.norm_eps), separate)
         self.proj = PerModality(lambda: nn.Linear(cfg.heads * hd, cfg.dim, bias=False), separate)
 
-    def forward(self, x, lengths, rotation, attn_mask):
+    def forward(self, x, lengths, angles, attn_mask):
         b, n, _ = x.shape
         hd = self.cfg.head_dim
         q, k, v, gate = self.qkv(x, lengths).split(self.qkv_dims, dim=-1)
         q = self.q_norm(q.unflatten(-1, (self.cfg.heads, hd)), lengths).transpose(1, 2)  # (B, H, N, hd)
         k = self.k_norm(k.unflatten(-1, (self.cfg.kv_heads, hd)), lengths).transpose(1, 2)  # (B, Hkv, N, hd)
         v = v.unflatten(-1, (self.cfg.kv_heads, hd)).transpose(1, 2)
-        q, k = apply_rope(q, rotation), apply_rope(k, rotation)
+        q, k = apply_rope(q, angles), apply_rope(k, angles)
         # kv heads shared by groups of query heads, expanded by hand: `enable_gqa=True` is picked up by
         # cuDNN attention on Hopper (torch 2.11, cuDNN 9.19), which pairs query and kv heads differently
         # from every other backend; a model trained on an H200 that way was noise on the CPU
@@ -203,8 +199,8 @@ class Block(nn.Module):
         self.mlp_norm = PerModality(lambda: RMSNorm(cfg.dim, cfg.norm_eps), separate)
         self.mlp = PerModality(lambda: SwiGLU(cfg.dim, cfg.mlp_hidden), separate)
 
-    def forward(self, x, lengths, rotation, attn_mask):
-        x = x + self.attn(self.attn_norm(x, lengths), lengths, rotation, attn_mask)
+    def forward(self, x, lengths, angles, attn_mask):
+        x = x + self.attn(self.attn_norm(x, lengths), lengths, angles, attn_mask)
         return x + self.mlp(self.mlp_norm(x, lengths), lengths)
 
 
@@ -336,13 +332,13 @@ class SingleStreamTransformer(nn.Module):
                 raise ValueError("sigma: required when timestep_conditioning is on")
             emb = self.sigma_mlp(sigma_embedding(sigma, 256).to(x.dtype))  # (B, Nv + Na, dim)
             x = x + F.pad(emb, (0, 0, 0, nt))
-        rotation = rope_rotation(rope_angles(positions, cfg.rope_dims, cfg.rope_theta))
+        angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, hd/2)
         keep = torch.cat([torch.ones(b, nv + na, dtype=torch.bool, device=x.device), text_mask], dim=1)
         attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded text tokens are never attended to
         local_mask = frame_local_mask(attn_mask, positions, nv) if frame_local_blocks else None
         for i, block in enumerate(self.blocks):
             if i not in skip_blocks:
-                x = block(x, lengths, rotation, local_mask if i in frame_local_blocks else attn_mask)
+                x = block(x, lengths, angles, local_mask if i in frame_local_blocks else attn_mask)
         out_v = self.video_out(self.video_norm(x[:, :nv]))
         out_a = self.audio_out(self.audio_norm(x[:, nv : nv + na]))
         return TransformerOutput(video=out_v, audio=out_a)
