@@ -46,3 +46,26 @@ def test_time_generation_times_the_runs_after_a_warm_up_in_the_pipelines_dtype()
     assert result["repeats"] == 2 and result["mode"] == "TA2V" and result["dtype"] == "bfloat16"
     assert 0 < result["seconds_per_clip_median"] <= result["seconds_per_clip_max"]
     assert result["real_time_factor"] == pytest.approx(result["clip_seconds"] / result["seconds_per_clip_median"])
+
+
+def test_time_in_turn_runs_each_prompt_on_every_model_in_turn(monkeypatch):
+    """Models compared for speed take turns prompt by prompt, so the machine's drift falls on all alike."""
+    import dataclasses
+
+    import generate_speed
+
+    first, second = tiny_pipeline(), tiny_pipeline()
+    first.scheduler = dataclasses.replace(first.scheduler, num_inference_steps=2)
+    second.scheduler = dataclasses.replace(second.scheduler, num_inference_steps=3)
+    order = []
+    real = generate_speed.run_generate
+
+    def recording(pipe, request, output):
+        order.append(("first" if pipe is first else "second", request.seed))
+        return real(pipe, request, output)
+
+    monkeypatch.setattr(generate_speed, "run_generate", recording)
+    results = generate_speed.time_in_turn([first, second], 2)
+    assert order == [(name, k) for k in range(3) for name in ("first", "second")]  # prompt 0 warms up
+    assert [r["settings"]["num_inference_steps"] for r in results] == [2, 3]
+    assert all(r["repeats"] == 2 and r["seconds_per_clip_median"] > 0 for r in results)
