@@ -73,6 +73,7 @@ def trajectory_margins(pipe: HappyHorsePipeline, caption: str, swapped: str, sig
     default = pipe._denoiser(
         text[:2], mask[:2], positions, [None, None], True, sch.guidance_scale, sch.audio_guidance_scale,
         sch.guidance_interval, auto, sch.guide_skip_blocks, local=sch.guide_frame_local_blocks,
+        auto_interval=sch.autoguidance_interval,
     )  # fmt: skip
     alone = [
         pipe._denoiser(text[k : k + 1], mask[k : k + 1], positions, [None, None], False, 1.0, 1.0) for k in range(3)

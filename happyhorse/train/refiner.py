@@ -160,7 +160,7 @@ def make_pairs(pipe, seeds: range, batch: int = 8, split: str = "train") -> dict
         denoise = pipe._denoiser(
             text, mask, positions, [None, None], True, sch.guidance_scale, sch.audio_guidance_scale,
             sch.guidance_interval, auto, tuple(sch.guide_skip_blocks), (None, None), None,
-            tuple(sch.guide_frame_local_blocks),
+            tuple(sch.guide_frame_local_blocks), auto_interval=sch.autoguidance_interval,
         )  # fmt: skip
         gen = torch.Generator().manual_seed(b0)
         noise = initial_noise(n, grid, vc.latent_dim, za.shape[1], ac.latent_dim, sch.noise_correlation, gen)
