@@ -570,34 +570,19 @@ class HappyHorsePipeline:
         )
         skip = guide_skip_blocks if guide_skip_blocks is not None else sch.guide_skip_blocks
         local = guide_frame_local_blocks if guide_frame_local_blocks is not None else sch.guide_frame_local_blocks
-        drops = (  # checked as a stored default would be
-            sch.guidance_drops
-            if guidance_drops is None
-            else SchedulerConfig(guidance_drops=guidance_drops).guidance_drops
-        )
-        rho = (
-            sch.noise_correlation
-            if noise_correlation is None
-            else SchedulerConfig(noise_correlation=noise_correlation).noise_correlation
-        )
+
+        def setting(name: str, value):
+            """The call's value, checked as a stored default would be, else the model's stored one."""
+            return getattr(sch, name) if value is None else getattr(SchedulerConfig(**{name: value}), name)
+
+        drops = setting("guidance_drops", guidance_drops)
+        rho = setting("noise_correlation", noise_correlation)
         contrast_scale = sch.contrast_guidance_scale if contrast_guidance_scale is None else contrast_guidance_scale
-        swaps = (
-            sch.contrast_swaps
-            if contrast_swaps is None
-            else SchedulerConfig(contrast_swaps=contrast_swaps).contrast_swaps
-        )
+        swaps = setting("contrast_swaps", contrast_swaps)
         SchedulerConfig(contrast_guidance_scale=contrast_scale)  # checked as a stored default would be
         shift = shift if shift is not None else sch.shift
-        interval = (
-            sch.guidance_interval
-            if guidance_interval is None
-            else SchedulerConfig(guidance_interval=guidance_interval).guidance_interval
-        )
-        auto_interval = (
-            sch.autoguidance_interval
-            if autoguidance_interval is None
-            else SchedulerConfig(autoguidance_interval=autoguidance_interval).autoguidance_interval
-        )
+        interval = setting("guidance_interval", guidance_interval)
+        auto_interval = setting("autoguidance_interval", autoguidance_interval)
         run = SchedulerConfig(
             num_inference_steps=steps,
             shift=shift,
