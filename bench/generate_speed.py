@@ -8,7 +8,8 @@ sampling with the model's default steps and guidance, decoding and the MP4 write
 seeds of the world's test prompts. The real-time factor is clip seconds / wall seconds (> 1: faster
 than real time). `--against` times more model directories (e.g. the same weights shipped with other
 sampling settings) in turn with the first, prompt by prompt: this machine's speed drifts by up to 30 %
-between sittings, and taking turns puts the drift on every model alike.
+between sittings, and taking turns puts the drift on every model alike. With `--against` the output is a
+list, one result per model, `--model` first.
 """
 
 from __future__ import annotations
