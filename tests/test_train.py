@@ -1,5 +1,6 @@
 """Training: overfitting one clip, exact resume, DDP gradients equal to one process, CLI end to end."""
 
+import copy
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from happyhorse.cli import app
 from happyhorse.media import read_video
 from happyhorse.pipeline import HappyHorsePipeline
 from happyhorse.train import TrainConfig, load_config, train
-from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss, token_sigmas
 
 SMALL = {
     "model": "tiny",
@@ -128,8 +129,9 @@ def test_a_wall_budget_spent_before_the_first_log_record_still_saves_the_run(tmp
 DDP_SCRIPT = """
 import os, sys, torch, torch.distributed as dist
 from safetensors.torch import save_file
-from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss
+from happyhorse.train.trainer import StepBatches, build_run_pipeline, lr_at, prepare_step, step_loss, token_sigmas
 from happyhorse.train import TrainConfig
+import copy
 import json
 cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
 out = sys.argv[2]
@@ -894,3 +896,55 @@ def test_trainable_prefixes_teach_self_conditioning_as_an_adapter_on_a_frozen_mo
         train(TrainConfig.from_dict({**adapter, "trainable": ["video_in_typo"]}), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="trainable must be a list of parameter-name prefixes"):
         TrainConfig.from_dict({**adapter, "trainable": "video_self_in"})
+
+
+def test_an_anchor_holds_a_fine_tune_to_its_init_model_on_the_samples_given_no_estimate(tmp_path):
+    from happyhorse.train.trainer import anchor_loss
+
+    quiet = lambda *a: None  # noqa: E731
+    train(
+        TrainConfig.from_dict({**SMALL, "max_steps": 2, "warmup_steps": 1}), tmp_path / "a", progress=False, log=quiet
+    )
+    init = str(tmp_path / "a" / "model")
+    selfcond = {**SMALL, "model_overrides": {**SMALL["model_overrides"], "self_conditioning": True}}
+    cfg = TrainConfig.from_dict({**selfcond, "batch_size": 8, "init_from": init, "anchor_weight": 1.0})
+    pipe = build_run_pipeline(cfg)
+    model = pipe.transformer
+    model.load_state_dict(HappyHorsePipeline.from_pretrained(init).transformer.state_dict(), strict=False)
+    anchor = copy.deepcopy(model)
+    x = prepare_step(cfg, pipe, next(iter(StepBatches(cfg, 0, 1))), "cpu")
+    picked = x.self_condition
+    assert 0 < picked.sum() < 8
+    inputs = (x.video_t, x.audio_t, x.text, x.text_mask, x.video_clean, x.audio_clean, token_sigmas(x))
+    out = model(*inputs[:4], x.positions, *inputs[4:])
+    assert torch.equal(anchor_loss(anchor, out, x, inputs, (out.video, out.audio), cfg), torch.zeros(8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    out = model(*inputs[:4], x.positions, *inputs[4:])
+    leash = anchor_loss(anchor, out, x, inputs, (out.video, out.audio), cfg)
+    assert (leash[~picked] > 0).all() and (leash[picked] == 0).all()  # the anchor never read an estimate
+    assert (anchor_loss(anchor, out, x, inputs, None, cfg) > 0).all()  # a model without one: every sample
+    loss, parts = step_loss(model, x, cfg, "x0", anchor)
+    plain, _ = step_loss(model, x, cfg, "x0")
+    torch.testing.assert_close(loss, plain + parts["anchor"].mean(), rtol=1e-5, atol=1e-7)
+
+    # trained hard, the anchored fine-tune stays nearer the init model than the free one
+    def drift(weight: float) -> float:
+        run = tmp_path / f"w{weight}"
+        tune = {**SMALL, "init_from": init, "anchor_weight": weight, "lr": 3e-3, "max_steps": 6, "warmup_steps": 1}
+        train(TrainConfig.from_dict(tune), run, progress=False, log=quiet)
+        tuned = HappyHorsePipeline.from_pretrained(run / "model").transformer
+        source = HappyHorsePipeline.from_pretrained(init).transformer
+        with torch.no_grad():
+            a, b = (m(*inputs[:4], x.positions, *inputs[4:]) for m in (tuned, source))
+        logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        assert all(("anchor_loss" in r) == (weight > 0) for r in logged)
+        return float((a.video - b.video).pow(2).mean())
+
+    held, free = drift(1000.0), drift(0.0)
+    assert held < 0.5 * free
+    with pytest.raises(ValueError, match="anchor_weight: needs init_from"):
+        train(TrainConfig.from_dict({**SMALL, "anchor_weight": 1.0}), tmp_path / "c", progress=False, log=quiet)
+    with pytest.raises(ValueError, match=r"anchor_weight must be in \[0, 1000\]"):
+        TrainConfig.from_dict({**SMALL, "anchor_weight": -1.0})

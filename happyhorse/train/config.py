@@ -75,6 +75,11 @@ class TrainConfig:
     # run instead of a random init; the architecture must match, except the video input and output
     # projections, which start fresh when the video codec differs (ignored when resuming a checkpoint)
     init_from: str | None = None
+    # a fine-tune's leash: plus anchor_weight x the mean squared difference between the model's output
+    # and the init_from model's (frozen) on the same inputs, over the samples given no self-conditioning
+    # estimate (all samples for a model without it). It keeps what the model already did while a new
+    # input or loss is learnt: CPU fine-tunes of the shipped model lost subject consistency (MODEL_CARD.md)
+    anchor_weight: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     # flow matching
@@ -146,6 +151,8 @@ class TrainConfig:
         for name in ("text_in_lr_scale", "self_condition_lr_scale"):
             if not 0 < getattr(self, name) <= 1000:
                 raise ValueError(f"{name} must be in (0, 1000], got {getattr(self, name)}")
+        if not 0 <= self.anchor_weight <= 1000:
+            raise ValueError(f"anchor_weight must be in [0, 1000], got {self.anchor_weight}")
         if self.anneal_from is not None and (self.anneal_from < 0 or self.anneal_steps < 1):
             raise ValueError(
                 f"anneal_from/anneal_steps: need a step >= 0 and >= 1 steps, got {self.anneal_from}/{self.anneal_steps}"

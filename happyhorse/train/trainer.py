@@ -282,10 +282,34 @@ def token_sigmas(x: StepInputs) -> torch.Tensor:
     return torch.cat([(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], 1)
 
 
-def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
+def anchor_loss(anchor, out, x: StepInputs, inputs: tuple, estimate, cfg: TrainConfig) -> torch.Tensor:
+    """Per sample [B]: the mean squared difference between the model's outputs `out` and the frozen
+    `anchor`'s (the init model: cfg.anchor_weight) on the same inputs, over the generated tokens, video
+    plus audio_loss_weight x audio; 0 for the samples given a self-conditioning estimate, which the anchor
+    never learnt to read. `inputs`: the forward's (video_t, audio_t, text, text_mask, video_clean,
+    audio_clean, token sigmas) for the batch's samples."""
+    b = x.video_t.shape[0]
+    per_sample = torch.zeros(b, device=x.video_t.device)
+    rows = torch.arange(b, device=per_sample.device)
+    if estimate is not None and x.self_condition is not None:
+        rows = (~x.self_condition.to(per_sample.device)).nonzero().squeeze(1)
+    if not len(rows):
+        return per_sample
+    autocast = torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=autocasts(cfg, x.video_t.device))
+    with torch.no_grad(), autocast:
+        some = [t[rows] for t in inputs]
+        ref = anchor(*some[:4], x.positions, *some[4:])
+    video = mean_squared_error(out.video[rows].float() - ref.video.float(), ~x.video_clean[rows])
+    audio = mean_squared_error(out.audio[rows].float() - ref.audio.float(), ~x.audio_clean[rows])
+    per_sample[rows] = video + cfg.audio_loss_weight * audio
+    return per_sample
+
+
+def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str, anchor=None) -> tuple[torch.Tensor, dict]:
     """Mean flow loss over the batch, and its per-sample video and audio parts for logging; with
     cfg.audio_contrast_weight, plus the contrastive timing term (audio_contrast_loss), whose second
-    predictions ride in the same forward pass as extra rows (one forward a step, as DDP and FSDP expect)."""
+    predictions ride in the same forward pass as extra rows (one forward a step, as DDP and FSDP expect);
+    with an `anchor` model, plus cfg.anchor_weight x anchor_loss."""
     x = inputs
     b = x.video_t.shape[0]
     token_sigma = token_sigmas(x)
@@ -313,6 +337,11 @@ def step_loss(model, inputs: StepInputs, cfg: TrainConfig, prediction: str) -> t
     has_audio = (~x.audio_clean).any(-1).float()
     loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
     parts = {"video": loss_v.detach(), "audio": loss_a.detach(), "has_audio": has_audio}
+    if anchor is not None:
+        leash = anchor_loss(anchor, out, x, (x.video_t, x.audio_t, x.text, x.text_mask, x.video_clean,
+                                             x.audio_clean, token_sigma), estimate, cfg)  # fmt: skip
+        loss = loss + cfg.anchor_weight * leash.mean()
+        parts["anchor"] = leash.detach()
     if x.video_cells is not None:
         grid, cell = x.video_cells
         loss_d = difference_loss(
@@ -597,6 +626,8 @@ def train(
     `anneal_steps` starts a cool-down at the step the run resumes from (recorded in config.json, so a
     later resume continues it): the rate falls linearly to 2 % of lr and the run ends after those steps."""
     out = Path(out)
+    if cfg.anchor_weight > 0 and not cfg.init_from:
+        raise ValueError("anchor_weight: needs init_from (--init MODEL), the model the fine-tune is held to")
     rank, world_size = _distributed()
     device = _device()
     is_main = rank == 0
@@ -629,6 +660,11 @@ def train(
         model.load_state_dict(state)
         ema.load_state_dict(state)
         log(f"weights from {cfg.init_from}")
+    anchor = None
+    if cfg.anchor_weight > 0:  # the init model, frozen, whatever step the run resumes from
+        anchor = SingleStreamTransformer(model.cfg)
+        anchor.load_state_dict(load_init_weights(cfg.init_from, anchor, cfg.text_layers))
+        anchor = anchor.eval().requires_grad_(False).to(device)
     if cfg.trainable:
         log(f"training {freeze_all_but(model, cfg.trainable):,} weights ({', '.join(cfg.trainable)}); the rest frozen")
     if anneal_steps is not None and cfg.anneal_from is None:
@@ -691,7 +727,7 @@ def train(
                 flops_per_token = model.flops_per_token(lengths)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step) * group.get("lr_scale", 1.0)
-            loss, parts = step_loss(wrapped, inputs, cfg, prediction)
+            loss, parts = step_loss(wrapped, inputs, cfg, prediction, anchor)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -701,15 +737,19 @@ def train(
             # the loss, and the audio contrast's wins and extra rows (0 without it), over all processes
             won = parts.get("contrast_won", torch.full_like(parts["video"], float("nan")))
             difference = parts["difference"].mean() if "difference" in parts else loss.new_zeros(())
+            leash = parts["anchor"].mean() if "anchor" in parts else loss.new_zeros(())
             logged = torch.stack(
-                [loss.detach().float(), won.nan_to_num(0.0).sum(), (~won.isnan()).sum().float(), difference.float()]
-            )
+                [loss.detach().float(), won.nan_to_num(0.0).sum(), (~won.isnan()).sum().float(), difference.float(),
+                 leash.float()]
+            )  # fmt: skip
             if world_size > 1:  # log the mean over all processes' samples, as one process would
                 dist.all_reduce(logged)
                 logged[0] /= world_size
                 logged[3] /= world_size
-            loss_all, won_all, rows_all, difference_all = logged.tolist()
+                logged[4] /= world_size
+            loss_all, won_all, rows_all, difference_all, anchor_all = logged.tolist()
             window["difference"].append(difference_all)
+            window["anchor"].append(anchor_all)
             window["loss"].append(loss_all)
             window["won"] += won_all
             window["rows"] += rows_all
@@ -739,6 +779,8 @@ def train(
                 }
                 if "difference" in parts:  # the difference loss's part of `loss`, weights applied
                     record["difference_loss"] = float(np.mean(window["difference"]))
+                if "anchor" in parts:  # the anchor's term before its weight (a share of `loss` at anchor_weight)
+                    record["anchor_loss"] = float(np.mean(window["anchor"]))
                 if window["rows"]:  # share of contrastive samples whose own sound predicted the video better
                     record["audio_contrast_won"] = window["won"] / window["rows"]
                 history.append(record)
@@ -776,6 +818,7 @@ def _log_window() -> dict:
         "steps": 0,
         "loss": [],
         "difference": [],  # the difference loss (0 without it)
+        "anchor": [],  # the anchor's term (0 without it)
         "bins": [[] for _ in SIGMA_BINS[1:]],
         "wait": 0.0,
         "won": 0.0,  # audio contrast: samples whose own sound predicted better, of `rows` taking part
