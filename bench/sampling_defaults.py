@@ -66,7 +66,7 @@ def parse_point(text: str) -> dict:
     branch goes without), corr=R (time-shared share of the video noise),
     contrast=D (contrastive guidance), swaps=A/B+C/D (the words it exchanges), refine=0|1, selfcond=0|1
     (whether a self-conditioning model reads its last step's x0), restart=LOW-HIGH and restarts=K (restart
-    sampling)."""
+    sampling), clamp=0|1 (clamp the guided video x0 to the pixel range at every step)."""
     try:
         sampler, steps, guidance, *extra = text.split(":")
         point = {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
@@ -118,6 +118,10 @@ def parse_point(text: str) -> dict:
                 point["restart_interval"] = SchedulerConfig(restart_interval=(low, high)).restart_interval
             elif key == "restarts":
                 point["restarts"] = SchedulerConfig(restarts=int(value)).restarts
+            elif key == "clamp":
+                if value not in ("0", "1"):
+                    raise ValueError(value)
+                point["clamp_x0"] = value == "1"
             else:
                 raise ValueError(key)
         # a point's steps and its restart go together: none unless it names a band (then once by default)
@@ -127,7 +131,7 @@ def parse_point(text: str) -> dict:
         raise SystemExit(
             "--grid: expected SAMPLER:STEPS:GUIDANCE[:shift=S][:interval=LOW-HIGH][:audio=G][:auto=A]"
             "[:audio_auto=A][:auto_interval=LOW-HIGH][:skip=I+J][:local=I+J][:drops=image+audio][:corr=R][:contrast=D][:swaps=A/B+C/D]"
-            "[:refine=0|1][:selfcond=0|1][:restart=LOW-HIGH][:restarts=K] such as "
+            "[:refine=0|1][:selfcond=0|1][:restart=LOW-HIGH][:restarts=K][:clamp=0|1] such as "
             "euler:16:1 or "
             f"dpmpp_2m:8:5:shift=3:interval=0.1-0.9, got {text!r}"
         ) from None

@@ -43,6 +43,7 @@ class GenerateRequest:
     self_condition: bool | None = None  # each step reads the last one's x0 (None: wherever the model can)
     restarts: int | None = None
     restart_interval: tuple[float, float] | None = None
+    clamp_x0: bool | None = None  # clamp the guided video x0 to the pixel range (None: the model's setting)
 
 
 def load_pipeline(
@@ -84,6 +85,7 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         self_condition=request.self_condition,
         restarts=request.restarts,
         restart_interval=request.restart_interval,
+        clamp_x0=request.clamp_x0,
         callback=callback,
     )
     output = Path(output)

@@ -128,6 +128,10 @@ class SchedulerConfig:
     # `restarts` times; each restart costs the band's steps again
     restarts: int = 0
     restart_interval: tuple[float, float] = (0.5, 0.8)
+    # clamp the guided video x0 to the codec's pixel range at every step (static thresholding, Saharia
+    # et al. 2022): guidance extrapolates past any pixel value, and the solver would carry that excess
+    # into the next state; only for a codec whose latents are bounded (the exact patch codec's [-1, 1])
+    clamp_x0: bool = False
 
     def __post_init__(self):
         for name in ("guidance_interval", "autoguidance_interval"):
@@ -173,6 +177,8 @@ class SchedulerConfig:
         if not 0.0 < low < high < 1.0:
             raise ValueError(f"restart_interval: need 0 < low < high < 1, got {[low, high]}")
         self.restart_interval = (low, high)
+        if not isinstance(self.clamp_x0, bool):
+            raise ValueError(f"clamp_x0: true or false, got {self.clamp_x0!r}")
 
     def schedule(self) -> list[float]:
         """The noise levels the sampler walks: `num_inference_steps` at `shift`, with the restarts (a
@@ -554,6 +560,7 @@ class HappyHorsePipeline:
         self_condition: bool | None = None,
         restarts: int | None = None,
         restart_interval: tuple[float, float] | None = None,
+        clamp_x0: bool | None = None,
         progress: bool = False,
         callback=None,
     ) -> HappyHorseOutput:
@@ -583,6 +590,13 @@ class HappyHorsePipeline:
         shift = shift if shift is not None else sch.shift
         interval = setting("guidance_interval", guidance_interval)
         auto_interval = setting("autoguidance_interval", autoguidance_interval)
+        clamp = setting("clamp_x0", clamp_x0)
+        bounds = self.video_codec.latent_range if clamp else None
+        if clamp and bounds is None:
+            raise ValueError(
+                f"clamp_x0: the video codec ({self.video_codec.type}) has unbounded latents; "
+                "only a codec with a pixel range (video_patch) can be clamped"
+            )
         run = SchedulerConfig(
             num_inference_steps=steps,
             shift=shift,
@@ -690,6 +704,7 @@ class HappyHorsePipeline:
             local,
             self_condition,
             auto_interval,
+            bounds,
         )
         # 4. sample
         t0 = time.perf_counter()
@@ -752,6 +767,7 @@ class HappyHorsePipeline:
             "self_condition": self_condition,
             "restarts": run.restarts,
             "restart_interval": list(run.restart_interval),
+            "clamp_x0": clamp,
             "seed": int(seed),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),
@@ -775,6 +791,7 @@ class HappyHorsePipeline:
         local=(),
         self_condition=True,
         auto_interval=(0.0, 1.0),
+        bounds=None,
     ):
         """The x0 predictor the samplers call: model + per-modality classifier-free guidance, plus
         autoguidance by the guide model, at noise levels inside `interval` only (and, for the guide,
@@ -789,7 +806,8 @@ class HappyHorsePipeline:
         branch sees as generated ones, noised to the step's level by the sample's own noise. `contrast`
         (text states, mask, scale d) adds (d - 1)(c - n) to the video, n the prediction for the contrast
         prompts (contrastive guidance). With `self_condition`, a self-conditioning model reads, in each
-        branch (main, guide, contrast), the x0 it predicted there one step before."""
+        branch (main, guide, contrast), the x0 it predicted there one step before. With `bounds` (low,
+        high), the guided video x0 is clamped to them (static thresholding)."""
         device, dtype = self.device, self.dtype
         prediction = self.transformer.cfg.prediction
         text, text_mask = text.to(device, dtype), text_mask.to(device)
@@ -870,6 +888,8 @@ class HappyHorsePipeline:
                     branch="contrast",
                 )
                 x0v = x0v + (scale - 1) * (cond_v - contrast_v)
+            if bounds is not None:
+                x0v = x0v.clamp(*bounds)
             return [x0v, x0a]
 
         return denoise

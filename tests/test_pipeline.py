@@ -680,3 +680,50 @@ def test_self_conditioning_gives_each_branch_its_own_last_estimate(tmp_path):
     assert loaded.transformer.cfg.self_conditioning
     again = loaded("a red ball", seed=0, guidance_scale=3.0, autoguidance_scale=2.0, guide_skip_blocks=(1,))
     assert np.array_equal(again.frames, out.frames) and np.array_equal(again.audio, out.audio)
+
+
+def test_clamp_x0_keeps_every_guided_video_prediction_in_the_pixel_range(pipe, tmp_path, monkeypatch):
+    """clamp_x0: each step's guided video x0 lies in [-1, 1] (strong guidance pushes it out without),
+    the clip changes and says so, the stored default round-trips; bad values and codecs with no pixel
+    range are refused by name."""
+    import happyhorse.pipeline as pipeline_module
+    from happyhorse.codecs import AutoencoderVideoCodec
+    from happyhorse.model import TransformerConfig
+    from happyhorse.pipeline import build_pipeline
+
+    ranges = []
+    real_sample = pipeline_module.sample
+
+    def recording_sample(denoise, *args):
+        def recorded(xs, sigma):
+            x0s = denoise(xs, sigma)
+            ranges[-1].append((x0s[0].min().item(), x0s[0].max().item()))
+            return x0s
+
+        ranges.append([])
+        return real_sample(recorded, *args)
+
+    monkeypatch.setattr(pipeline_module, "sample", recording_sample)
+    kw = {"seed": 2, "sampler": "dpmpp_2m", "guidance_scale": 30.0}
+    free = pipe("a red ball", **kw)
+    clamped = pipe("a red ball", clamp_x0=True, **kw)
+    assert max(max(-lo, hi) for lo, hi in ranges[0]) > 1.2  # without the clamp guidance leaves the range
+    assert all(lo >= -1.0 and hi <= 1.0 for lo, hi in ranges[1])
+    assert not np.array_equal(free.frames, clamped.frames)
+    assert (free.settings["clamp_x0"], clamped.settings["clamp_x0"]) == (False, True)
+    pipe.scheduler.clamp_x0 = True
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.scheduler.clamp_x0 = False
+    loaded = HappyHorsePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.scheduler.clamp_x0 is True
+    assert np.array_equal(loaded("a red ball", **kw).frames, clamped.frames)
+    assert np.array_equal(loaded("a red ball", clamp_x0=False, **kw).frames, free.frames)
+    with pytest.raises(ValueError, match="clamp_x0: true or false, got 'yes'"):
+        pipe("a red ball", clamp_x0="yes")
+    codec = AutoencoderVideoCodec(4, 8, 8, latent_channels=8, channels=(8, 8, 8, 8)).eval()
+    cfg = TransformerConfig(dim=32, depth=2, sandwich=1, heads=2, kv_heads=1, mlp_hidden=64)
+    learned = build_pipeline(cfg, text_encoder="hash", video_codec=codec, defaults=pipe.defaults)
+    with pytest.raises(ValueError, match=r"clamp_x0: the video codec \(video_autoencoder\) has unbounded latents"):
+        learned("a red ball", clamp_x0=True, num_inference_steps=1)

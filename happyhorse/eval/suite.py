@@ -161,7 +161,7 @@ def generate_test_set(
     `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `autoguidance_interval`,
     `guide_skip_blocks`,
     `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
-    `refine`, `self_condition`, `restarts`, `restart_interval` (None keeps them).
+    `refine`, `self_condition`, `restarts`, `restart_interval`, `clamp_x0` (None keeps them).
     `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
     from ..generate import GenerateRequest, load_pipeline, run_generate
     from ..pipeline import dtype_name
@@ -223,6 +223,7 @@ def generate_test_set(
                 ("self_condition", (sampling or {}).get("self_condition")),
                 ("restarts", (sampling or {}).get("restarts")),
                 ("restart_interval", (sampling or {}).get("restart_interval")),
+                ("clamp_x0", (sampling or {}).get("clamp_x0")),
             )
             if value is not None
         },
