@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -29,6 +30,20 @@ def parse_size(value: str, option: str = "--size") -> tuple[int, int]:
     return width, height
 
 
+def output_dir(path: Path, option: str) -> Path:
+    """Create the directory `path` (with its parents) for a command's output, or fail naming `option`:
+    a path under a regular file, or one this user cannot write in, is refused before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot create the directory {path}: {exc.strerror or exc}", param_hint=option
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {path}", param_hint=option)
+    return path
+
+
 def progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -41,10 +56,10 @@ def progress() -> Progress:
 
 @world_app.command("sample")
 def world_sample(
-    seed: int = typer.Option(0, help="Seed of the first clip; clip k uses seed + k."),
+    seed: int = typer.Option(0, min=0, help="Seed of the first clip; clip k uses seed + k."),
     count: int = typer.Option(1, min=1, max=100_000, help="Number of clips."),
     split: str = typer.Option("train", help="train, or test (held-out compositions)."),
-    size: str = typer.Option("64x64", help="Frame size WIDTHxHEIGHT (16..4096 each; any aspect ratio)."),
+    size: str = typer.Option("64x64", help="Frame size WIDTHxHEIGHT (even, 16..4096 each; any aspect ratio)."),
     fps: float = typer.Option(12.0, min=1, max=120, help="Frames per second."),
     seconds: float = typer.Option(2.0, min=0.1, max=60, help="Clip length in seconds."),
     sample_rate: int = typer.Option(16000, min=8000, max=96000, help="Audio sample rate in Hz."),
@@ -58,10 +73,13 @@ def world_sample(
     if split not in SPLITS:
         raise typer.BadParameter(f"must be one of {', '.join(SPLITS)}, got {split!r}", param_hint="--split")
     width, height = parse_size(size)
+    if width % 2 or height % 2:  # else the MP4 would be padded and no longer match its sidecar's size
+        raise typer.BadParameter(f"H.264 stores even sizes only, got {width}x{height}", param_hint="--size")
     try:
         config = WorldConfig(width, height, fps, seconds, sample_rate, 2 if stereo else 1)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
+    output_dir(out, "--out")
     with progress() as bar:
         task = bar.add_task(f"world {split}", total=count)
         for k in range(count):
@@ -92,6 +110,7 @@ def train_command(
         cfg = load_config(config, {"init_from": str(init_from)} if init_from else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    output_dir(out, "--out")
     try:
         summary = train(
             cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print, anneal_steps=anneal_steps
@@ -136,6 +155,7 @@ def train_codec_command(
         cfg = load_codec_config(config, overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    output_dir(out, "--out")
     with Progress(console=console) as bar:
         task = bar.add_task("codec", total=max_steps or cfg.max_steps)
         try:
@@ -179,6 +199,7 @@ def train_refiner_command(
         cfg = load_refiner_config(config, {"max_steps": max_steps} if max_steps else None)
     except (TypeError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    output_dir(out, "--out")
     with progress() as bar:
         tasks = {}
 
@@ -235,6 +256,7 @@ def distill_command(
         seed=seed,
         precision=precision,
     )
+    output_dir(out, "--out")
     try:
         summary = distill(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)
     except ValueError as exc:
@@ -363,6 +385,7 @@ def generate_command(
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
     check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
     check_device(device, dtype)
+    output_dir(output.parent, "--output")
     width = height = None
     if size is not None:
         width, height = parse_size(size)
@@ -452,6 +475,7 @@ def eval_command(
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
     from .eval import compare_reports, evaluate_clips, evaluate_model, write_report
+    from .media import MediaError
 
     if compare:
         if len(compare) != 2:
@@ -459,7 +483,10 @@ def eval_command(
         for path in compare:
             if not path.is_file():
                 raise typer.BadParameter(f"no such report: {path}", param_hint="--compare")
-        json_path, html_path = compare_reports(compare[0], compare[1], out)
+        try:
+            json_path, html_path = compare_reports(compare[0], compare[1], output_dir(out, "--out"))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--compare") from None
         console.print(f"wrote {json_path} and {html_path}")
         return
     if suite not in ("world", "temporal", "all"):
@@ -496,14 +523,15 @@ def eval_command(
             "--restart-interval, --refine, --self-condition, --device, --dtype",
             param_hint="--steps",
         )
+    if clips is not None and not clips.is_dir():
+        raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
+    output_dir(out, "--out")
     with progress() as bar:
         if clips is not None:
-            if not clips.is_dir():
-                raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
             task = bar.add_task("evaluating", total=len(list(clips.glob("*.mp4"))))
             try:
                 report = evaluate_clips(clips, suite, progress=lambda: bar.advance(task))
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, MediaError) as exc:  # MediaError names the clip it cannot read
                 raise typer.BadParameter(str(exc), param_hint="--clips") from None
         else:
             task = bar.add_task("generating", total=count)

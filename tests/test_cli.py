@@ -71,3 +71,37 @@ def test_generate_self_condition_flag_reaches_the_sidecar_and_is_refused_by_a_mo
     result = runner.invoke(app, args + ["--output", str(tmp_path / "x.mp4")])
     assert result.exit_code != 0 and "no self-conditioning input" in result.output
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):
+    """A path under a regular file, a file that is not a report, a corrupt clip, a bad database URL:
+    each command exits 2 with the option named, not a traceback, and writes nothing."""
+    blocker = tmp_path / "a_file.txt"
+    blocker.write_text("not a directory\n")
+    under = str(blocker / "sub")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "bad.mp4").write_bytes(b"not an mp4 at all" * 10)
+    db = f"sqlite:///{tmp_path / 'arena.db'}"
+    cases = [
+        (["world", "sample", "--seed", "-5", "--out", str(tmp_path / "w")], "--seed", ""),
+        (["world", "sample", "--size", "65x63", "--out", str(tmp_path / "w")], "--size", "even sizes only"),
+        (["world", "sample", "--out", under], "--out", "cannot create the directory"),
+        (["generate", "a red ball", "--output", f"{under}/a.mp4"], "--output", "cannot create the directory"),
+        (["train", "tiny", "--out", under, "--max-steps", "1"], "--out", "cannot create the directory"),
+        (["train", str(tmp_path / "missing.toml")], "CONFIG", "no such file"),
+        (["eval", "--clips", str(clips), "--out", under], "--out", "cannot create the directory"),
+        (["eval", "--clips", str(clips), "--out", str(tmp_path / "e")], "--clips", "bad.mp4"),
+        (["eval", "--compare", str(blocker), "--compare", str(blocker)], "--compare", "not a report.json"),
+        (["arena", "init", "--db", db, "--fps", "-1"], "--fps", "fps: must be in 1..120"),
+        (["arena", "init", "--db", db, "--seconds", "0"], "--seconds", "seconds: must be in"),
+        (["arena", "leaderboard", "--db", "bogus://"], "--db", "bogus"),
+    ]
+    for args, option, needle in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        text = " ".join(result.output.replace("│", " ").split())  # Rich wraps the message in a box
+        assert option in text and needle in text, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "clips", "e"]
+    assert list((tmp_path / "e").iterdir()) == []

@@ -24,12 +24,16 @@ def _db(db: str | None) -> str:
 
 
 def _open(db: str | None, **kwargs):
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .service import Arena, ArenaError
 
     try:
         return Arena(_db(db), **kwargs)
     except (ArenaError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from None
+    except SQLAlchemyError as exc:  # a malformed URL, an unknown driver, an unreachable server
+        raise typer.BadParameter(f"{type(exc).__name__}: {exc}", param_hint="--db") from None
 
 
 def _fail(exc: Exception, hint: str):
@@ -74,8 +78,9 @@ def init_command(
     width, height = parse_size(size)
     try:
         fmt = ArenaFormat(width, height, fps, seconds, sample_rate)
-    except ValueError as exc:
-        _fail(exc, "--size")
+    except ValueError as exc:  # the message starts with the field it refuses
+        field = str(exc).split(":")[0]
+        _fail(exc, {"fps": "--fps", "seconds": "--seconds", "sample_rate": "--sample-rate"}.get(field, "--size"))
     arena = _open(db, media_dir=media, fmt=fmt)
     changes = {
         k: v for k, v in (("gold_rate", gold_rate), ("min_votes", min_votes), ("anchor", anchor)) if v is not None
@@ -286,9 +291,10 @@ def dump_command(
     db: str = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Write every board (JSON + CSV), the anonymised votes (JSON + CSV) and the matrix plots."""
+    from ..cli import output_dir
     from .plots import write_dump
 
-    paths = write_dump(_open(db), out)
+    paths = write_dump(_open(db), output_dir(out, "--out"))
     console.print(f"wrote {len(paths)} file(s) to {out}/")
 
 

@@ -166,9 +166,20 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
+def _read_report(path: str | Path) -> dict:
+    """A report.json's content, or a ValueError naming the file when it is not one."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a report.json (not JSON: {exc})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
+        raise ValueError(f"{path}: not a report.json (no 'metrics' object)")
+    return report
+
+
 def compare_reports(a: str | Path, b: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Two report.json side by side: compare.json (per metric a, b, b - a) and compare.html."""
-    ra, rb = json.loads(Path(a).read_text()), json.loads(Path(b).read_text())
+    ra, rb = _read_report(a), _read_report(b)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = {}

@@ -253,6 +253,8 @@ def load_config(name_or_path: str, overrides: dict | None = None) -> TrainConfig
         if base is not None and base not in PRESETS:
             raise ValueError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {base!r}")
         values = {**(PRESETS[base] if base else {}), **raw}
+    elif path.suffix in (".toml", ".json"):
+        raise ValueError(f"CONFIG: no such file: {name_or_path}")
     else:
         raise ValueError(f"CONFIG: {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a .toml/.json file")
     values.update(overrides or {})
