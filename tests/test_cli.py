@@ -96,6 +96,8 @@ def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):
         (["arena", "init", "--db", db, "--fps", "-1"], "--fps", "fps: must be in 1..120"),
         (["arena", "init", "--db", db, "--seconds", "0"], "--seconds", "seconds: must be in"),
         (["arena", "leaderboard", "--db", "bogus://"], "--db", "bogus"),
+        (["arena", "init", "--db", f"sqlite:///{under}/a.db"], "--db", "cannot open"),
+        (["arena", "init", "--db", db, "--media", under], "--media", "cannot create the directory"),
     ]
     for args, option, needle in cases:
         result = runner.invoke(app, args)

@@ -34,6 +34,8 @@ def _open(db: str | None, **kwargs):
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     except SQLAlchemyError as exc:  # a malformed URL, an unknown driver, an unreachable server
         raise typer.BadParameter(f"{type(exc).__name__}: {exc}", param_hint="--db") from None
+    except OSError as exc:  # a SQLite file whose folder cannot be made (under a regular file, no permission)
+        raise typer.BadParameter(f"cannot open {_db(db)}: {exc.strerror or exc}", param_hint="--db") from None
 
 
 def _fail(exc: Exception, hint: str):
@@ -72,10 +74,12 @@ def init_command(
     anchor: str = typer.Option(None, help="Codename pinned at 1000 points (default: the mean)."),
 ) -> None:
     """Create an arena database (or change its rules) with the one clip format every battle uses."""
-    from ..cli import parse_size
+    from ..cli import output_dir, parse_size
     from .clips import ArenaFormat
 
     width, height = parse_size(size)
+    if media is not None:
+        output_dir(media, "--media")
     try:
         fmt = ArenaFormat(width, height, fps, seconds, sample_rate)
     except ValueError as exc:  # the message starts with the field it refuses
