@@ -6,7 +6,8 @@ In TI2V the given frame's object dissolves into patches after frame 0 (MODEL_CAR
 ConsistI2V (Ren et al. 2024, "FrameInit") starts image-to-video sampling from the first frame held
 still and noised, so the layout begins as the image's. Here: TI2V sampling skips the schedule's first
 `--level` levels and starts at level s = sigmas[level] from (1 - s) * (the given frame repeated over
-every latent frame) + s * (the sample's own starting noise); T2V and TA2V sample as before. Everything
+every latent frame) + s * (the sample's own starting noise), and the sound from silence at the same level
+(s * its starting noise); T2V and TA2V sample as before. Everything
 after `--` goes to bench/sampling_defaults.py, whose grid, prompts and JSON this run uses (compare its
 rows with the same point's plain run by bench/compare_points.py).
 """
@@ -26,11 +27,14 @@ def start_from_the_given_frame(level: int):
 
     def sample(denoise, noise, sigmas, method="euler", clean=None, generator=None, callback=None, fresh_noise=None):
         if clean is not None and clean[0] is not None and level > 0:
-            if level >= len(sigmas) - 1:
-                raise ValueError(f"--level: the schedule has {len(sigmas) - 1} steps, got {level}")
+            # the levels before the first restart (or before the last step to 0)
+            plain = next((i for i in range(len(sigmas) - 1) if sigmas[i + 1] > sigmas[i]), len(sigmas) - 1)
+            if level >= min(plain, len(sigmas) - 2):
+                raise ValueError(f"--level: must be below {min(plain, len(sigmas) - 2)} for this schedule, got {level}")
             s = sigmas[level]
             held = clean[0][1]  # the given frame's latents, repeated over every latent frame
-            noise = [(1 - s) * held + s * noise[0], *noise[1:]]
+            # the video from the held frame; the sound from silence (no clean sound to start from), both at s
+            noise = [(1 - s) * held + s * noise[0], *(s * n for n in noise[1:])]
             sigmas = sigmas[level:]
         return _plain_sample(denoise, noise, sigmas, method, clean, generator, callback, fresh_noise)
 

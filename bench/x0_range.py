@@ -6,7 +6,8 @@ Guidance extrapolates (x0 = u + w (c - u) + ...), so the prediction the sampler 
 values no pixel can take; the decoder clamps only the final sample. For each world test prompt (T2V,
 TI2V, TA2V in turn), samples with the model's settings and records, per noise level, the share of the
 video x0's values outside [-1, 1], their largest magnitude and the mean excess over the whole tensor
-(what `clamp_x0` removes at that step). `--clamp` samples with `clamp_x0` (all three read 0 then).
+(what `clamp_x0` removes at that step). `--clamp` samples with `clamp_x0` (then no value lies outside:
+the share and the excess read 0, the largest magnitude at most 1).
 """
 
 from __future__ import annotations

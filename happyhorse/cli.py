@@ -385,7 +385,6 @@ def generate_command(
         raise typer.BadParameter(f"must end in .mp4, got {output.name!r}", param_hint="--output")
     check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
     check_device(device, dtype)
-    output_dir(output.parent, "--output")
     width = height = None
     if size is not None:
         width, height = parse_size(size)
@@ -400,6 +399,7 @@ def generate_command(
         pipe = load_pipeline(model, device, dtype)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
+    output_dir(output.parent, "--output")
     with progress() as bar:
         task = bar.add_task("generating", total=len(prompts))
         for text, path in zip(prompts, outputs, strict=True):
@@ -525,6 +525,8 @@ def eval_command(
         )
     if clips is not None and not clips.is_dir():
         raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
+    if model is not None and not (model / "model_index.json").is_file():
+        raise typer.BadParameter(f"{model} is not a model directory (no model_index.json)", param_hint="--model")
     output_dir(out, "--out")
     with progress() as bar:
         if clips is not None:

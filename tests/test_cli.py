@@ -78,13 +78,14 @@ def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):
     each command exits 2 with the option named, not a traceback, and writes nothing."""
     blocker = tmp_path / "a_file.txt"
     blocker.write_text("not a directory\n")
+    (tmp_path / "fake.json").write_text('{"metrics": {"x": 1}}')
     under = str(blocker / "sub")
     clips = tmp_path / "clips"
     clips.mkdir()
     (clips / "bad.mp4").write_bytes(b"not an mp4 at all" * 10)
     db = f"sqlite:///{tmp_path / 'arena.db'}"
     cases = [
-        (["world", "sample", "--seed", "-5", "--out", str(tmp_path / "w")], "--seed", ""),
+        (["world", "sample", "--seed", "-5", "--out", str(tmp_path / "w")], "--seed", "greater than or equal to 0"),
         (["world", "sample", "--size", "65x63", "--out", str(tmp_path / "w")], "--size", "even sizes only"),
         (["world", "sample", "--out", under], "--out", "cannot create the directory"),
         (["generate", "a red ball", "--output", f"{under}/a.mp4"], "--output", "cannot create the directory"),
@@ -96,6 +97,12 @@ def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):
         (["arena", "init", "--db", db, "--fps", "-1"], "--fps", "fps: must be in 1..120"),
         (["arena", "init", "--db", db, "--seconds", "0"], "--seconds", "seconds: must be in"),
         (["arena", "leaderboard", "--db", "bogus://"], "--db", "bogus"),
+        (["eval", "--model", str(tmp_path / "no_model"), "--out", str(tmp_path / "e2")], "--model", "not a model"),
+        (
+            ["eval", "--compare", str(tmp_path / "fake.json"), "--compare", str(tmp_path / "fake.json")],
+            "--compare",
+            "metric objects",
+        ),
         (["arena", "init", "--db", f"sqlite:///{under}/a.db"], "--db", "cannot open"),
         (["arena", "init", "--db", db, "--media", under], "--media", "cannot create the directory"),
     ]
@@ -105,5 +112,5 @@ def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):
         text = " ".join(result.output.replace("│", " ").split())  # Rich wraps the message in a box
         assert option in text and needle in text, (args, result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "clips", "e"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "clips", "e", "fake.json"]
     assert list((tmp_path / "e").iterdir()) == []

@@ -45,5 +45,5 @@ def test_ti2v_starts_at_the_level_from_the_held_frame_and_t2v_is_unchanged(monke
     assert later.mean().item() == pytest.approx((1 - sigmas[1]) * (200 / 127.5 - 1), abs=0.02)
     assert not np.array_equal(held.frames, plain_ti2v.frames)
     monkeypatch.setattr(pipeline_module, "sample", start_from_the_given_frame(3))
-    with pytest.raises(ValueError, match="--level: the schedule has 3 steps, got 3"):
+    with pytest.raises(ValueError, match="--level: must be below 2 for this schedule, got 3"):
         pipe("a red ball", image=image, seed=1)

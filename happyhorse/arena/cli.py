@@ -32,10 +32,19 @@ def _open(db: str | None, **kwargs):
         return Arena(_db(db), **kwargs)
     except (ArenaError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from None
-    except SQLAlchemyError as exc:  # a malformed URL, an unknown driver, an unreachable server
+    except (SQLAlchemyError, ImportError) as exc:  # a malformed URL, a driver not installed, no server
         raise typer.BadParameter(f"{type(exc).__name__}: {exc}", param_hint="--db") from None
     except OSError as exc:  # a SQLite file whose folder cannot be made (under a regular file, no permission)
         raise typer.BadParameter(f"cannot open {_db(db)}: {exc.strerror or exc}", param_hint="--db") from None
+
+
+def _check_media(media: Path) -> None:
+    """Refuse a --media folder that cannot be made: under a regular file, or where no folder can be written."""
+    existing = next((p for p in (media, *media.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise typer.BadParameter(f"cannot create the directory {media}: {existing} is a file", param_hint="--media")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {existing}", param_hint="--media")
 
 
 def _fail(exc: Exception, hint: str):
@@ -74,17 +83,17 @@ def init_command(
     anchor: str = typer.Option(None, help="Codename pinned at 1000 points (default: the mean)."),
 ) -> None:
     """Create an arena database (or change its rules) with the one clip format every battle uses."""
-    from ..cli import output_dir, parse_size
+    from ..cli import parse_size
     from .clips import ArenaFormat
 
     width, height = parse_size(size)
-    if media is not None:
-        output_dir(media, "--media")
     try:
         fmt = ArenaFormat(width, height, fps, seconds, sample_rate)
     except ValueError as exc:  # the message starts with the field it refuses
         field = str(exc).split(":")[0]
         _fail(exc, {"fps": "--fps", "seconds": "--seconds", "sample_rate": "--sample-rate"}.get(field, "--size"))
+    if media is not None:  # checked before the database is made, so a refusal leaves nothing behind
+        _check_media(media)
     arena = _open(db, media_dir=media, fmt=fmt)
     changes = {
         k: v for k, v in (("gold_rate", gold_rate), ("min_votes", min_votes), ("anchor", anchor)) if v is not None

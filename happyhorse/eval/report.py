@@ -172,8 +172,9 @@ def _read_report(path: str | Path) -> dict:
         report = json.loads(Path(path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a report.json (not JSON: {exc})") from None
-    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
-        raise ValueError(f"{path}: not a report.json (no 'metrics' object)")
+    metrics = report.get("metrics") if isinstance(report, dict) else None
+    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+        raise ValueError(f"{path}: not a report.json (no 'metrics' object of metric objects)")
     return report
 
 
