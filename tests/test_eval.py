@@ -324,3 +324,30 @@ def test_an_object_that_lands_and_slides_is_not_counted_as_bouncing_again(seed, 
     write_sample(clip, tmp_path, "clip")
     report = evaluate_clips(tmp_path, "world", workers=1)
     assert report["metrics"]["bounce_count_accuracy"]["value"] == 1.0
+
+
+@pytest.mark.timeout(180)  # before the fix this hung here, every time
+def test_eval_after_generating_runs_its_pool_in_fresh_processes(tmp_path, monkeypatch):
+    """The hang of `happyhorse eval --model`: a pool forked after torch and PyAV had started threads
+    deadlocked in read_video. Here the same process generates clips, then evaluates them with two
+    workers; the pool must start its workers fresh (spawn or forkserver), and the eval must finish."""
+    import concurrent.futures
+
+    from happyhorse.eval import suite
+    from happyhorse.generate import GenerateRequest, run_generate
+    from tests.conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    for seed in range(2):
+        run_generate(pipe, GenerateRequest("A red ball bounces.", seed=seed), tmp_path / f"clip{seed}.mp4")
+    methods = []
+
+    class Recording(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, mp_context=None, **kwargs):
+            methods.append(mp_context.get_start_method() if mp_context else "fork")
+            super().__init__(*args, mp_context=mp_context, **kwargs)
+
+    monkeypatch.setattr(suite, "ProcessPoolExecutor", Recording)
+    report = evaluate_clips(tmp_path, suite="temporal", workers=2)
+    assert methods and all(m in ("spawn", "forkserver") for m in methods), methods
+    assert report["settings"]["count"] == 2 and "temporal_flickering" in report["metrics"]

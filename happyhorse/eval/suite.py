@@ -9,6 +9,7 @@ same prompts' ground-truth clips, the ceiling a model can reach.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -106,7 +107,9 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
     workers = workers or min(len(paths), os.cpu_count() or 1)
     clips = []
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawned, never forked: this process has started torch's and PyAV's threads, and a forked child
+        # inherits their locks held; it deadlocked inside read_video (`happyhorse eval --model`)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for record in pool.map(evaluate_path, paths, [suite] * len(paths), chunksize=4):
                 clips.append(record)
                 if progress:

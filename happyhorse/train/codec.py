@@ -326,7 +326,12 @@ def train_codec(
         return {}
     started, window, disc_window, summary = time.perf_counter(), [], [], {}
     cast = autocasts(cfg, device)
-    loader = torch.utils.data.DataLoader(CodecBatches(cfg, step, end), batch_size=None, num_workers=cfg.num_workers)
+    loader = torch.utils.data.DataLoader(
+        CodecBatches(cfg, step, end),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        multiprocessing_context="spawn" if cfg.num_workers else None,  # never fork a process with threads
+    )
     batches = iter(loader)
     while step < end:
         g, _ = step_generator(cfg, step)  # the same stream the loader drew this step's clips from

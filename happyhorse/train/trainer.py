@@ -704,6 +704,7 @@ def train(
         StepBatches(cfg, start_step, end_step, rank, world_size),
         batch_size=None,
         num_workers=cfg.num_workers,
+        multiprocessing_context="spawn" if cfg.num_workers else None,  # never fork a process with threads
         prefetch_factor=2 if cfg.num_workers else None,
         persistent_workers=False,
         pin_memory=device.type == "cuda",
