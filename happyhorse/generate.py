@@ -1,49 +1,46 @@
 """Generation to files: one request -> NAME.mp4 (H.264 + AAC) + NAME.json (every setting, timings).
 
-Shared by the CLI and the web service, so both write the same files.
+Shared by the CLI, the web service and `eval`, so all write the same files. A request's fields are the
+pipeline's call arguments by the same names; the pipeline checks them, once.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .media import save_video, write_json_atomic
 from .pipeline import HappyHorsePipeline
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateRequest:
+    """One clip as a user asks for it; None takes the model's default."""
+
     prompt: str
-    image: str | Path | None = None
-    audio: str | Path | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
+    image: str | Path | None = None  # first frame: image-to-video
+    audio: str | Path | None = None  # soundtrack: the video follows the sound
     seconds: float | None = None
-    width: int | None = None
     height: int | None = None
-    sampler: str | None = None
-    shift: float | None = None
-    guidance_interval: tuple[float, float] | None = None
-    audio_guidance: float | None = None
-    autoguidance: float | None = None
-    audio_autoguidance: float | None = None
-    autoguidance_interval: tuple[float, float] | None = None
-    guide_skip_blocks: tuple[int, ...] | None = None
-    guide_frame_local_blocks: tuple[int, ...] | None = None
-    guidance_drops: tuple[str, ...] | None = None
-    noise_correlation: float | None = None
-    contrast_prompt: str | None = None
-    contrast_guidance: float | None = None
-    contrast_swaps: tuple[tuple[str, str], ...] | None = None
-    refine: bool | None = None  # the model's refiner/ redraws the frames (None: whenever it has one)
-    self_condition: bool | None = None  # each step reads the last one's x0 (None: wherever the model can)
-    restarts: int | None = None
-    restart_interval: tuple[float, float] | None = None
-    clamp_x0: bool | None = None  # clamp the guided video x0 to the pixel range (None: the model's setting)
+    width: int | None = None
+    fps: float | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    audio_guidance_scale: float | None = None
+    seed: int = 0
+
+    def call_arguments(self) -> dict:
+        """The pipeline's keyword arguments: the fields, paths as strings."""
+        args = asdict(self)
+        for name in ("image", "audio"):
+            args[name] = str(args[name]) if args[name] is not None else None
+        return args
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
 
 def load_pipeline(
@@ -54,40 +51,18 @@ def load_pipeline(
     return HappyHorsePipeline.from_pretrained(model, device, dtype)
 
 
+def check_request(pipe: HappyHorsePipeline, request: GenerateRequest) -> None:
+    """Refuse a request before any work (ValueError naming the field): the pipeline's own checks."""
+    args = request.call_arguments()
+    pipe.check_inputs(*(args[k] for k in ("prompt", "image", "audio", "seconds", "height", "width", "fps", "seed")))
+    pipe.sampling.with_overrides(args["num_inference_steps"], args["guidance_scale"], args["audio_guidance_scale"])
+
+
 def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str | Path, callback=None) -> dict:
     """Generate one clip and write it with its sidecar; returns the sidecar's content."""
     start = time.perf_counter()
-    result = pipe(
-        request.prompt,
-        image=str(request.image) if request.image else None,
-        audio=str(request.audio) if request.audio else None,
-        seconds=request.seconds,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        audio_guidance_scale=request.audio_guidance,
-        seed=request.seed,
-        height=request.height,
-        width=request.width,
-        sampler=request.sampler,
-        shift=request.shift,
-        guidance_interval=request.guidance_interval,
-        autoguidance_scale=request.autoguidance,
-        audio_autoguidance_scale=request.audio_autoguidance,
-        autoguidance_interval=request.autoguidance_interval,
-        guide_skip_blocks=request.guide_skip_blocks,
-        guide_frame_local_blocks=request.guide_frame_local_blocks,
-        guidance_drops=request.guidance_drops,
-        noise_correlation=request.noise_correlation,
-        contrast_prompt=request.contrast_prompt,
-        contrast_guidance_scale=request.contrast_guidance,
-        contrast_swaps=request.contrast_swaps,
-        refine=request.refine,
-        self_condition=request.self_condition,
-        restarts=request.restarts,
-        restart_interval=request.restart_interval,
-        clamp_x0=request.clamp_x0,
-        callback=callback,
-    )
+    args = request.call_arguments()
+    result = pipe(args.pop("prompt"), args.pop("image"), args.pop("audio"), **args, callback=callback)
     output = Path(output)
     t0 = time.perf_counter()
     save_video(output, result.frames[0], result.fps, result.audio[0], result.sample_rate)

@@ -32,17 +32,18 @@ def tiny_pipeline(seed: int = 0, **model):
     transformer config fields."""
     import torch
 
+    from happyhorse import HappyHorsePipeline, SamplingConfig, build_components
     from happyhorse.model import TransformerConfig
-    from happyhorse.pipeline import SchedulerConfig, build_pipeline
 
     torch.manual_seed(seed)
     cfg = TransformerConfig(**{**dict(dim=32, depth=2, sandwich=1, heads=2, kv_heads=1, mlp_hidden=64), **model})
-    pipe = build_pipeline(
+    parts = build_components(
         cfg,
         text_encoder="hash",
         defaults={"width": 32, "height": 32, "fps": 12.0, "seconds": 0.75},
-        scheduler=SchedulerConfig(num_inference_steps=3),
+        sampling=SamplingConfig(num_inference_steps=3),
     )
+    pipe = HappyHorsePipeline(**vars(parts))
     for head in (pipe.transformer.video_out, pipe.transformer.audio_out):
         torch.nn.init.normal_(head.weight, std=0.05)
     return pipe

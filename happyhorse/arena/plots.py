@@ -59,7 +59,7 @@ def board_matrices(arena, category: str, judge: str = "human", result: dict | No
 def write_dump(arena, out: str | Path) -> list[Path]:
     """leaderboard.json / .csv (every board with votes), votes.json / .csv (anonymised), and per board
     winrate_CATEGORY.png and battles_CATEGORY.png; every file written atomically."""
-    from .cli import board_csv
+    from .ratings import board_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

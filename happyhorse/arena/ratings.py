@@ -17,6 +17,8 @@ which keeps ratings comparable from one day to the next as long as the anchor st
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass, field
 
@@ -248,3 +250,17 @@ def matrices(votes: Votes) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(count > 0, score / np.maximum(count, 1), np.nan)
     return rate, count
+
+
+BOARD_COLUMNS = ("rank", "codename", "rating", "lo", "hi", "rank_lo", "rank_hi", "votes", "listed", "preliminary")
+
+
+def board_csv(boards: dict) -> str:
+    """Every board's rows (listed, then unlisted) as one CSV, a category column first."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["category", *BOARD_COLUMNS])
+    for category, result in boards.items():
+        for row in result["rows"] + result["unlisted"]:
+            writer.writerow([category, *(row[c] for c in BOARD_COLUMNS)])
+    return out.getvalue()

@@ -196,7 +196,7 @@ def create_router(db_url: str) -> APIRouter:
         categories = [category] if category else arena.categories_with_votes(judge)
         boards = {c: board(c, judge) for c in categories}
         if format == "csv":
-            from .cli import board_csv
+            from .ratings import board_csv
 
             return Response(board_csv(boards), media_type="text/csv")
         return JSONResponse(boards[category] if category else boards)

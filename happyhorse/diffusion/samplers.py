@@ -15,7 +15,7 @@ from .flow import shift_sigma
 
 Tensors = list[torch.Tensor]
 Denoise = Callable[[Tensors, float], Tensors]
-SAMPLERS = ("euler", "dpmpp_2m", "dpmpp_2m_sde", "renoise")
+SAMPLERS = ("euler", "dpmpp_2m", "renoise")
 
 
 def get_schedule(steps: int, shift: float = 1.0) -> list[float]:
@@ -66,12 +66,9 @@ def sample(
 
     euler: the flow ODE's Euler step (DDIM for flow): x' = x0 + (s'/s)(x - x0).
     dpmpp_2m: DPM-Solver++(2M), second-order multistep in log-SNR, for data prediction.
-    dpmpp_2m_sde: its stochastic form (Lu et al. 2022, eta 1): each step forgets part of the state and
-        draws that part anew, so an early step's error can be undone later; the step from pure noise and
-        the last to 0 are the ODE's.
     renoise: the few-step sampler of distilled models: predict x0, then re-noise it to the next level.
 
-    The stochastic samplers draw their new noise by `fresh_noise(xs)` (noise shaped like xs), so that it
+    Re-noising draws its new noise by `fresh_noise(xs)` (noise shaped like xs), so that it
     has the starting noise's structure (e.g. a share common to all latent frames); by default plain
     Gaussian noise from `generator`.
     """
@@ -103,18 +100,6 @@ def sample(
         h = math.log((1 - s_next) / s_next) - math.log((1 - s) / s) if finite else None
         if method == "renoise":
             xs = [(1 - s_next) * x0 + s_next * z for x0, z in zip(x0s, fresh_noise(x0s), strict=True)]
-        elif method == "dpmpp_2m_sde" and h is not None:
-            # x' = (s'/s) e^-h x + a' (1 - e^-2h) D + s' sqrt(1 - e^-2h) z, with a' = 1 - s' and D the
-            # 2M (midpoint) extrapolation of the last two predictions once there are two
-            kept = -math.expm1(-2 * h)
-            ds = x0s
-            if h_prev is not None:
-                r = h_prev / h
-                ds = [(1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b for a, b in zip(x0s, previous, strict=True)]
-            xs = [
-                (s_next / s) * math.exp(-h) * x + (1 - s_next) * kept * d + s_next * math.sqrt(kept) * z
-                for x, d, z in zip(xs, ds, fresh_noise(xs), strict=True)
-            ]
         elif method == "euler" or h is None or h_prev is None:
             # first order; DPM-Solver++ also takes it for its first step and for the final step to 0
             xs = [x0 + (s_next / s) * (x - x0) for x, x0 in zip(xs, x0s, strict=True)]

@@ -13,7 +13,7 @@ the model -> presets.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +39,6 @@ class TransformerConfig:
     timestep_conditioning: bool = False  # ablation only: add an embedding of each token's sigma
     condition_embedding: bool = True  # a learned flag on clean (given) tokens: image frame, audio
     absolute_positions: bool = False  # also add sinusoidal (t, h, w) features at the input
-    # self-conditioning (Chen et al. 2022, "Analog Bits"): the input also reads an x0 estimate of the
-    # same sample, the previous sampling step's (zeros when there is none), through zero-initialised
-    # projections, so that each step refines the layout the last one chose instead of averaging anew
-    self_conditioning: bool = False
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -80,17 +76,6 @@ class TransformerConfig:
 
 
 # ------------------------------------------------------------------------------------------ parts
-
-
-def frame_local_mask(attn_mask: torch.Tensor, positions: torch.Tensor, num_video: int) -> torch.Tensor:
-    """attn_mask (B, 1, 1, N) -> (B, 1, N, N) where video tokens attend to no video token of another
-    latent frame (audio and text as before, so across several such blocks frames still meet through
-    them): a self without direct temporal attention, whose prediction temporal guidance pushes away from."""
-    t = positions[:num_video, 0]
-    n = positions.shape[0]
-    cross = torch.zeros(n, n, dtype=torch.bool, device=attn_mask.device)
-    cross[:num_video, :num_video] = t[:, None] != t[None, :]
-    return attn_mask & ~cross
 
 
 class RMSNorm(nn.Module):
@@ -233,7 +218,6 @@ def position_features(positions: torch.Tensor) -> torch.Tensor:
 class TransformerOutput:
     video: torch.Tensor  # [B, Nv, video_in]
     audio: torch.Tensor  # [B, Na, audio_in]
-    extras: dict = field(default_factory=dict)
 
 
 class SingleStreamTransformer(nn.Module):
@@ -248,9 +232,6 @@ class SingleStreamTransformer(nn.Module):
             self.clean_flag = nn.Parameter(torch.zeros(cfg.dim))
         if cfg.absolute_positions:
             self.position_in = nn.Linear(3 * 2 * POSITION_FREQUENCIES, cfg.dim)
-        if cfg.self_conditioning:
-            self.video_self_in = nn.Linear(cfg.video_in, cfg.dim, bias=False)
-            self.audio_self_in = nn.Linear(cfg.audio_in, cfg.dim, bias=False)
         if cfg.timestep_conditioning:
             self.sigma_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.blocks = nn.ModuleList(
@@ -276,14 +257,10 @@ class SingleStreamTransformer(nn.Module):
             # 3. residual outputs scaled down with depth (GPT-2), so the stream starts near identity
             for linear in [*block.attn.proj.parts, *(m.down for m in block.mlp.parts)]:
                 linear.weight.data.mul_(1 / math.sqrt(2 * self.cfg.depth))
-        # 4. output heads at zero: the first prediction is 0 (mid-grey x0, silent audio); the
-        # self-conditioning inputs at zero: a model given them computes what it did without them
-        heads = (self.video_out, self.audio_out)
-        selves = (self.video_self_in, self.audio_self_in) if self.cfg.self_conditioning else ()
-        for head in (*heads, *selves):
+        # 4. output heads at zero: the first prediction is 0 (mid-grey x0, silent audio)
+        for head in (self.video_out, self.audio_out):
             nn.init.zeros_(head.weight)
-            if head.bias is not None:
-                nn.init.zeros_(head.bias)
+            nn.init.zeros_(head.bias)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -298,9 +275,6 @@ class SingleStreamTransformer(nn.Module):
         video_clean: torch.Tensor | None = None,  # [B, Nv] bool: given (conditioning) tokens
         audio_clean: torch.Tensor | None = None,  # [B, Na] bool
         sigma: torch.Tensor | None = None,  # [B, Nv + Na] per-token noise level; ablation only
-        skip_blocks: tuple[int, ...] = (),  # blocks passed over: a weaker self for skip-layer guidance
-        frame_local_blocks: tuple[int, ...] = (),  # blocks whose video tokens see no other latent frame
-        self_condition: tuple[torch.Tensor, torch.Tensor] | None = None,  # x0 estimates [B, Nv, .], [B, Na, .]
     ) -> TransformerOutput:
         cfg = self.cfg
         b, nv, na, nt = video.shape[0], video.shape[1], audio.shape[1], text.shape[1]
@@ -308,16 +282,6 @@ class SingleStreamTransformer(nn.Module):
         hv = self.video_in(video) + self.modality[0]
         ha = self.audio_in(audio) + self.modality[1]
         ht = self.text_in(text) + self.modality[2]
-        if self_condition is not None:
-            if not cfg.self_conditioning:
-                raise ValueError("self_condition: this model was built without self_conditioning")
-            estimate_v, estimate_a = self_condition  # given tokens are their own estimate: none is added
-            if video_clean is not None:
-                estimate_v = estimate_v * ~video_clean[..., None]
-            if audio_clean is not None:
-                estimate_a = estimate_a * ~audio_clean[..., None]
-            hv = hv + self.video_self_in(estimate_v.to(hv.dtype))
-            ha = ha + self.audio_self_in(estimate_a.to(ha.dtype))
         if cfg.condition_embedding:
             if video_clean is not None:
                 hv = hv + video_clean[..., None].to(hv.dtype) * self.clean_flag
@@ -335,10 +299,8 @@ class SingleStreamTransformer(nn.Module):
         angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, hd/2)
         keep = torch.cat([torch.ones(b, nv + na, dtype=torch.bool, device=x.device), text_mask], dim=1)
         attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded text tokens are never attended to
-        local_mask = frame_local_mask(attn_mask, positions, nv) if frame_local_blocks else None
-        for i, block in enumerate(self.blocks):
-            if i not in skip_blocks:
-                x = block(x, lengths, angles, local_mask if i in frame_local_blocks else attn_mask)
+        for block in self.blocks:
+            x = block(x, lengths, angles, attn_mask)
         out_v = self.video_out(self.video_norm(x[:, :nv]))
         out_a = self.audio_out(self.audio_norm(x[:, nv : nv + na]))
         return TransformerOutput(video=out_v, audio=out_a)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -11,12 +9,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from . import CATEGORIES, DEFAULT_DB
+from ..arena import CATEGORIES, DEFAULT_DB
+from ..arena.ratings import board_csv
+from .common import app, output_dir, parse_size
 
 arena_app = typer.Typer(no_args_is_help=True, help="The arena: blind battles, votes and Bradley-Terry boards.")
+app.add_typer(arena_app, name="arena")
 console = Console(stderr=True)
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///arena.db, or $HAPPYHORSE_ARENA_DB) or postgresql://..."
-BOARD_COLUMNS = ("rank", "codename", "rating", "lo", "hi", "rank_lo", "rank_hi", "votes", "listed", "preliminary")
 
 
 def _db(db: str | None) -> str:
@@ -26,7 +26,7 @@ def _db(db: str | None) -> str:
 def _open(db: str | None, **kwargs):
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .service import Arena, ArenaError
+    from ..arena.service import Arena, ArenaError
 
     try:
         return Arena(_db(db), **kwargs)
@@ -83,8 +83,7 @@ def init_command(
     anchor: str = typer.Option(None, help="Codename pinned at 1000 points (default: the mean)."),
 ) -> None:
     """Create an arena database (or change its rules) with the one clip format every battle uses."""
-    from ..cli import parse_size
-    from .clips import ArenaFormat
+    from ..arena.clips import ArenaFormat
 
     width, height = parse_size(size)
     try:
@@ -288,24 +287,13 @@ def leaderboard_command(
             )
 
 
-def board_csv(boards: dict) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["category", *BOARD_COLUMNS])
-    for category, result in boards.items():
-        for row in result["rows"] + result["unlisted"]:
-            writer.writerow([category, *(row[c] for c in BOARD_COLUMNS)])
-    return out.getvalue()
-
-
 @arena_app.command("dump")
 def dump_command(
     out: Path = typer.Option(Path("arena_dump"), help="Directory for the JSON/CSV files and plots."),
     db: str = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Write every board (JSON + CSV), the anonymised votes (JSON + CSV) and the matrix plots."""
-    from ..cli import output_dir
-    from .plots import write_dump
+    from ..arena.plots import write_dump
 
     paths = write_dump(_open(db), output_dir(out, "--out"))
     console.print(f"wrote {len(paths)} file(s) to {out}/")
@@ -320,7 +308,7 @@ def seed_command(
 ) -> None:
     """Fill battles judged by the evaluation suite's metrics; they form their own board (judge
     auto:eval-suite), never the human one."""
-    from .judge import seed_battles
+    from ..arena.judge import seed_battles
 
     if category not in CATEGORIES:
         raise typer.BadParameter(f"must be one of {', '.join(CATEGORIES)}, got {category!r}", param_hint="--category")

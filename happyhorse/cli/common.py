@@ -1,0 +1,68 @@
+"""What every `happyhorse` command shares: the Typer app, the console, and argument parsing helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="HappyHorse: joint video + audio generation.")
+console = Console(stderr=True)
+
+
+def parse_size(value: str, option: str = "--size") -> tuple[int, int]:
+    """'WxH' -> (W, H), with an error that names the option and the allowed form."""
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected WIDTHxHEIGHT such as 64x64 or 112x64, got {value!r}", param_hint=option
+        ) from None
+    return width, height
+
+
+def output_dir(path: Path, option: str) -> Path:
+    """Create the directory `path` (with its parents) for a command's output, or fail naming `option`:
+    a path under a regular file, or one this user cannot write in, is refused before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot create the directory {path}: {exc.strerror or exc}", param_hint=option
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {path}", param_hint=option)
+    return path
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def check_device(device: str, dtype: str) -> None:
+    """--device and --dtype of generate, eval and serve, refused before any model loads."""
+    from .pipeline import resolve_device, resolve_dtype
+
+    try:
+        chosen = resolve_device(device)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("device: "), param_hint="--device") from None
+    try:
+        resolve_dtype(dtype, chosen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("dtype: "), param_hint="--dtype") from None
+
+
+DEVICE_HELP = "auto (the GPU where there is one, else the CPU), cpu, cuda or cuda:N."
+DTYPE_HELP = (
+    "auto (bfloat16 on a GPU and on a CPU with native bfloat16, else float32), float32, bfloat16 or float16 (GPU only)."
+)

@@ -1,0 +1,137 @@
+"""`happyhorse eval`: metrics of clips or of a model beside ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, output_dir, progress
+
+
+@app.command("eval")
+def eval_command(
+    clips: Path = typer.Option(None, help="Directory of NAME.mp4 (+ NAME.json sidecars) to evaluate."),
+    model: Path = typer.Option(None, help="Model directory: generate the world test prompts, then evaluate."),
+    default_model: bool = typer.Option(False, "--default-model", help="Evaluate the embedded default model."),
+    suite: str = typer.Option("all", help="world, temporal or all."),
+    out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
+    count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
+    first: int = typer.Option(0, min=0, max=1_000_000, help="With --model: the first test prompt's number."),
+    compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
+    steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
+    guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
+    audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
+    autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: video autoguidance by its guide."),
+    audio_autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's autoguidance."),
+    autoguidance_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, run the guide only at noise levels in [LOW, HIGH]."
+    ),
+    sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m, dpmpp_2m_sde or renoise."),
+    shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
+    guidance_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."
+    ),
+    restarts: int = typer.Option(None, min=0, max=8, help="With --model: restart sampling, this many times."),
+    restart_interval: tuple[float, float] = typer.Option(
+        None, help="With --model: LOW HIGH, the noise band each restart walks again."
+    ),
+    refine: bool = typer.Option(
+        None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
+    ),
+    self_condition: bool = typer.Option(
+        None,
+        "--self-condition/--no-self-condition",
+        help="With --model: each step reads the last one's x0 (default: if the model has self-conditioning).",
+    ),
+    device: str = typer.Option("auto", help="With --model: " + DEVICE_HELP),
+    dtype: str = typer.Option("auto", help="With --model: " + DTYPE_HELP),
+) -> None:
+    """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
+    from ..eval import compare_reports, evaluate_clips, evaluate_model, write_report
+    from ..media import MediaError
+
+    if compare:
+        if len(compare) != 2:
+            raise typer.BadParameter(f"give exactly two reports, got {len(compare)}", param_hint="--compare")
+        for path in compare:
+            if not path.is_file():
+                raise typer.BadParameter(f"no such report: {path}", param_hint="--compare")
+        try:
+            json_path, html_path = compare_reports(compare[0], compare[1], output_dir(out, "--out"))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--compare") from None
+        console.print(f"wrote {json_path} and {html_path}")
+        return
+    if suite not in ("world", "temporal", "all"):
+        raise typer.BadParameter(f"must be world, temporal or all, got {suite!r}", param_hint="--suite")
+    chosen = [
+        name for name, value in (("--clips", clips), ("--model", model), ("--default-model", default_model)) if value
+    ]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
+        )
+    check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
+    check_device(device, dtype)
+    sampling = {
+        "steps": steps,
+        "guidance": guidance,
+        "sampler": sampler,
+        "shift": shift,
+        "guidance_interval": guidance_interval,
+        "audio_guidance": audio_guidance,
+        "autoguidance": autoguidance,
+        "audio_autoguidance": audio_autoguidance,
+        "autoguidance_interval": autoguidance_interval,
+        "refine": refine,
+        "self_condition": self_condition,
+        "restarts": restarts,
+        "restart_interval": restart_interval,
+    }
+    generating = any(v is not None for v in sampling.values()) or first or (device, dtype) != ("auto", "auto")
+    if clips is not None and generating:
+        raise typer.BadParameter(
+            "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
+            "--audio-autoguidance, --autoguidance-interval, --sampler, --shift, --guidance-interval, --restarts, "
+            "--restart-interval, --refine, --self-condition, --device, --dtype",
+            param_hint="--steps",
+        )
+    if clips is not None and not clips.is_dir():
+        raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
+    if model is not None and not (model / "model_index.json").is_file():
+        raise typer.BadParameter(f"{model} is not a model directory (no model_index.json)", param_hint="--model")
+    output_dir(out, "--out")
+    with progress() as bar:
+        if clips is not None:
+            task = bar.add_task("evaluating", total=len(list(clips.glob("*.mp4"))))
+            try:
+                report = evaluate_clips(clips, suite, progress=lambda: bar.advance(task))
+            except (FileNotFoundError, MediaError) as exc:  # MediaError names the clip it cannot read
+                raise typer.BadParameter(str(exc), param_hint="--clips") from None
+        else:
+            task = bar.add_task("generating", total=count)
+            try:
+                report = evaluate_model(
+                    model,
+                    out,
+                    suite,
+                    count,
+                    progress=lambda: bar.advance(task),
+                    sampling=sampling,
+                    first=first,
+                    device=device,
+                    dtype=dtype,
+                )
+            except FileNotFoundError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--model") from None
+            except ValueError as exc:  # a sampling setting the model refuses; the message names it
+                raise typer.BadParameter(str(exc)) from None
+    json_path, html_path = write_report(report, out)
+    for name, entry in report["metrics"].items():
+        line = f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}"
+        if "score_interval_95" in entry:  # the pooled sync share, over `impacts` impacts
+            low, high = entry["score_interval_95"]
+            line += f" [{low:.3f}, {high:.3f}] over {entry['impacts']} impacts"
+        console.print(line)
+    console.print(f"wrote {json_path} and {html_path}")
