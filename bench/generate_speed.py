@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from happyhorse.devices import dtype_name
 from happyhorse.generate import GenerateRequest, load_pipeline, run_generate
 from happyhorse.media import save_audio, save_image
-from happyhorse.pipeline import dtype_name
 from happyhorse.world import WorldConfig, make_clip
 
 
@@ -43,11 +43,9 @@ def time_in_turn(pipes: list, repeats: int, mode: str = "T2V") -> list[dict]:
         tmp = Path(tmp)
         for k in range(repeats + 1):  # the first run warms up (text encoder, allocator) and is not counted
             truth = make_clip(k, "test", world)
-            request = GenerateRequest(truth.caption, seed=k)
-            if mode == "TI2V":
-                request.image = save_image(tmp / f"{k}.png", truth.frames[0])
-            if mode == "TA2V":
-                request.audio = save_audio(tmp / f"{k}.wav", truth.audio, truth.sample_rate)
+            image = save_image(tmp / f"{k}.png", truth.frames[0]) if mode == "TI2V" else None
+            sound = save_audio(tmp / f"{k}.wav", truth.audio, truth.sample_rate) if mode == "TA2V" else None
+            request = GenerateRequest(truth.caption, image, sound, seed=k)
             for i, pipe in enumerate(pipes):
                 start = time.perf_counter()
                 sidecars[i] = run_generate(pipe, request, tmp / f"{k}.mp4")
@@ -64,10 +62,7 @@ def summary(pipe, times: list[float], sidecar: dict, repeats: int, mode: str) ->
         "threads": torch.get_num_threads(),
         "device": str(pipe.device),
         "dtype": dtype_name(pipe.dtype),
-        "settings": {
-            k: sidecar["settings"][k]
-            for k in ("num_inference_steps", "guidance_scale", "sampler", "restarts", "autoguidance_interval")
-        },
+        "sampling": sidecar["settings"]["sampling"],
         "clip_seconds": clip_seconds,
         "seconds_per_clip_median": statistics.median(times),
         "seconds_per_clip_max": max(times),

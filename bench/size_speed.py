@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from happyhorse.diffusion.guidance import AutoGuidance
+
 sys.path.insert(0, str(Path(__file__).parent))
 from generate_speed import time_generation  # noqa: E402
 
@@ -55,7 +57,8 @@ def resized(base: HappyHorsePipeline, dim: int, depth: int, guide: bool = True) 
     if guide:
         pipe.set_guide(SingleStreamTransformer(cfg).eval())
     else:
-        pipe.scheduler = dataclasses.replace(base.scheduler, autoguidance_scale=1.0, audio_autoguidance_scale=1.0)
+        terms = tuple(t for t in base.sampling.guidance if not isinstance(t, AutoGuidance))
+        pipe.sampling = dataclasses.replace(base.sampling, guidance=terms)
     return pipe
 
 

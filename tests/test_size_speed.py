@@ -25,9 +25,9 @@ def test_a_resized_pipeline_keeps_the_latents_and_guides_itself_at_its_size():
     assert pipe.guide_transformer.cfg == cfg and pipe.guide_transformer is not pipe.transformer
     assert base.transformer.cfg.dim == 32 and base.guide_transformer is None  # the base is left as it was
     out = pipe("a red ball", seed=0)
-    assert out.frames.shape[2:] == (32, 32, 3) and out.settings["autoguidance_scale"] == 1.0
+    assert out.frames.shape[2:] == (32, 32, 3) and out.settings["sampling"]["guidance"] == []
     alone = resized(base, 128, 3, guide=False)
-    assert alone.guide_transformer is None and alone.scheduler.autoguidance_scale == 1.0
+    assert alone.guide_transformer is None and alone.sampling.autoguidance is None
     assert alone("a red ball", seed=0).frames.shape == out.frames.shape
 
 
@@ -55,8 +55,8 @@ def test_time_in_turn_runs_each_prompt_on_every_model_in_turn(monkeypatch):
     import generate_speed
 
     first, second = tiny_pipeline(), tiny_pipeline()
-    first.scheduler = dataclasses.replace(first.scheduler, num_inference_steps=2)
-    second.scheduler = dataclasses.replace(second.scheduler, num_inference_steps=3)
+    first.sampling = dataclasses.replace(first.sampling, num_inference_steps=2)
+    second.sampling = dataclasses.replace(second.sampling, num_inference_steps=3)
     order = []
     real = generate_speed.run_generate
 
@@ -67,5 +67,5 @@ def test_time_in_turn_runs_each_prompt_on_every_model_in_turn(monkeypatch):
     monkeypatch.setattr(generate_speed, "run_generate", recording)
     results = generate_speed.time_in_turn([first, second], 2)
     assert order == [(name, k) for k in range(3) for name in ("first", "second")]  # prompt 0 warms up
-    assert [r["settings"]["num_inference_steps"] for r in results] == [2, 3]
+    assert [r["sampling"]["num_inference_steps"] for r in results] == [2, 3]
     assert all(r["repeats"] == 2 and r["seconds_per_clip_median"] > 0 for r in results)

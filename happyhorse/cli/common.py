@@ -50,7 +50,7 @@ def progress() -> Progress:
 
 def check_device(device: str, dtype: str) -> None:
     """--device and --dtype of generate, eval and serve, refused before any model loads."""
-    from .pipeline import resolve_device, resolve_dtype
+    from ..devices import resolve_device, resolve_dtype
 
     try:
         chosen = resolve_device(device)
@@ -66,3 +66,16 @@ DEVICE_HELP = "auto (the GPU where there is one, else the CPU), cpu, cuda or cud
 DTYPE_HELP = (
     "auto (bfloat16 on a GPU and on a CPU with native bfloat16, else float32), float32, bfloat16 or float16 (GPU only)."
 )
+
+
+def refused(exc: ValueError, ctx: typer.Context) -> typer.BadParameter:
+    """A ValueError of the Python API ("FIELD: what was wrong, what is allowed") as the CLI's error,
+    naming the option whose parameter is FIELD: the API's checks are the only ones, reported by flag.
+    Width and height come from --size."""
+    field, _, problem = str(exc).partition(": ")
+    if field in ("width", "height"):
+        field, problem = "size", str(exc)
+    for param in ctx.command.params:
+        if param.name == field and problem:
+            return typer.BadParameter(problem, param_hint="/".join(param.opts))
+    return typer.BadParameter(str(exc))

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, output_dir, progress
+from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, output_dir, progress, refused
+from .generate import AUDIO_GUIDANCE, GUIDANCE, STEPS
 
 
 @app.command("eval")
 def eval_command(
+    ctx: typer.Context,
     clips: Path = typer.Option(None, help="Directory of NAME.mp4 (+ NAME.json sidecars) to evaluate."),
     model: Path = typer.Option(None, help="Model directory: generate the world test prompts, then evaluate."),
     default_model: bool = typer.Option(False, "--default-model", help="Evaluate the embedded default model."),
@@ -19,31 +21,9 @@ def eval_command(
     count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
     first: int = typer.Option(0, min=0, max=1_000_000, help="With --model: the first test prompt's number."),
     compare: list[Path] = typer.Option(None, help="A report.json to compare; give it twice (A, then B)."),
-    steps: int = typer.Option(None, min=1, max=1000, help="With --model: sampling steps (default: the model's)."),
-    guidance: float = typer.Option(None, min=0, max=30, help="With --model: guidance scale (default: the model's)."),
-    audio_guidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's guidance scale."),
-    autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: video autoguidance by its guide."),
-    audio_autoguidance: float = typer.Option(None, min=0, max=30, help="With --model: the soundtrack's autoguidance."),
-    autoguidance_interval: tuple[float, float] = typer.Option(
-        None, help="With --model: LOW HIGH, run the guide only at noise levels in [LOW, HIGH]."
-    ),
-    sampler: str = typer.Option(None, help="With --model: euler, dpmpp_2m, dpmpp_2m_sde or renoise."),
-    shift: float = typer.Option(None, min=0.1, max=20, help="With --model: noise schedule shift."),
-    guidance_interval: tuple[float, float] = typer.Option(
-        None, help="With --model: LOW HIGH, guide only at noise levels in [LOW, HIGH]."
-    ),
-    restarts: int = typer.Option(None, min=0, max=8, help="With --model: restart sampling, this many times."),
-    restart_interval: tuple[float, float] = typer.Option(
-        None, help="With --model: LOW HIGH, the noise band each restart walks again."
-    ),
-    refine: bool = typer.Option(
-        None, "--refine/--no-refine", help="With --model: redraw with its refiner (default: if it has one)."
-    ),
-    self_condition: bool = typer.Option(
-        None,
-        "--self-condition/--no-self-condition",
-        help="With --model: each step reads the last one's x0 (default: if the model has self-conditioning).",
-    ),
+    num_inference_steps: int = STEPS,
+    guidance_scale: float = GUIDANCE,
+    audio_guidance_scale: float = AUDIO_GUIDANCE,
     device: str = typer.Option("auto", help="With --model: " + DEVICE_HELP),
     dtype: str = typer.Option("auto", help="With --model: " + DTYPE_HELP),
 ) -> None:
@@ -72,30 +52,20 @@ def eval_command(
         raise typer.BadParameter(
             "give exactly one of --clips DIR, --model DIR or --default-model", param_hint="--clips"
         )
-    check_sampling(sampler, guidance_interval, restart_interval, autoguidance_interval)
     check_device(device, dtype)
-    sampling = {
-        "steps": steps,
-        "guidance": guidance,
-        "sampler": sampler,
-        "shift": shift,
-        "guidance_interval": guidance_interval,
-        "audio_guidance": audio_guidance,
-        "autoguidance": autoguidance,
-        "audio_autoguidance": audio_autoguidance,
-        "autoguidance_interval": autoguidance_interval,
-        "refine": refine,
-        "self_condition": self_condition,
-        "restarts": restarts,
-        "restart_interval": restart_interval,
+    overrides = {
+        name: value
+        for name, value in (
+            ("num_inference_steps", num_inference_steps),
+            ("guidance_scale", guidance_scale),
+            ("audio_guidance_scale", audio_guidance_scale),
+        )
+        if value is not None
     }
-    generating = any(v is not None for v in sampling.values()) or first or (device, dtype) != ("auto", "auto")
-    if clips is not None and generating:
+    if clips is not None and (overrides or first or (device, dtype) != ("auto", "auto")):
         raise typer.BadParameter(
-            "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --autoguidance, "
-            "--audio-autoguidance, --autoguidance-interval, --sampler, --shift, --guidance-interval, --restarts, "
-            "--restart-interval, --refine, --self-condition, --device, --dtype",
-            param_hint="--steps",
+            "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --device, --dtype",
+            param_hint="--clips",
         )
     if clips is not None and not clips.is_dir():
         raise typer.BadParameter(f"not a directory: {clips}", param_hint="--clips")
@@ -118,15 +88,15 @@ def eval_command(
                     suite,
                     count,
                     progress=lambda: bar.advance(task),
-                    sampling=sampling,
+                    overrides=overrides,
                     first=first,
                     device=device,
                     dtype=dtype,
                 )
             except FileNotFoundError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--model") from None
-            except ValueError as exc:  # a sampling setting the model refuses; the message names it
-                raise typer.BadParameter(str(exc)) from None
+            except ValueError as exc:  # a setting the model refuses; the message names it
+                raise refused(exc, ctx) from None
     json_path, html_path = write_report(report, out)
     for name, entry in report["metrics"].items():
         line = f"{name:32s} {entry['value']:10.4g} {entry['unit']:12s} score {entry['score']:.3f}"

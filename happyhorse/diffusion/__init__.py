@@ -2,7 +2,6 @@
 
 from .flow import (
     add_noise,
-    difference_loss,
     flow_loss,
     mean_squared_error,
     predicted_velocity,
@@ -17,7 +16,6 @@ from .samplers import SAMPLERS, get_schedule, restart_schedule, sample
 __all__ = [
     "SAMPLERS",
     "add_noise",
-    "difference_loss",
     "flow_loss",
     "get_schedule",
     "mean_squared_error",

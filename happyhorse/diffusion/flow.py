@@ -8,7 +8,6 @@ patch tokens than predicting v directly.
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
 SIGMA_FLOOR = 0.05  # x0 -> v divides by sigma, eps -> x0 by (1 - sigma): both are clamped here
 
@@ -109,39 +108,3 @@ def mean_squared_error(error: torch.Tensor, loss_mask: torch.Tensor | None = Non
         return err.mean(-1)
     weight = loss_mask.float()
     return (err * weight).sum(-1) / weight.sum(-1).clamp(min=1)
-
-
-def difference_loss(
-    error: torch.Tensor,
-    noised: torch.Tensor,
-    grid: tuple[int, int, int],
-    cell: tuple[int, int, int],
-    temporal: float,
-    spatial: float,
-) -> torch.Tensor:
-    """Per-sample mean squared difference [B] of a video's velocity error between neighbouring frames
-    (times `temporal`) and neighbouring pixels (times `spatial`), over pairs whose both sides are noised.
-
-    error [B, t*h*w, pt*ph*pw*c] lies on a grid (t, h, w) of cells of pt x ph x pw pixels (the patch
-    codec's; a learned codec's latent cells count as (1, 1, 1) of c channels); noised [B, t*h*w] bool.
-    The flow loss weighs an error the same whether it repeats in the next frame or flips sign; this
-    term weighs the part that changes from frame to frame (flicker, an object that splits between two
-    latent frames) or from pixel to pixel (a smeared edge) more. Being a quadratic form in the error,
-    it leaves the loss's minimiser, the conditional mean, where it is (unlike a weight that depends on
-    the target, MODEL_CARD.md's object weighting); it only moves where a model that cannot reach that
-    minimiser spends its errors."""
-    t, h, w = grid
-    pt, ph, pw = cell
-    frames = rearrange(error, "b (t h w) (pt ph pw c) -> b (t pt) (h ph) (w pw) c", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw)
-    mask = rearrange(noised.float(), "b (t h w) -> b t h w", t=t, h=h, w=w)
-    mask = mask.repeat_interleave(pt, 1).repeat_interleave(ph, 2).repeat_interleave(pw, 3)[..., None]
-    total = frames.new_zeros(frames.shape[0])
-    for dim, weight in ((1, temporal), (2, spatial), (3, spatial)):
-        n = frames.shape[dim]
-        if weight == 0 or n < 2:
-            continue
-        pairs = mask.narrow(dim, 1, n - 1) * mask.narrow(dim, 0, n - 1)
-        step = (frames.narrow(dim, 1, n - 1) - frames.narrow(dim, 0, n - 1)).pow(2) * pairs
-        count = (pairs.sum((1, 2, 3, 4)) * frames.shape[-1]).clamp(min=1)
-        total = total + weight * step.sum((1, 2, 3, 4)) / count
-    return total

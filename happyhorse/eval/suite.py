@@ -150,7 +150,7 @@ def generate_test_set(
     out: Path,
     count: int,
     progress=None,
-    sampling: dict | None = None,
+    overrides: dict | None = None,
     first: int = 0,
     modes: tuple[str, ...] = MODES,
     device: str | None = None,
@@ -160,19 +160,18 @@ def generate_test_set(
     write the matching ground truth. Settings chosen on one range can be confirmed on another; `modes`
     keeps the prompts of those modes only (a setting that changes one mode is measured on it alone).
 
-    `sampling` overrides the model's own defaults: `steps`, `guidance`, `sampler`, `shift`,
-    `guidance_interval`, `audio_guidance`, `autoguidance`, `audio_autoguidance`, `autoguidance_interval`,
-    `guide_skip_blocks`,
-    `guide_frame_local_blocks`, `guidance_drops`, `noise_correlation`, `contrast_guidance`, `contrast_swaps`,
-    `refine`, `self_condition`, `restarts`, `restart_interval`, `clamp_x0` (None keeps them).
+    `overrides` are request fields every clip takes (`num_inference_steps`, `guidance_scale`,
+    `audio_guidance_scale`: generate.GenerateRequest), checked before the first clip.
     `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
-    from ..generate import GenerateRequest, load_pipeline, run_generate
-    from ..pipeline import dtype_name
+    from ..devices import dtype_name
+    from ..generate import GenerateRequest, check_request, load_pipeline, run_generate
     from ..world import make_clip, write_sample
 
     if not modes or not set(modes) <= set(MODES):
         raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
     pipe = load_pipeline(model_dir, device, dtype)
+    overrides = dict(overrides or {})
+    check_request(pipe, GenerateRequest("", **overrides))
     config = world_config(pipe)
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
@@ -181,11 +180,9 @@ def generate_test_set(
             continue
         truth = make_clip(i, "test", config)
         write_sample(truth, truth_dir, f"{i:03d}")
-        request = GenerateRequest(truth.caption, seed=i, **(sampling or {}))
-        if mode == "TI2V":
-            request.image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0])
-        if mode == "TA2V":
-            request.audio = save_audio(clips_dir / f"{i:03d}_sound.wav", truth.audio, truth.sample_rate)
+        image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0]) if mode == "TI2V" else None
+        sound = save_audio(clips_dir / f"{i:03d}_sound.wav", truth.audio, truth.sample_rate) if mode == "TA2V" else None
+        request = GenerateRequest(truth.caption, image, sound, seed=i, **overrides)
         name = clips_dir / f"{i:03d}_{mode}.mp4"
         sidecar = run_generate(pipe, request, name)
         sidecar["facts"] = truth.meta["facts"]
@@ -198,38 +195,13 @@ def generate_test_set(
         "first": first,
         "modes": list(modes),
         "split": "test",
-        **pipe.scheduler.__dict__,
+        "sampling": pipe.sampling.with_overrides(
+            overrides.get("num_inference_steps"), overrides.get("guidance_scale"), overrides.get("audio_guidance_scale")
+        ).to_dict(),
+        **overrides,
         "device": str(pipe.device),
         "dtype": dtype_name(pipe.dtype),
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
-        "refine": pipe.refiner is not None,  # the pipeline refines whenever the model has a refiner
-        "self_condition": pipe.transformer.cfg.self_conditioning,  # and self-conditions wherever it can
-        **{
-            name: value
-            for name, value in (
-                ("num_inference_steps", (sampling or {}).get("steps")),
-                ("guidance_scale", (sampling or {}).get("guidance")),
-                ("sampler", (sampling or {}).get("sampler")),
-                ("shift", (sampling or {}).get("shift")),
-                ("guidance_interval", (sampling or {}).get("guidance_interval")),
-                ("audio_guidance_scale", (sampling or {}).get("audio_guidance")),
-                ("autoguidance_scale", (sampling or {}).get("autoguidance")),
-                ("audio_autoguidance_scale", (sampling or {}).get("audio_autoguidance")),
-                ("autoguidance_interval", (sampling or {}).get("autoguidance_interval")),
-                ("guide_skip_blocks", (sampling or {}).get("guide_skip_blocks")),
-                ("guide_frame_local_blocks", (sampling or {}).get("guide_frame_local_blocks")),
-                ("guidance_drops", (sampling or {}).get("guidance_drops")),
-                ("noise_correlation", (sampling or {}).get("noise_correlation")),
-                ("contrast_guidance_scale", (sampling or {}).get("contrast_guidance")),
-                ("contrast_swaps", (sampling or {}).get("contrast_swaps")),
-                ("refine", (sampling or {}).get("refine")),
-                ("self_condition", (sampling or {}).get("self_condition")),
-                ("restarts", (sampling or {}).get("restarts")),
-                ("restart_interval", (sampling or {}).get("restart_interval")),
-                ("clamp_x0", (sampling or {}).get("clamp_x0")),
-            )
-            if value is not None
-        },
     }
     return clips_dir, truth_dir, settings
 
@@ -240,7 +212,7 @@ def evaluate_model(
     suite: str = "all",
     count: int = 30,
     progress=None,
-    sampling: dict | None = None,
+    overrides: dict | None = None,
     first: int = 0,
     modes: tuple[str, ...] = MODES,
     device: str | None = None,
@@ -249,7 +221,7 @@ def evaluate_model(
     out = Path(out)
     start = time.perf_counter()
     clips_dir, truth_dir, settings = generate_test_set(
-        model_dir, out, count, progress, sampling, first, modes, device, dtype
+        model_dir, out, count, progress, overrides, first, modes, device, dtype
     )
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
