@@ -56,21 +56,31 @@ def test_python_dash_m_runs_the_cli():
     assert "world" in out.stdout
 
 
-def test_generate_self_condition_flag_reaches_the_sidecar_and_is_refused_by_a_model_without_it(tmp_path):
+def test_generate_passes_its_options_through_and_refuses_bad_values_by_flag(tmp_path):
+    """--steps/--guidance/--audio-guidance/--seconds/--size/--fps reach the sidecar by the pipeline's names;
+    a value the pipeline refuses exits 2 naming the flag, before any clip is written."""
     from tests.conftest import tiny_pipeline
 
-    tiny_pipeline(self_conditioning=True).save_pretrained(tmp_path / "sc")
-    tiny_pipeline().save_pretrained(tmp_path / "plain")
-    for flag, expected in ((None, True), ("--no-self-condition", False)):
-        out = tmp_path / f"{expected}.mp4"
-        args = ["generate", "a red ball", "--model", str(tmp_path / "sc"), "--output", str(out)]
-        result = runner.invoke(app, args + ([flag] if flag else []))
-        assert result.exit_code == 0, result.output
-        assert json.loads(out.with_suffix(".json").read_text())["settings"]["self_condition"] is expected
-    args = ["generate", "a red ball", "--model", str(tmp_path / "plain"), "--self-condition"]
-    result = runner.invoke(app, args + ["--output", str(tmp_path / "x.mp4")])
-    assert result.exit_code != 0 and "no self-conditioning input" in result.output
-    assert not (tmp_path / "x.mp4").exists()
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    out = tmp_path / "clip.mp4"
+    base = ["generate", "a red ball", "--model", str(tmp_path / "m"), "--output", str(out)]
+    flags = ["--steps", "2", "--guidance", "3", "--audio-guidance", "2", "--seconds", "1", "--size", "48x32"]
+    result = runner.invoke(app, base + flags + ["--fps", "8", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (settings["num_inference_steps"], settings["guidance_scale"], settings["audio_guidance_scale"]) == (2, 3, 2)
+    assert (settings["width"], settings["height"], settings["fps"], settings["seed"]) == (48, 32, 8.0, 4)
+    for args, option, needle in [
+        (["--steps", "0"], "--steps", "must be an integer in 1..1000"),
+        (["--guidance", "-1"], "--guidance", "must be a number in [0, 30]"),
+        (["--size", "30x32"], "--size", "width: must be a multiple of 8"),
+        (["--seconds", "50"], "--seconds", "must be in (0, 20]"),
+        (["--fps", "0"], "--fps", "must be a number in [1, 120]"),
+    ]:
+        result = runner.invoke(app, base[:-1] + [str(tmp_path / "bad.mp4")] + args)
+        text = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2 and option in text and needle in text, (args, result.output)
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def test_bad_paths_and_inputs_are_refused_by_name_before_any_work(tmp_path):

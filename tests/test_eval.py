@@ -2,7 +2,6 @@
 it by a stated margin; unrelated metrics stay near their value."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,63 +207,41 @@ def test_model_suite_generates_every_mode_and_reports_the_reference(tmp_path):
     assert len(list((tmp_path / "eval" / "clips").glob("*.mp4"))) == 3
 
 
-def test_model_suite_applies_sampling_overrides(tmp_path):
+def test_model_suite_applies_request_overrides(tmp_path):
     from happyhorse.eval import evaluate_model
     from tests.conftest import tiny_pipeline
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
-    sampling = {
-        "steps": 3,
-        "guidance": 2.5,
-        "sampler": "dpmpp_2m",
-        "shift": 3.0,
-        "guidance_interval": (0.3, 1.0),
-        "audio_guidance": 1.5,
-        "restarts": 1,
-        "restart_interval": (0.7, 0.9),  # the schedule [1, .86, .6, 0]: back from .6 to .86 once
-    }
+    overrides = {"num_inference_steps": 2, "guidance_scale": 2.5, "audio_guidance_scale": 1.5}
     report = evaluate_model(
-        tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, sampling=sampling, first=4, dtype="bfloat16"
+        tmp_path / "model", tmp_path / "eval", suite="temporal", count=1, overrides=overrides, first=4, dtype="bfloat16"
     )
     # prompt 4 of the test split, in the mode its number gives (T2V, TI2V, TA2V in turn)
     assert sorted(p.name for p in (tmp_path / "eval" / "clips").glob("*.mp4")) == ["004_TI2V.mp4"]
     truth = json.loads((tmp_path / "eval" / "ground_truth" / "004.json").read_text())
     assert truth["seed"] == 4 and truth["split"] == "test"
-    assert json.loads((tmp_path / "eval" / "clips" / "004_TI2V.json").read_text())["prompt"] == truth["caption"]
-    assert report["settings"]["first"] == 4
-    sidecar = json.loads(next((tmp_path / "eval" / "clips").glob("*.json")).read_text())
-    keys = ("num_inference_steps", "guidance_scale", "sampler", "shift", "guidance_interval", "audio_guidance_scale")
-    assert {k: sidecar["settings"][k] for k in keys} == {
-        "num_inference_steps": 3,
-        "guidance_scale": 2.5,
-        "sampler": "dpmpp_2m",
-        "shift": 3.0,
-        "guidance_interval": [0.3, 1.0],
-        "audio_guidance_scale": 1.5,
-    }
-    assert report["settings"]["num_inference_steps"] == 3 and report["settings"]["sampler"] == "dpmpp_2m"
-    assert report["settings"]["shift"] == 3.0 and list(report["settings"]["guidance_interval"]) == [0.3, 1.0]
-    assert report["settings"]["audio_guidance_scale"] == 1.5
-    assert (sidecar["settings"]["restarts"], sidecar["settings"]["restart_interval"]) == (1, [0.7, 0.9])
-    assert report["settings"]["restarts"] == 1 and list(report["settings"]["restart_interval"]) == [0.7, 0.9]
+    sidecar = json.loads((tmp_path / "eval" / "clips" / "004_TI2V.json").read_text())
+    assert sidecar["prompt"] == truth["caption"] and report["settings"]["first"] == 4
+    assert {k: sidecar["settings"][k] for k in overrides} == overrides
+    assert {k: report["settings"][k] for k in overrides} == overrides
+    assert report["settings"]["sampling"] == sidecar["settings"]["sampling"]
     assert (report["settings"]["device"], report["settings"]["dtype"], sidecar["settings"]["dtype"]) == (
         "cpu",
         "bfloat16",
         "bfloat16",
     )
+    with pytest.raises(ValueError, match="num_inference_steps: must be an integer"):
+        evaluate_model(
+            tmp_path / "model", tmp_path / "e3", suite="temporal", count=1, overrides={"num_inference_steps": 0}
+        )
+    assert not (tmp_path / "e3" / "clips").exists()
     runner = CliRunner()
     for args, needle in [
-        (["--clips", str(tmp_path), "--shift", "3"], "--model only"),
         (["--clips", str(tmp_path), "--audio-guidance", "2"], "--model only"),
-        (["--clips", str(tmp_path), "--autoguidance", "2"], "--model only"),
-        (["--clips", str(tmp_path), "--autoguidance-interval", "0.5", "1"], "--model only"),
-        (["--model", str(tmp_path / "model"), "--autoguidance-interval", "0.5", "0.2"], "--autoguidance-interval"),
         (["--clips", str(tmp_path), "--first", "5"], "--model only"),
-        (["--clips", str(tmp_path), "--restarts", "1"], "--model only"),
-        (["--model", str(tmp_path / "model"), "--restart-interval", "0", "0.5"], "--restart-interval"),
         (["--clips", str(tmp_path), "--dtype", "bfloat16"], "--model only"),
-        (["--model", str(tmp_path / "model"), "--autoguidance", "2"], "needs a guide"),
-        (["--model", str(tmp_path / "model"), "--guidance-interval", "0.5", "0.2"], "--guidance-interval"),
+        (["--model", str(tmp_path / "model"), "--steps", "0"], "--steps"),
+        (["--model", str(tmp_path / "model"), "--guidance", "99"], "--guidance"),
         (["--model", str(tmp_path / "model"), "--device", "gpu"], "--device"),
         (["--model", str(tmp_path / "model"), "--dtype", "half"], "--dtype"),
     ]:
@@ -274,46 +251,23 @@ def test_model_suite_applies_sampling_overrides(tmp_path):
 
 def test_model_suite_keeps_the_modes_asked_for(tmp_path):
     """`modes` generates only those modes' prompts (and their truth), by the same prompt numbers."""
-    import importlib.util
-
     from happyhorse.eval import evaluate_model
     from tests.conftest import tiny_pipeline
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
-    sampling = {"steps": 2, "guidance": 2.0, "guidance_drops": ("audio",)}
     report = evaluate_model(
-        tmp_path / "model", tmp_path / "eval", suite="temporal", count=5, sampling=sampling, modes=("TA2V",)
+        tmp_path / "model",
+        tmp_path / "eval",
+        suite="temporal",
+        count=5,
+        overrides={"num_inference_steps": 2},
+        modes=("TA2V",),
     )
     assert sorted(p.name for p in (tmp_path / "eval" / "clips").glob("*.mp4")) == ["002_TA2V.mp4"]
     assert sorted(p.name for p in (tmp_path / "eval" / "ground_truth").glob("*.mp4")) == ["002.mp4"]
-    assert report["settings"]["modes"] == ["TA2V"] and report["settings"]["guidance_drops"] == ("audio",)
-    sidecar = json.loads((tmp_path / "eval" / "clips" / "002_TA2V.json").read_text())
-    assert sidecar["settings"]["guidance_drops"] == ["audio"]
+    assert report["settings"]["modes"] == ["TA2V"]
     with pytest.raises(ValueError, match="modes: a non-empty subset"):
         evaluate_model(tmp_path / "model", tmp_path / "e2", suite="temporal", count=1, modes=("I2V",))
-    spec = importlib.util.spec_from_file_location(
-        "sampling_defaults", Path(__file__).resolve().parents[1] / "bench" / "sampling_defaults.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    parse_point = bench.parse_point
-    assert parse_point("dpmpp_2m:8:5:drops=image+audio")["guidance_drops"] == ("image", "audio")
-    with pytest.raises(SystemExit, match="drops=image"):
-        parse_point("dpmpp_2m:8:5:drops=text")
-    assert parse_point("dpmpp_2m:8:5:corr=0.3")["noise_correlation"] == 0.3
-    with pytest.raises(SystemExit, match="corr=R"):
-        parse_point("dpmpp_2m:8:5:corr=1.5")
-    assert parse_point("dpmpp_2m:8:5:corr=0.3")["restarts"] == 0  # whatever the model stores
-    point = parse_point("dpmpp_2m:8:5:restart=0.5-0.8")
-    assert (point["restarts"], point["restart_interval"]) == (1, (0.5, 0.8))
-    assert parse_point("dpmpp_2m:8:5:restarts=3:restart=0.3-0.6")["restarts"] == 3
-    for bad in ("restart=0.8-0.5", "restart=0-0.5", "restarts=9", "restarts=x"):
-        with pytest.raises(SystemExit, match="restart=LOW-HIGH"):
-            parse_point(f"dpmpp_2m:8:5:{bad}")
-    assert parse_point("dpmpp_2m:8:5:selfcond=0")["self_condition"] is False
-    assert "self_condition" not in parse_point("dpmpp_2m:8:5")  # the model's own: wherever it can
-    with pytest.raises(SystemExit, match="selfcond=0"):
-        parse_point("dpmpp_2m:8:5:selfcond=yes")
 
 
 @pytest.mark.parametrize("seed", [13, 16])
