@@ -79,3 +79,24 @@ def refused(exc: ValueError, ctx: typer.Context) -> typer.BadParameter:
         if param.name == field and problem:
             return typer.BadParameter(problem, param_hint="/".join(param.opts))
     return typer.BadParameter(str(exc))
+
+
+EXTRAS = {
+    "eval": ("cv2", "librosa", "skimage", "matplotlib"),
+    "train": ("matplotlib",),
+    "serve": ("fastapi", "uvicorn", "sqlalchemy", "multipart", "matplotlib"),
+}
+
+
+def require_extra(extra: str) -> None:
+    """Exit 2 with the install command where this command's optional dependencies are missing: the core
+    install (`pip install happyhorse`) generates; evaluation, training and serving have extras."""
+    import importlib.util
+
+    missing = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        console.print(
+            f"[red]this command needs the {extra!r} extra ({', '.join(missing)} not installed):[/red] "
+            f"pip install 'happyhorse[{extra}]'"
+        )
+        raise typer.Exit(2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, output_dir, progress, refused
+from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, output_dir, progress, refused, require_extra
 from .generate import AUDIO_GUIDANCE, GUIDANCE, STEPS
 
 
@@ -28,6 +28,7 @@ def eval_command(
     dtype: str = typer.Option("auto", help="With --model: " + DTYPE_HELP),
 ) -> None:
     """Measure clips or a model: temporal, physics, prompt-following and sync metrics, with plots."""
+    require_extra("eval")
     from ..eval import compare_reports, evaluate_clips, evaluate_model, write_report
     from ..media import MediaError
 
