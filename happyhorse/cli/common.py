@@ -96,7 +96,8 @@ def require_extra(extra: str) -> None:
     missing = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
     if missing:
         console.print(
-            f"[red]this command needs the {extra!r} extra ({', '.join(missing)} not installed):[/red] "
-            f"pip install 'happyhorse[{extra}]'"
+            f"this command needs the {extra!r} extra ({', '.join(missing)} not installed): "
+            f"pip install 'happyhorse[{extra}]'",
+            markup=False,
         )
         raise typer.Exit(2)
