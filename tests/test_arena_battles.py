@@ -333,17 +333,23 @@ def test_dump_and_auto_judge_seed(tmp_path, clip_dirs):
 
 
 def test_model_entries_render_the_pool_and_user_prompts(tmp_path):
+    from happyhorse.cli.arena import model_clips, model_entry_info
     from tests.conftest import tiny_pipeline
 
     arena = new_arena(tmp_path)
     for text in ("a red ball bounces twice", "a blue cube slides left"):
         arena.add_prompt(text)
     for codename, seed in (("tiny-a", 0), ("tiny-b", 1)):
-        result = arena.add_model_entry(codename, tmp_path, steps=2, seed=seed, pipeline=tiny_pipeline(seed))
+        info = model_entry_info(tmp_path, num_inference_steps=2, seed=seed)
+        result = arena.add_model_entry(codename, model_clips(info, tiny_pipeline(seed)), info=info)
         assert result["clips"] == 2 and not result["skipped"]
-    assert arena.entry("tiny-a")["info"]["steps"] == 2
+    assert arena.entry("tiny-a")["info"]["num_inference_steps"] == 2
     battle = arena.new_battle("v", "t2v-sound", rng=np.random.default_rng(0))
     assert battle["prompt"] in ("a red ball bounces twice", "a blue cube slides left")
     arena.add_prompt("a green ball rolls right", source="user")
-    assert arena.render_pending(loader=lambda _: tiny_pipeline()) == {"tiny-a": 1, "tiny-b": 1}
-    assert arena.entry("tiny-b")["clips"] == 3 and arena.render_pending(loader=lambda _: tiny_pipeline()) == {}
+
+    def makers(info):
+        return model_clips(info, tiny_pipeline())
+
+    assert arena.render_pending(makers) == {"tiny-a": 1, "tiny-b": 1}
+    assert arena.entry("tiny-b")["clips"] == 3 and arena.render_pending(makers) == {}

@@ -11,6 +11,7 @@ Files are named by the hash of their bytes, so a name says nothing either.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..media import Clip, resample, save_video
+from ..media import Clip, read_image, read_video, resample, save_video
 
 CRF = 23
 PRESET = "medium"
@@ -157,3 +158,27 @@ def write_normalised(clip: Clip, media_dir: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def ingest(path: Path, fmt: ArenaFormat, media_dir: Path) -> tuple:
+    """(prompt text, mode, image, sound path, silent path) of one clip file (NAME.mp4 + NAME.json with
+    `prompt` or `caption`, `mode` and for TI2V `image`), normalised into the media dir."""
+    sidecar_path = path.with_suffix(".json")
+    try:
+        sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"sidecar is not JSON ({exc.msg})") from None
+    text = sidecar.get("prompt") or sidecar.get("caption") or path.stem.replace("_", " ")
+    mode = str(sidecar.get("mode") or "t2v").lower()
+    if mode not in ("t2v", "ti2v"):
+        raise ValueError(f"mode {mode!r} has no board (t2v, ti2v)")
+    clip = read_video(path)
+    image = None
+    if mode == "ti2v" and sidecar.get("image"):  # the given first frame, kept in the media dir
+        given = path.parent / sidecar["image"]  # relative to the clip, or absolute
+        image = str(write_first_image(read_image(given), fmt, media_dir)) if given.is_file() else None
+    sound = None
+    if clip.audio is not None:
+        sound = write_normalised(normalise(clip, fmt, True), media_dir)
+    silent = write_normalised(normalise(clip, fmt, False), media_dir)
+    return text, mode, image, sound, silent

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..media import read_video
-from .service import AUTO_JUDGE, ArenaError
+from .rules import AUTO_JUDGE, ArenaError
 from .store import Prompt, Vote
 
 TIE_MARGIN = 0.01

@@ -1,35 +1,48 @@
 """The arena as one Python API: entries, stealth commitments, battles, votes, imports, boards, dumps.
 
 The CLI and the web router are thin layers over `Arena`; every rule (who meets whom, which votes
-count, when a model is listed) lives here or in the pure modules it calls.
+count, when a model is listed) lives here or in the pure modules it calls. The arena ranks clips and
+never makes them: a model entry's clips come from a `ClipMaker` its caller passes in (the CLI's runs the
+pipeline).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import hashlib
 import json
-import re
 import secrets
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Integer, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..media import Clip, MediaError, read_image, read_video
-from . import CATEGORIES, DEFAULT_DB
-from .clips import ArenaFormat, broken, normalise, write_first_image, write_normalised
-from .integrity import DEFAULT_ALPHA, DEFAULT_CAP, defend, gold_correct
+from ..media import MediaError
+from . import DEFAULT_DB, boards, imports
+from .clips import ArenaFormat, ingest
+from .gold import gold_battle
+from .integrity import gold_correct
 from .matchmaking import choose_pair
-from .ratings import BoardSettings, Votes, board, fit_theta, matrices
+from .ratings import BoardSettings, fit_theta
+from .rules import (
+    CODENAME,
+    ArenaError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Rules,
+    check_category,
+    commitment,
+)
 from .store import (
-    WINNERS,
+    SCORE,
     Battle,
     ClipRow,
     Entry,
@@ -39,95 +52,15 @@ from .store import (
     Vote,
     default_media_dir,
     dumps,
+    new_id,
     now,
     open_engine,
     sessions,
 )
 
-CODENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TIE_RULE = "a tie or a 'both bad' vote counts as half a win for each side"
-AUTO_JUDGE = "auto:eval-suite"
-WINNER_ALIASES = {
-    "model_a": "model_a",
-    "a": "model_a",
-    "left": "model_a",
-    "model_b": "model_b",
-    "b": "model_b",
-    "right": "model_b",
-    "tie": "tie",
-    "both_bad": "both_bad",
-    "tie (bothbad)": "both_bad",
-    "bothbad": "both_bad",
-}
-SCORE = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "both_bad": 0.5}
-
-
-class ArenaError(ValueError):
-    """A request the arena refuses; `status` is the HTTP status the web layer answers with."""
-
-    status = 400
-
-
-class NotFound(ArenaError):
-    status = 404
-
-
-class Conflict(ArenaError):
-    status = 409
-
-
-class Forbidden(ArenaError):
-    status = 403
-
-
-class RateLimited(ArenaError):
-    status = 429
-
-
-@dataclass
-class Rules:
-    """The arena's published rules, stored in the database so every process applies the same ones."""
-
-    gold_rate: float = 0.1  # share of battles that are gold checks
-    min_watch_fraction: float = 0.9  # a vote must come at least this share of the clip length after serving
-    votes_per_hour: int = 120  # per voter, web votes and gold answers together
-    new_voters_per_hour: int = 20  # voter cookies handed to one client address (scripts minting voters)
-    prompts_per_hour: int = 10  # user prompts from one client address (each is rendered by every entry)
-    voter_cap: int = DEFAULT_CAP  # counted votes per voter and board
-    outlier_alpha: float = DEFAULT_ALPHA
-    min_share: float = 0.5  # each model gets at least this fraction of its fair share of recent battles
-    min_votes: int = 20
-    preliminary_width: float = 100.0
-    rounds: int = 200
-    anchor: str | None = None
-
-    def __post_init__(self):
-        checks = {
-            "gold_rate": 0 <= self.gold_rate <= 0.5,
-            "min_watch_fraction": 0 <= self.min_watch_fraction <= 2,
-            "votes_per_hour": self.votes_per_hour >= 1,
-            "new_voters_per_hour": self.new_voters_per_hour >= 1,
-            "prompts_per_hour": self.prompts_per_hour >= 0,
-            "voter_cap": self.voter_cap >= 1,
-            "outlier_alpha": 0 < self.outlier_alpha < 1,
-            "min_share": 0 <= self.min_share <= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}: {getattr(self, name)!r} is out of range")
-        BoardSettings(self.min_votes, self.preliminary_width, self.rounds)
-
-
-def commitment(salt: str, identity: dict) -> str:
-    """sha256 of the salt and the identity's canonical JSON: binding (the identity cannot change later)
-    and hiding (the random 128-bit salt keeps guessable identities from being tested against it)."""
-    return hashlib.sha256((salt + "\n" + dumps(identity)).encode()).hexdigest()
-
-
-def check_category(category: str) -> str:
-    if category not in CATEGORIES:
-        raise ArenaError(f"category: must be one of {', '.join(CATEGORIES)}, got {category!r}")
-    return category
+# Makes the clip of one prompt: (prompt text, seconds, output .mp4) -> writes the MP4 there, at least
+# `seconds` long. The arena asks for clips and ranks them; its caller knows how to make them.
+ClipMaker = Callable[[str, float, Path], None]
 
 
 class Arena:
@@ -242,7 +175,7 @@ class Arena:
         ingested, skipped = [], []
         for path in mp4s:
             try:
-                ingested.append(self._ingest(path))
+                ingested.append(ingest(path, self.format, self.media_dir))
             except (MediaError, ValueError) as exc:
                 skipped.append({"clip": path.name, "reason": str(exc)})
         if not ingested:
@@ -277,63 +210,70 @@ class Arena:
             out["seal"] = seal
         return out
 
-    def _ingest(self, path: Path) -> tuple:
-        """(prompt text, mode, image, sound path, silent path) of one clip file, normalised into the media dir."""
-        sidecar_path = path.with_suffix(".json")
-        try:
-            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"sidecar is not JSON ({exc.msg})") from None
-        text = sidecar.get("prompt") or sidecar.get("caption") or path.stem.replace("_", " ")
-        mode = str(sidecar.get("mode") or "t2v").lower()
-        if mode not in ("t2v", "ti2v"):
-            raise ValueError(f"mode {mode!r} has no board (t2v, ti2v)")
-        clip = read_video(path)
-        image = None
-        if mode == "ti2v" and sidecar.get("image"):  # the given first frame, kept in the media dir
-            given = path.parent / sidecar["image"]  # relative to the clip, or absolute
-            image = str(write_first_image(read_image(given), self.format, self.media_dir)) if given.is_file() else None
-        sound = None
-        if clip.audio is not None:
-            sound = write_normalised(normalise(clip, self.format, True), self.media_dir)
-        silent = write_normalised(normalise(clip, self.format, False), self.media_dir)
-        return text, mode, image, sound, silent
+    def _render(self, make_clip: ClipMaker, prompts: list[tuple[int, str]], folder: Path, progress=None) -> None:
+        """p{ID}.mp4 (+ p{ID}.json naming the prompt) in `folder` for each (prompt id, text)."""
+        for prompt_id, text in prompts:
+            path = folder / f"p{prompt_id}.mp4"
+            make_clip(text, self.format.seconds, path)
+            path.with_suffix(".json").write_text(json.dumps({"prompt": text, "mode": "t2v"}))
+            if progress:
+                progress()
 
-    def render_pending(self, loader=None, progress=None) -> dict:
-        """Render, for every open (not stealth) active model entry, the pool and user prompts it lacks.
+    def _render_prompts(self) -> list[Prompt]:
+        """The prompts a model entry renders: the pool's and the users' text-to-video prompts."""
+        with self.Session() as s:
+            return list(s.scalars(select(Prompt).where(Prompt.source.in_(("pool", "user")), Prompt.mode == "t2v")))
 
-        A stealth model entry keeps no provenance in the database, so only its entry-time prompts exist.
-        loader: model directory -> pipeline (default HappyHorsePipeline.from_pretrained).
-        """
-        from ..generate import GenerateRequest, run_generate
-        from ..pipeline import HappyHorsePipeline
+    def add_model_entry(
+        self,
+        codename: str,
+        make_clip: ClipMaker,
+        *,
+        info: dict | None = None,
+        stealth: bool = False,
+        identity: dict | None = None,
+        progress=None,
+    ) -> dict:
+        """Enter a generator (one of our models at any checkpoint and step count): `make_clip` renders every
+        prompt of the pool and the user prompts, then the clips enter like a clips directory. `info` is
+        the entry's public record (not kept for a stealth entry); `render_pending` hands it back to its
+        caller to get the clip maker again."""
+        self._check_new_codename(codename)
+        prompts = self._render_prompts()
+        if not prompts:
+            raise ArenaError("prompts: the pool is empty; add prompts first (happyhorse arena add-prompts FILE)")
+        with tempfile.TemporaryDirectory() as tmp:
+            self._render(make_clip, [(p.id, p.text) for p in prompts], Path(tmp), progress)
+            return self.add_clips_entry(codename, tmp, stealth=stealth, identity=identity, kind="model", info=info)
 
-        loader = loader or HappyHorsePipeline.from_pretrained
+    def render_pending(self, clip_maker: Callable[[dict], ClipMaker | None], progress=None) -> dict:
+        """Render, for every open (not stealth) active model entry, the pool and user prompts it lacks;
+        returns {codename: clips rendered}. `clip_maker(info)` gives the clip maker of the entry whose
+        record is `info` (None: the entry is skipped). A stealth model entry keeps no record in the
+        database, so only its entry-time prompts exist."""
         with self.Session() as s:
             models = [e for e in s.scalars(select(Entry).where(Entry.kind == "model", Entry.active.is_(True)))]
-            prompts = list(s.scalars(select(Prompt).where(Prompt.source.in_(("pool", "user")), Prompt.mode == "t2v")))
             have = set(s.execute(select(ClipRow.entry_id, ClipRow.prompt_id)).all())
+        prompts = self._render_prompts()
         rendered = Counter()
         for entry in models:
-            info = json.loads(entry.info or "{}")
-            missing = [p for p in prompts if (entry.id, p.id) not in have]
-            if entry.stealth or not info.get("model") or not missing:
+            missing = [(p.id, p.text) for p in prompts if (entry.id, p.id) not in have]
+            make_clip = None if entry.stealth or not missing else clip_maker(json.loads(entry.info or "{}"))
+            if make_clip is None:
                 continue
-            pipe = loader(info["model"])
             with tempfile.TemporaryDirectory() as tmp:
+                self._render(make_clip, missing, Path(tmp), progress)
                 rows = []
-                for prompt in missing:
-                    request = GenerateRequest(
-                        prompt.text, seed=info.get("seed", 0), steps=info.get("steps"), seconds=self.format.seconds
-                    )
-                    path = Path(tmp) / f"p{prompt.id}.mp4"
-                    run_generate(pipe, request, path)
-                    _, _, _, sound, silent = self._ingest(path)
+                for prompt_id, _ in missing:
+                    _, _, _, sound, silent = ingest(Path(tmp) / f"p{prompt_id}.mp4", self.format, self.media_dir)
                     rows.append(
-                        ClipRow(entry_id=entry.id, prompt_id=prompt.id, sound_path=sound.name, silent_path=silent.name)
+                        ClipRow(
+                            entry_id=entry.id,
+                            prompt_id=prompt_id,
+                            sound_path=sound.name if sound else None,
+                            silent_path=silent.name,
+                        )
                     )
-                    if progress:
-                        progress()
             with self.Session.begin() as s:
                 for row in rows:
                     if not s.scalar(
@@ -342,40 +282,6 @@ class Arena:
                         s.add(row)
                         rendered[entry.codename] += 1
         return dict(rendered)
-
-    def add_model_entry(
-        self,
-        codename: str,
-        model_dir: str | Path,
-        *,
-        steps: int | None = None,
-        seed: int = 0,
-        stealth: bool = False,
-        identity: dict | None = None,
-        pipeline=None,
-        progress=None,
-    ) -> dict:
-        """Enter one of our models (a model directory, any checkpoint, any number of sampling steps):
-        it renders every prompt of the pool and the user prompts, then enters like a clips directory."""
-        from ..generate import GenerateRequest, run_generate
-        from ..pipeline import HappyHorsePipeline
-
-        self._check_new_codename(codename)
-        pipe = pipeline or HappyHorsePipeline.from_pretrained(model_dir)
-        prompts = [p for p in self.prompts() if p["source"] in ("pool", "user") and p["mode"] == "t2v"]
-        if not prompts:
-            raise ArenaError("prompts: the pool is empty; add prompts first (happyhorse arena add-prompts FILE)")
-        info = {"model": str(Path(model_dir).resolve()), "steps": steps, "seed": seed}
-        index = Path(model_dir) / "model_index.json"
-        if index.is_file():
-            info["train_step"] = json.loads(index.read_text()).get("step")
-        with tempfile.TemporaryDirectory() as tmp:
-            for k, prompt in enumerate(prompts):
-                request = GenerateRequest(prompt["text"], seed=seed, steps=steps, seconds=self.format.seconds)
-                run_generate(pipe, request, Path(tmp) / f"clip_{k:05d}.mp4")
-                if progress:
-                    progress()
-            return self.add_clips_entry(codename, tmp, stealth=stealth, identity=identity, kind="model", info=info)
 
     def _check_new_codename(self, codename: str, s=None) -> None:
         if not isinstance(codename, str) or not CODENAME.match(codename):
@@ -486,7 +392,7 @@ class Arena:
                 raise NotFound(f"category: no clips for {category} yet")
             gold = rng.random() < self.rules.gold_rate
             if gold:
-                battle = self._gold_battle(clips, category, voter, rng)
+                battle = gold_battle(self, clips, category, voter, rng)
             else:
                 battle = self._pair_battle(s, category, voter, by_entry, entries, rng)
             s.add(battle)
@@ -501,70 +407,6 @@ class Arena:
                 "min_seconds": battle.min_seconds,
                 "served_at": battle.created_at.isoformat() + "Z",
             }
-
-    def _new_id(self) -> str:
-        return secrets.token_hex(16)
-
-    def _gold_battle(self, clips, category, voter, rng) -> Battle:
-        clip, entry, path = clips[int(rng.integers(len(clips)))]
-        kind = "identical" if rng.random() < 0.5 else "broken"
-        # "identical" shows the clip beside its re-encoded twin: the same picture, not the same bytes
-        left_path, right_path = (path, self.twin_path(path)) if rng.random() < 0.5 else (self.twin_path(path), path)
-        expect = "tie"
-        if kind == "broken":
-            bad = self.broken_path(path)
-            if rng.random() < 0.5:
-                left_path, right_path, expect = path, bad, "left"
-            else:
-                left_path, right_path, expect = bad, path, "right"
-        return Battle(
-            id=self._new_id(),
-            created_at=now(),
-            category=category,
-            prompt_id=clip.prompt_id,
-            left_entry=entry.id,
-            right_entry=entry.id,
-            left_path=left_path,
-            right_path=right_path,
-            gold=kind,
-            gold_expect=expect,
-            voter=voter,
-            min_seconds=self.format.seconds * self.rules.min_watch_fraction,
-        )
-
-    def _derived(self, kind: str, path: str, make) -> str:
-        """A clip made from a normalised clip once and cached in the media dir (`KIND-of-PATH.txt` names it)."""
-        link = self.media_dir / f"{kind}-of-{path}.txt"
-        if link.is_file() and (self.media_dir / link.read_text().strip()).is_file():
-            return link.read_text().strip()
-        target = make(read_video(self.media_dir / path))
-        link.write_text(target)
-        return target
-
-    def twin_path(self, path: str) -> str:
-        """A second encoding of a normalised clip: identical gold battles show the clip beside it, so that
-        a script comparing the two files' bytes cannot tell them apart from a real pair and answer "tie"
-        without watching."""
-
-        def twin(clip: Clip) -> str:
-            target = write_normalised(clip, self.media_dir).name  # a second generation: other bytes
-            if target == path:  # the encoder reproduced its input exactly: nudge one pixel level
-                frames = clip.frames.copy()
-                frames[0, 0, 0, 0] ^= 1
-                target = write_normalised(Clip(frames, clip.fps, clip.audio, clip.sample_rate), self.media_dir).name
-            return target
-
-        return self._derived("twin", path, twin)
-
-    def broken_path(self, path: str) -> str:
-        """The deliberately broken copy of a normalised clip."""
-        seed = int(hashlib.sha256(path.encode()).hexdigest()[:8], 16)
-
-        def broken_copy(clip: Clip) -> str:
-            made = normalise(broken(clip, seed=seed), self.format, clip.audio is not None)
-            return write_normalised(made, self.media_dir).name
-
-        return self._derived("broken", path, broken_copy)
 
     def _pair_battle(self, s, category, voter, by_entry, entries, rng) -> Battle:
         ids = sorted(by_entry)
@@ -626,7 +468,7 @@ class Arena:
         if rng.random() < 0.5:
             ex, ey = ey, ex
         return Battle(
-            id=self._new_id(),
+            id=new_id(),
             created_at=now(),
             category=category,
             prompt_id=prompt_id,
@@ -725,201 +567,25 @@ class Arena:
     # ---------------------------------------------------------------------------------- imports
 
     def import_votes(self, path: str | Path, source: str | None = None) -> dict:
-        """Add votes from a CSV (columns model_a, model_b, winner, voter, category; optional id, judge).
-
-        All rows are checked first and written in one transaction: a bad row leaves the database as it was.
-        winner: model_a | model_b | tie | both_bad (also a, b, left, right, 'tie (bothbad)', or either name).
-        Unknown model names become `external` entries. Re-importing a file adds nothing: each row's key is
-        its `id` within `source` (default: the file's name; two exports that both number their rows from 1
-        are two sources) when given, else its content and how many identical rows came before it.
-        """
-        path = Path(path)
-        source = source or path.name
-        if not path.is_file():
-            raise ArenaError(f"FILE: no such file: {path}")
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            required = ("model_a", "model_b", "winner", "voter", "category")
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ArenaError(f"FILE: {path} lacks column(s) {', '.join(missing)}; required: {', '.join(required)}")
-            rows = list(reader)
-        errors, parsed, occurrences = [], [], Counter()
-        for line, row in enumerate(rows, start=2):
-            a, b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
-            raw_winner = (row.get("winner") or "").strip()
-            winner = WINNER_ALIASES.get(raw_winner.lower()) or (
-                "model_a" if raw_winner == a else "model_b" if raw_winner == b else None
-            )
-            category = (row.get("category") or "").strip()
-            voter = (row.get("voter") or "").strip()
-            judge = (row.get("judge") or "human").strip() or "human"
-            problems = []
-            for name, value in (("model_a", a), ("model_b", b)):
-                if not CODENAME.match(value):
-                    problems.append(f"{name} {value!r} is not a valid name (letters, digits, _ . -)")
-            if a == b:
-                problems.append("model_a and model_b are the same")
-            if winner is None:
-                problems.append(f"winner {raw_winner!r} must be one of {', '.join(WINNERS)} or a model's name")
-            if category not in CATEGORIES:
-                problems.append(f"category {category!r} must be one of {', '.join(CATEGORIES)}")
-            if not voter:
-                problems.append("voter is empty")
-            if problems:
-                errors.append(f"line {line}: " + "; ".join(problems))
-                continue
-            content = dumps([a, b, winner, voter, category, judge])
-            occurrences[content] += 1
-            key_source = f"{source}\0id:{row['id']}" if row.get("id") else f"{content}#{occurrences[content]}"
-            key = hashlib.sha256(f"import:{key_source}".encode()).hexdigest()
-            parsed.append((a, b, winner, voter, category, judge, key))
-        if errors:
-            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-            raise ArenaError(f"FILE: {path}: " + " | ".join(errors[:5]) + more)
-        created, duplicates, imported = [], 0, 0
-        with self.Session.begin() as s:
-            entries = {e.codename: e for e in s.scalars(select(Entry))}
-            keys = set(s.scalars(select(Vote.dedupe_key).where(Vote.dedupe_key.is_not(None))))
-            for a, b, winner, voter, category, judge, key in parsed:
-                if key in keys:
-                    duplicates += 1
-                    continue
-                for name in (a, b):
-                    if name not in entries:
-                        entries[name] = Entry(codename=name, kind="external", source=f"imported from {path.name}")
-                        s.add(entries[name])
-                        created.append(name)
-                ea, eb = entries[a], entries[b]
-                if all(e.stealth and e.revealed_at is None for e in (ea, eb)):
-                    raise ArenaError(f"FILE: {path}: a vote between two sealed stealth entries ({a}, {b}) is refused")
-                s.flush()
-                s.add(
-                    Vote(
-                        entry_a=ea.id,
-                        entry_b=eb.id,
-                        winner=winner,
-                        voter=self.voter_id(voter, "import"),
-                        category=category,
-                        judge=judge,
-                        source="import",
-                        dedupe_key=key,
-                    )
-                )
-                keys.add(key)
-                imported += 1
-        return {"rows": len(parsed), "imported": imported, "duplicates": duplicates, "new_entries": created}
+        """Add votes from a CSV, all rows or none (imports.import_votes)."""
+        return imports.import_votes(self, path, source)
 
     # ---------------------------------------------------------------------------------- boards
 
-    def _votes(self, s, category: str, judge: str):
-        rows = s.execute(
-            select(Vote.entry_a, Vote.entry_b, Vote.winner, Vote.voter)
-            .where(Vote.category == category, Vote.judge == judge)
-            .order_by(Vote.created_at, Vote.id)
-        ).all()
-        names_by_id = dict(s.execute(select(Entry.id, Entry.codename)).all())
-        used = sorted({e for r in rows for e in r[:2]})
-        index = {e: k for k, e in enumerate(used)}
-        names = [names_by_id[e] for e in used]
-        a = np.array([index[r[0]] for r in rows], dtype=np.int64)
-        b = np.array([index[r[1]] for r in rows], dtype=np.int64)
-        sc = np.array([SCORE[r[2]] for r in rows], dtype=np.float64)
-        voters = [r[3] for r in rows]
-        gold = {}
-        for voter, correct, answered in s.execute(
-            select(GoldAnswer.voter, func.sum(GoldAnswer.correct.cast(Integer)), func.count()).group_by(
-                GoldAnswer.voter
-            )
-        ).all():
-            gold[voter] = (int(correct or 0), int(answered))
-        return names, a, b, sc, voters, gold
-
     def board_settings(self, **overrides) -> BoardSettings:
-        rules = self.rules
-        values = {
-            "min_votes": rules.min_votes,
-            "preliminary_width": rules.preliminary_width,
-            "rounds": rules.rounds,
-            "anchor": rules.anchor,
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return BoardSettings(**values)
+        return boards.board_settings(self, **overrides)
 
     def leaderboard(self, category: str, judge: str = "human", **overrides) -> dict:
-        """One board (DESIGN §8): human votes only unless judge names the auto-judge; see ratings.board."""
-        check_category(category)
-        settings = self.board_settings(**overrides)
-        with self.Session() as s:
-            names, a, b, sc, voters, gold = self._votes(s, category, judge)
-            public = {e.codename: e for e in s.scalars(select(Entry))}
-            if judge == "human" and len(sc):
-                counted, report = defend(
-                    names, a, b, sc, voters, gold, cap=self.rules.voter_cap, alpha=self.rules.outlier_alpha
-                )
-            else:
-                counted, report = Votes(names, a, b, sc), {}
-            rows = board(counted, settings) if len(counted.a) else []
-            for row in rows:
-                entry = public[row.pop("name")]
-                row["codename"] = entry.codename
-                row["stealth"] = entry.stealth
-                row["sealed"] = entry.stealth and entry.revealed_at is None
-                identity = json.loads(entry.identity) if entry.identity else None
-                row["revealed_as"] = (identity or {}).get("name") if identity else None
-                row["active"] = entry.active
-        flagged = sum(1 for r in report.values() if r["flagged"])
-        down = sum(1 for r in report.values() if 0 < r["weight"] < 1)
-        return {
-            "category": category,
-            "judge": judge,
-            "method": "Bradley-Terry maximum likelihood; 95 % bootstrap percentile intervals",
-            "ties": TIE_RULE,
-            "scale": "400 points = 10x odds; the anchor sits at 1000",
-            "anchor": settings.anchor if settings.anchor in [r["codename"] for r in rows] else "mean of all models",
-            "settings": asdict(settings),
-            "votes": {"total": int(len(sc)), "counted": int(len(counted.a))},
-            "voters": {"total": len(set(voters)), "flagged": flagged, "down_weighted": down},
-            "rows": [r for r in rows if r["listed"]],
-            "unlisted": [r for r in rows if not r["listed"]],
-        }
+        """One board (DESIGN section 8): human votes only unless judge names the auto-judge (boards.leaderboard)."""
+        return boards.leaderboard(self, category, judge, **overrides)
 
     def matrices(self, category: str, judge: str = "human") -> tuple[list[str], np.ndarray, np.ndarray]:
         """(names, win-rate matrix, battle-count matrix) over the raw votes of a board."""
-        check_category(category)
-        with self.Session() as s:
-            names, a, b, sc, _, _ = self._votes(s, category, judge)
-        rate, count = matrices(Votes(names, a, b, sc))
-        return names, rate, count
+        return boards.matrices(self, category, judge)
 
     def votes_dump(self, category: str | None = None) -> list[dict]:
-        """Every vote, anonymised: voters become v1, v2, ... in order of first vote, times become days,
-        battles lose their ids; sealed entries appear only under their codenames."""
-        with self.Session() as s:
-            query = select(Vote).order_by(Vote.created_at, Vote.id)
-            if category:
-                query = query.where(Vote.category == check_category(category))
-            names = dict(s.execute(select(Entry.id, Entry.codename)).all())
-            aliases: dict[str, str] = {}
-            out = []
-            for k, vote in enumerate(s.scalars(query), start=1):
-                alias = aliases.setdefault(vote.voter, f"v{len(aliases) + 1}")
-                out.append(
-                    {
-                        "n": k,
-                        "category": vote.category,
-                        "model_a": names[vote.entry_a],
-                        "model_b": names[vote.entry_b],
-                        "winner": vote.winner,
-                        "voter": alias,
-                        "judge": vote.judge,
-                        "source": vote.source,
-                        "day": vote.created_at.date().isoformat(),
-                    }
-                )
-        return out
+        """Every vote, anonymised (boards.votes_dump)."""
+        return boards.votes_dump(self, category)
 
     def categories_with_votes(self, judge: str = "human") -> list[str]:
-        with self.Session() as s:
-            used = set(s.scalars(select(Vote.category).where(Vote.judge == judge).distinct()))
-        return [c for c in CATEGORIES if c in used]
+        return boards.categories_with_votes(self, judge)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 from pathlib import Path
 
 from sqlalchemy import (
@@ -27,6 +28,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 WINNERS = ("model_a", "model_b", "tie", "both_bad")
+SCORE = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "both_bad": 0.5}  # model_a's share of the win
+
+
+def new_id() -> str:
+    """A battle's id: 128 random bits, so that a voter cannot guess another's battle."""
+    return secrets.token_hex(16)
 
 
 def now() -> dt.datetime:

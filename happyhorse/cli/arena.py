@@ -11,10 +11,18 @@ from rich.console import Console
 
 from ..arena import CATEGORIES, DEFAULT_DB
 from ..arena.ratings import board_csv
-from .common import app, output_dir, parse_size
+from .common import app, output_dir, parse_size, require_extra
 
 arena_app = typer.Typer(no_args_is_help=True, help="The arena: blind battles, votes and Bradley-Terry boards.")
 app.add_typer(arena_app, name="arena")
+
+
+@arena_app.callback()
+def arena_needs_its_extra() -> None:
+    """The arena keeps its battles in a database (SQLAlchemy) and plots its boards: the serve extra."""
+    require_extra("serve")
+
+
 console = Console(stderr=True)
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///arena.db, or $HAPPYHORSE_ARENA_DB) or postgresql://..."
 
@@ -68,6 +76,36 @@ def _write_seal(seal: dict, path: Path) -> None:
 
     write_json_atomic(path, json.dumps(seal, indent=1) + "\n")
     path.chmod(0o600)  # the salt is the secret until the reveal
+
+
+def model_entry_info(model: Path, num_inference_steps: int | None = None, seed: int = 0) -> dict:
+    """A model entry's public record, which `arena render` reads back to make its clips: the model directory,
+    the sampling settings, and the training step the directory was exported at."""
+    info = {"model": str(Path(model).resolve()), "num_inference_steps": num_inference_steps, "seed": seed}
+    index = Path(model) / "model_index.json"
+    if index.is_file():
+        info["train_step"] = json.loads(index.read_text()).get("step")
+    return info
+
+
+def model_clips(info: dict, pipe=None):
+    """The clip maker (`happyhorse.arena.service.ClipMaker`) of the model entry recorded as `info`: the
+    pipeline (`pipe`, or the model directory's, loaded at the first clip) generates each prompt with the
+    entry's settings. None for an entry that names no model directory."""
+    if not info.get("model"):
+        return None
+    from ..generate import GenerateRequest, load_pipeline, run_generate
+
+    loaded = [pipe]
+    steps = info.get("num_inference_steps", info.get("steps"))  # "steps": entries made before the rename
+
+    def make_clip(prompt: str, seconds: float, output: Path) -> None:
+        if loaded[0] is None:
+            loaded[0] = load_pipeline(info["model"])
+        request = GenerateRequest(prompt, seconds=seconds, num_inference_steps=steps, seed=info.get("seed", 0))
+        run_generate(loaded[0], request, output)
+
+    return make_clip
 
 
 @arena_app.command("init")
@@ -151,8 +189,9 @@ def add_command(
         if clips is not None:
             result = arena.add_clips_entry(codename, clips, stealth=stealth, identity=_identity(identity))
         else:
+            info = model_entry_info(model, num_inference_steps=steps, seed=seed)
             result = arena.add_model_entry(
-                codename, model, steps=steps, seed=seed, stealth=stealth, identity=_identity(identity)
+                codename, model_clips(info), info=info, stealth=stealth, identity=_identity(identity)
             )
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc, "--clips" if clips is not None else "--model")
@@ -172,7 +211,7 @@ def add_command(
 @arena_app.command("render")
 def render_command(db: str = typer.Option(None, help=DB_HELP)) -> None:
     """Render the pool and user prompts that open model entries lack (user prompts join battles after this)."""
-    result = _open(db).render_pending()
+    result = _open(db).render_pending(model_clips)
     console.print(f"rendered {sum(result.values())} clip(s): {result or 'nothing was missing'}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console
+from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, require_extra
 
 
 @app.command("serve")
@@ -39,6 +39,7 @@ def serve_command(
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Serve the OpenAI-shaped video API (/v1/videos), the studio page (/) and /health, /metrics."""
+    require_extra("serve")
     import uvicorn
     from sqlalchemy.engine import make_url
 

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline import DEFAULT_MODEL_DIR, MAX_PROMPT_CHARS
+from ..components import DEFAULT_MODEL_DIR
+from ..pipeline import MAX_PROMPT_CHARS
 
 
 @dataclass
@@ -19,7 +20,7 @@ class ServeConfig:
     """
 
     model: str | os.PathLike | None = None  # model directory; None = the embedded default model
-    device: str | None = None  # where workers compute: auto, cpu, cuda[:N]; None = the CPU (pipeline.resolve_device)
+    device: str | None = None  # where workers compute: auto, cpu, cuda[:N]; None = the CPU (devices.resolve_device)
     dtype: str | None = None  # auto, float32, bfloat16, float16; None = the device's default
     data_dir: str | os.PathLike = "serve_data"  # clips, thumbnails, uploaded references
     db_url: str | None = None  # SQLAlchemy URL; None = sqlite:///DATA_DIR/jobs.sqlite

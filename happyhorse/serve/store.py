@@ -6,6 +6,7 @@ jobs survive a restart and several workers (or processes on one PostgreSQL) neve
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 ACTIVE = ("queued", "in_progress")
+VIDEO_ID = re.compile(r"^video_[0-9a-f]{32}$")  # the ids `create` makes; anything else is no video
 STATUSES = ("queued", "in_progress", "completed", "failed")
 
 
@@ -33,7 +35,7 @@ class JobRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     prompt: Mapped[str] = mapped_column(Text)
-    params: Mapped[dict] = mapped_column(JSON)  # seconds, width, height, seed, steps, guidance, inputs
+    params: Mapped[dict] = mapped_column(JSON)  # GenerateRequest's fields but the prompt, and the mode
     seconds: Mapped[str] = mapped_column(String(16))
     size: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(Integer)
@@ -102,6 +104,11 @@ class JobStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @staticmethod
+    def is_id(text: str) -> bool:
+        """Whether `text` has the form of a job id: anything else is answered without a query."""
+        return bool(VIDEO_ID.match(text))
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

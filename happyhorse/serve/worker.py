@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..generate import GenerateRequest, run_generate
+from ..generate import load_pipeline, run_generate
 from ..media import MediaError, read_video, save_image
 from .config import ServeConfig
+from .request import job_request
 from .store import Job, JobStore
 
 log = logging.getLogger("happyhorse.serve")
@@ -71,10 +72,8 @@ class Worker(threading.Thread):
         self.current: str | None = None
 
     def load(self):
-        from ..pipeline import HappyHorsePipeline
-
         try:
-            self.pipe = HappyHorsePipeline.from_pretrained(self.config.model, self.config.device, self.config.dtype)
+            self.pipe = load_pipeline(self.config.model, self.config.device, self.config.dtype)
         except Exception as exc:  # a broken model directory: every job fails with this reason
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model could not be loaded: %s", self.load_error)
@@ -109,7 +108,6 @@ class Worker(threading.Thread):
         start = time.perf_counter()
         data_dir = self.config.data_path
         paths = output_paths(data_dir, job.id)
-        p = job.params
 
         def on_step(i: int, n: int) -> None:
             if self.stopping.is_set() or not self.store.set_progress(job.id, SAMPLING_SHARE * i // max(n, 1)):
@@ -119,17 +117,7 @@ class Worker(threading.Thread):
         try:
             if self.pipe is None:
                 raise RuntimeError(f"the model could not be loaded: {self.load_error}")
-            request = GenerateRequest(
-                prompt=job.prompt,
-                image=data_dir / p["image"] if p.get("image") else None,
-                audio=data_dir / p["audio"] if p.get("audio") else None,
-                seed=p["seed"],
-                steps=p.get("num_inference_steps"),
-                guidance=p.get("guidance_scale"),
-                seconds=p["seconds"],
-                width=p["width"],
-                height=p["height"],
-            )
+            request = job_request(job, data_dir)
             result = run_generate(self.pipe, request, paths["video"], callback=on_step)
             clip = read_video(paths["video"])
             save_image(paths["thumbnail"], clip.frames[0])
