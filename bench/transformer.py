@@ -20,7 +20,7 @@ import time
 import torch
 
 from happyhorse.model import CONFIGS, TransformerConfig, create_model
-from happyhorse.train.trainer import matmul_peak_flops
+from happyhorse.train.harness import matmul_peak_flops
 
 VIDEO, AUDIO, TEXT = 448, 84, 48
 

@@ -15,16 +15,7 @@ under $OUT (also every 500 steps, so a run cut short still returns its last chec
     python3 scripts/device_train.py 540 32 1 3e-4 --codec configs/video_codec_sharp.toml \
         --codec-init .gpu/codec_run      # or: the learned video codec, BATCH clips a step; $OUT/codec_run
                                          # comes back as a codec run (train-codec --init, `video_codec = RUN/codec`)
-    python3 scripts/device_train.py 540 128 2 5e-4 --init happyhorse/assets/default_model --seed 6 \
-        --recipe configs/default.toml configs/default_spatial.toml   # or: arms side by side (below)
     python scripts/device_train.py --assemble /work/.device/N RUN   # here: RUN/model from the shards
-                                                                    # (an arm's: /work/.device/N/ARM)
-
-Several `--recipe`s train side by side on the one GPU, each in its own process with an equal share of
-the loader cores, the same world seed (so the same clips, at the same noise where the recipes draw
-it alike) and the same budget: a treatment and its control from one device call, paired, instead of
-one call each. Each arm measures its own step rate while the others run, and its shards land under
-$OUT/ARM (ARM: the recipe's file name without `.toml`).
 
 Measured on one H200 (2026-11-26): 8.7 steps/s at batch 128 with 2 samples per clip and 14 loader
 workers, 3 577 steps in 474 s. That run used `enable_gqa` attention, which cuDNN pairs wrongly
@@ -35,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -43,17 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.time()
-ARM = ""  # this process's arm when several recipes train side by side: a prefix for its log lines
 
 
 def log(*parts) -> None:
-    print(f"[{time.time() - T0:5.0f}s]{ARM}", *parts, flush=True)
+    print(f"[{time.time() - T0:5.0f}s]", *parts, flush=True)
 
 
 def assemble(shards: Path, run: Path) -> None:
     """RUN/model (a model directory) from the EMA shards and config.json a device run sent back."""
     from happyhorse.train import TrainConfig
-    from happyhorse.train.trainer import build_run_pipeline
+    from happyhorse.train.trainer import build_run_components
 
     run.mkdir(parents=True, exist_ok=True)
     for f in shards.iterdir():
@@ -62,38 +51,33 @@ def assemble(shards: Path, run: Path) -> None:
     if "student_steps" in saved:  # a distillation run
         return assemble_student(run, saved)
     cfg = TrainConfig.from_dict(saved)
-    pipe = build_run_pipeline(cfg)
-    pipe.transformer.load_state_dict(load_shards(run))
-    pipe.save_pretrained(run / "model")
+    parts = build_run_components(cfg)
+    parts.transformer.load_state_dict(load_shards(run))
+    parts.save_pretrained(run / "model")
     log(f"wrote {run / 'model'}")
     # the weights must do here what they did there: the loss on training batches, on this CPU in
     # float32, beside the device's last logged loss (an attention backend that paired heads
     # differently there gave 0.40 here against 0.065 there)
     import torch
 
-    from happyhorse.train.trainer import StepBatches, prepare_step, step_loss
+    from happyhorse.train.data import StepBatches
+    from happyhorse.train.trainer import prepare_step, step_loss, world_of
 
-    model = pipe.transformer.float().eval()
+    model = parts.transformer.float().eval()
     check = TrainConfig.from_dict({**cfg.to_dict(), "batch_size": 16, "clip_repeats": 1, "precision": "float32"})
     losses = []
     for step in range(cfg.max_steps, cfg.max_steps + 4):  # steps the run never saw
-        inputs = prepare_step(check, pipe, next(iter(StepBatches(check, step, step + 1))), "cpu")
+        batch = next(iter(StepBatches(world_of(check), 16, check.seed, step, step + 1)))
         with torch.no_grad():
-            losses.append(float(step_loss(model, inputs, check, model.cfg.prediction)[0]))
+            losses.append(
+                float(step_loss(model, prepare_step(check, parts, batch, "cpu"), check, model.cfg.prediction)[0])
+            )
     here = sum(losses) / len(losses)
-    there = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()][-5:]
+    there = [r for r in (json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()) if "loss" in r][-5:]
     there = sum(r["loss"] for r in there) / len(there)
     log(f"loss on 64 fresh clips here {here:.4f}; last logged on the device {there:.4f}")
     if here > 1.5 * there:
         raise SystemExit(f"the assembled model does not reproduce the device's loss ({here:.4f} vs {there:.4f})")
-
-
-def kept_token_ids(bundle: Path) -> set[int]:
-    """The token ids whose embedding rows the bundle keeps (every other row is rebuilt as zeros)."""
-    from safetensors import safe_open
-
-    with safe_open(str(bundle / "minilm_pruned.safetensors"), "pt") as f:
-        return set(f.get_tensor("__kept_ids__").tolist())
 
 
 def rebuild_minilm(bundle: Path, target: Path = Path("/tmp/minilm")) -> set[int]:
@@ -270,71 +254,18 @@ def load_shards(run: Path) -> dict:
 
 
 def assemble_student(run: Path, cfg: dict) -> None:
-    """RUN/model from a device distillation: the default model's codecs, the student's weights and its
-    few-step defaults (the distillation loss says nothing comparable to check here)."""
-    from happyhorse.distill.dmd import student_scheduler
-    from happyhorse.pipeline import HappyHorsePipeline
+    """RUN/model from a device distillation: the teacher's codecs, the student's weights and its
+    few-step sampling (the distillation loss says nothing comparable to check here)."""
+    from happyhorse.components import Components
+    from happyhorse.distill import student_sampling
 
-    pipe = HappyHorsePipeline.from_pretrained(cfg["teacher"])
-    pipe.transformer.load_state_dict(load_shards(run))
-    steps = cfg["student_steps"]
-    pipe.scheduler = student_scheduler(pipe.scheduler, steps)
-    pipe.save_pretrained(run / "model")
+    parts = Components.from_pretrained(cfg["teacher"])
+    parts.transformer.load_state_dict(load_shards(run))
+    parts.sampling = student_sampling(parts.sampling, cfg["student_steps"])
+    parts.guide_transformer = None
+    parts.save_pretrained(run / "model")
     last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-    log(f"wrote {run / 'model'} ({steps} renoise steps, no guidance); last record {last}")
-
-
-ARM_RATES = Path("/tmp/arm_rates")
-
-
-def slowest_arm_rate(arm: str, rate: float, arms: int, wait_s: float = 120) -> float:
-    """The slowest of the arms' bench rates, once all have one (at most `wait_s` of waiting): arms that
-    start unevenly bench unevenly, and one schedule for all keeps the pair's cosines alike."""
-    (ARM_RATES / f"{arm}.rate.tmp").write_text(str(rate))
-    os.replace(ARM_RATES / f"{arm}.rate.tmp", ARM_RATES / f"{arm}.rate")
-    deadline = time.time() + wait_s
-    while len(list(ARM_RATES.glob("*.rate"))) < arms and time.time() < deadline:
-        time.sleep(1)
-    rates = {f.stem: float(f.read_text()) for f in ARM_RATES.glob("*.rate")}
-    log(f"arms' bench rates {rates}; all plan at the slowest")
-    return min(rates.values())
-
-
-def run_arms(args, out: Path) -> None:
-    """Train each of `args.recipe` in its own process at once, on the same GPU, with the same seed and
-    budget and an equal share of the loader cores; each arm's files land under out/ARM."""
-    names = [Path(r).stem for r in args.recipe]
-    if len(set(names)) < len(names):
-        raise SystemExit(f"--recipe: two recipes share a file name ({names}); each arm is named by its file")
-    if args.codec is not None or args.distill is not None or args.codec_init is not None:
-        raise SystemExit(
-            "--recipe: several recipes train transformers side by side; not with --codec, --codec-init or --distill"
-        )
-    missing = [r for r in args.recipe if not (ROOT / r).is_file()]
-    if missing:
-        raise SystemExit(f"--recipe: not found in the repo: {missing}")
-    rebuild_minilm(ROOT / ".gpu")  # once, before the arms read it
-    shutil.rmtree(ARM_RATES, ignore_errors=True)
-    ARM_RATES.mkdir(parents=True)
-    workers = args.workers if args.workers is not None else max(1, ((os.cpu_count() or 4) - 2) // len(names))
-    budget = args.budget - (time.time() - T0)
-    common = [str(args.batch), str(args.repeats), str(args.lr), "--seed", str(args.seed), "--workers", str(workers)]
-    common += ["--arms", str(len(names))]
-    for flag, value in (("--init", args.init), ("--warmup", args.warmup), ("--rate", args.rate)):
-        if value is not None:
-            common += [flag, str(value)]
-    log(f"{len(names)} arms side by side, {workers} loader workers each: {names}")
-    arms = [
-        subprocess.Popen(
-            [sys.executable, __file__, f"{budget:.0f}", *common, "--recipe", recipe, "--arm", name],
-            env={**os.environ, "OUT": str(out / name)},
-        )
-        for name, recipe in zip(names, args.recipe, strict=True)
-    ]
-    codes = {name: arm.wait() for name, arm in zip(names, arms, strict=True)}
-    log("arms' exit codes", codes)
-    if any(codes.values()):
-        raise SystemExit(f"arms failed: {[n for n, c in codes.items() if c]}")
+    log(f"wrote {run / 'model'} ({cfg['student_steps']} renoise steps, no guidance); last record {last}")
 
 
 def main() -> None:
@@ -350,17 +281,10 @@ def main() -> None:
     parser.add_argument(
         "--distill", type=int, default=None, metavar="K", help="instead: DMD-2 of the shipped model to K steps"
     )
-    parser.add_argument(
-        "--recipe",
-        nargs="+",
-        default=["configs/default.toml"],
-        help="the training config, in the repo; several: arms trained side by side, one process each",
-    )
+    parser.add_argument("--recipe", default="configs/default.toml", help="the training config, in the repo")
     parser.add_argument(
         "--workers", type=int, default=None, help="training's loader workers (default: all cores but two)"
     )
-    parser.add_argument("--arm", default="", help=argparse.SUPPRESS)  # set by run_arms for its children:
-    parser.add_argument("--arms", type=int, default=1, help=argparse.SUPPRESS)  # this arm's name, how many
     parser.add_argument("--codec", metavar="CONFIG", help="instead: train a learned video codec (train-codec config)")
     parser.add_argument("--codec-init", metavar="RUN", help="with --codec: a carried codec run to go on from")
     parser.add_argument("--fake-updates", type=int, default=5, help="with --distill: fake updates per student update")
@@ -368,11 +292,6 @@ def main() -> None:
     sys.path[:0] = [str(ROOT / ".gpu" / "site"), str(ROOT)]
     out = Path(os.environ.get("OUT", "/tmp/out"))
     out.mkdir(parents=True, exist_ok=True)
-    if len(args.recipe) > 1:
-        run_arms(args, out)
-        return
-    global ARM
-    ARM = f" {args.arm}:" if args.arm else ""
     import torch
 
     log("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")
@@ -380,16 +299,15 @@ def main() -> None:
     if args.codec is not None:  # no text encoder: the codec sees frames only
         codec_on_device(args, out)
         return
-    # arms share the MiniLM their parent rebuilt; only the ids are needed to count unknown tokens
-    misses = check_tokens(kept_token_ids(ROOT / ".gpu") if args.arm else rebuild_minilm(ROOT / ".gpu"))
+    misses = check_tokens(rebuild_minilm(ROOT / ".gpu"))
     if args.distill is not None:
         distill_on_device(args, out)
         log("prompts with unknown tokens", misses)
         return
     from happyhorse.train import load_config, train
 
-    recipe = str(ROOT / args.recipe[0])
-    scratch = Path("/tmp") / (f"arm_{args.arm}" if args.arm else "")
+    recipe = str(ROOT / args.recipe)
+    scratch = Path("/tmp")
     base = {
         "batch_size": args.batch,
         "clip_repeats": args.repeats,
@@ -405,12 +323,10 @@ def main() -> None:
     if rate is None:
         bench = scratch / "bench"
         shutil.rmtree(bench, ignore_errors=True)  # a warm machine keeps /tmp between calls
-        train(load_config(recipe, {**base, "checkpoint_every": 10**6}), bench, max_steps=80, progress=False)
+        train(load_config(recipe, {**base, "checkpoint_every": 10**6}), bench, max_steps=80)
         records = [json.loads(x) for x in (bench / "log.jsonl").read_text().splitlines()]
         rate = sum(r["steps_per_s"] for r in records[-2:]) / 2
         log(f"bench: {rate:.2f} steps/s at batch {args.batch} x{args.repeats}; last {records[-1]}")
-        if args.arm:
-            rate = slowest_arm_rate(args.arm, rate, args.arms)
     # 2. the run: warm-up and cosine over the steps that fit the rest of the budget
     remaining = args.budget - (time.time() - T0) - 40
     steps = int(rate * remaining * 0.95)
@@ -422,7 +338,7 @@ def main() -> None:
     log(f"run: {steps} steps planned in {remaining:.0f}s")
     stop = threading.Event()
     threading.Thread(target=export_while_training, args=(run, out, stop), daemon=True).start()
-    summary = train(cfg, run, minutes=remaining / 60, progress=False)
+    summary = train(cfg, run, minutes=remaining / 60)
     stop.set()
     log(f"reached step {summary['step']} of {steps} planned")
     export(run, out, "final")

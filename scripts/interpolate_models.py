@@ -10,8 +10,8 @@ line between the two, which `bench/sampling_defaults.py` then measures point by 
 An alpha past 1 extrapolates: the midpoint M of A and a fine-tune F is shipped and A is in git, so
 `interpolate_models.py A M 2` rebuilds F = 2 M - A (to float16 rounding) where F itself was not kept.
 
-Everything but the transformer's weights (codecs, text encoder, sampling defaults) comes from A, except
-a guide model and a refiner: the result has neither, and autoguidance off (each is chosen for one model).
+Everything but the transformer's weights (codecs, text encoder, sampling config) comes from A, except
+a guide model: the result has none, and no autoguidance term (a guide is chosen for one model).
 The weights are computed in float32 and written in float32 (ship_default_model.py stores float16).
 """
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from happyhorse.pipeline import HappyHorsePipeline
+from happyhorse.components import Components
+from happyhorse.diffusion.guidance import AutoGuidance
 
 
 def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -50,25 +51,19 @@ def main() -> None:
     loaded = {}
     for name in ("a", "b"):
         try:
-            loaded[name] = HappyHorsePipeline.from_pretrained(getattr(args, name))
+            loaded[name] = Components.from_pretrained(getattr(args, name))
         except (FileNotFoundError, ValueError) as exc:
             parser.error(f"{name}: {exc}")
-    pipe, other = loaded["a"], loaded["b"]
-    if pipe.transformer.cfg != other.transformer.cfg:
-        parser.error(f"b: its transformer config differs from a's ({other.transformer.cfg} vs {pipe.transformer.cfg})")
-    mixed = interpolate(pipe.transformer.state_dict(), other.transformer.state_dict(), args.alpha)
-    pipe.transformer.float().load_state_dict(mixed)
+    parts, other = loaded["a"], loaded["b"]
+    if parts.transformer.cfg != other.transformer.cfg:
+        parser.error(f"b: its transformer config differs from a's ({other.transformer.cfg} vs {parts.transformer.cfg})")
+    mixed = interpolate(parts.transformer.state_dict(), other.transformer.state_dict(), args.alpha)
+    parts.transformer.float().load_state_dict(mixed)
     # a guide belongs to the model it was chosen for: the new weights get none (ship_default_model --guide)
-    pipe.set_guide(None)
-    pipe.refiner = None  # so does a refiner, trained on one model's samples
-    pipe.scheduler = replace(
-        pipe.scheduler,
-        autoguidance_scale=1.0,
-        audio_autoguidance_scale=1.0,
-        guide_skip_blocks=(),
-        guide_frame_local_blocks=(),
-    )
-    pipe.save_pretrained(args.out)
+    parts.guide_transformer = None
+    terms = tuple(t for t in parts.sampling.guidance if not isinstance(t, AutoGuidance))
+    parts.sampling = replace(parts.sampling, guidance=terms)
+    parts.save_pretrained(args.out)
     print(f"wrote {args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}")
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from happyhorse.pipeline import DEFAULT_MODEL_DIR, HappyHorsePipeline
+from happyhorse.components import DEFAULT_MODEL_DIR
+from happyhorse.pipeline import HappyHorsePipeline
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -15,7 +16,7 @@ def test_default_model_on_a_cuda_gpu_in_bf16_matches_the_cpu():
     """Every attention backend a GPU may pick must pair query and kv heads as the CPU does. On an H200
     (torch 2.11), cuDNN attention with `enable_gqa=True` did not: this model's outputs moved by 1.4 there
     (0.006 with the heads expanded by hand), and a model trained there was noise on the CPU."""
-    from happyhorse.pipeline import sequence_positions
+    from happyhorse.model.positions import sequence_positions
     from happyhorse.world import WorldConfig, make_clip
 
     pipe = HappyHorsePipeline.from_pretrained(DEFAULT_MODEL_DIR)

@@ -1,4 +1,5 @@
-"""`happyhorse train`, `train-codec`, `train-refiner`, `distill`: training runs."""
+"""`happyhorse train`, `train-codec`, `distill`: training runs, all in one run loop
+(happyhorse/train/harness.py); this module adds the progress bar and the preview clips."""
 
 from __future__ import annotations
 
@@ -8,6 +9,51 @@ import typer
 
 from .common import app, console, output_dir, progress
 
+PREVIEW_SEEDS = (0, 1, 2, 3)  # test-split clips whose captions (and, for odd seeds, first frames) are previewed
+
+
+def write_previews(model_dir: Path, directory: Path) -> None:
+    """Preview clips of an exported model: test-split prompts in T2V, and TI2V from the clip's frame 0."""
+    from ..media import save_video
+    from ..pipeline import HappyHorsePipeline
+    from ..world import WorldConfig, make_clip
+
+    pipe = HappyHorsePipeline.from_pretrained(model_dir)
+    d = pipe.defaults
+    world = WorldConfig(d["width"], d["height"], d["fps"], d["seconds"], pipe.audio_codec.sample_rate,
+                        pipe.audio_codec.channels)  # fmt: skip
+    for seed in PREVIEW_SEEDS:
+        clip = make_clip(seed, "test", world, ground_truth=False)
+        result = pipe(clip.caption, image=clip.frames[0] if seed % 2 else None, seed=seed)
+        name = f"{seed:02d}_{result.mode}"
+        save_video(directory / f"{name}.mp4", result.frames[0], result.fps, result.audio[0], result.sample_rate)
+        (directory / f"{name}.txt").write_text(clip.caption + "\n")
+
+
+class _Bar:
+    """A progress bar the run loop advances (`progress(step, end)`), started on its first step."""
+
+    def __init__(self, what: str):
+        self.what, self.bar, self.task = what, None, None
+
+    def __call__(self, step: int, end: int) -> None:
+        if self.bar is None:
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task(self.what, total=end, completed=step - 1)
+        self.bar.update(self.task, completed=step, total=end)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _init_error(exc: Exception) -> typer.BadParameter:
+    """An `init_from: ...` error of the API as the --init option's."""
+    if "init_from" not in str(exc):
+        raise exc
+    return typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init")
+
 
 @app.command("train")
 def train_command(
@@ -16,9 +62,6 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
     max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
     minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
-    anneal_steps: int = typer.Option(
-        None, min=1, help="Cool down from the step resumed from: lr falls linearly to 2 % over N steps, then stop."
-    ),
     init_from: Path = typer.Option(
         None, "--init", help="Fine-tune: start from this model directory's weights (same architecture)."
     ),
@@ -31,14 +74,18 @@ def train_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
     output_dir(out, "--out")
+
+    def previews(model_dir: Path, step: int, last: bool) -> None:
+        if cfg.sample_every and (step % cfg.sample_every == 0 or last):
+            write_previews(model_dir, out / "samples" / f"step_{step:06d}")
+
+    bar = _Bar("training")
     try:
-        summary = train(
-            cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print, anneal_steps=anneal_steps
-        )
+        summary = train(cfg, out, resume, max_steps, minutes, log=console.print, progress=bar, on_export=previews)
     except (FileNotFoundError, ValueError) as exc:
-        if "init_from" not in str(exc):
-            raise
-        raise typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init") from None
+        raise _init_error(exc) from None
+    finally:
+        bar.stop()
     if summary.get("log"):
         console.print(f"step {summary['step']}: loss {summary['log']['loss']:.4f}; model in {out}/model")
 
@@ -60,8 +107,6 @@ def train_codec_command(
     """Train the learned video codec (an autoencoder) on world clips; a training config names DIR/codec."""
     import tomllib
 
-    from rich.progress import Progress
-
     from ..train.codec import load_codec_config, train_codec
 
     overrides = {}
@@ -75,66 +120,22 @@ def train_codec_command(
         cfg = load_codec_config(config, overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    if init_from is not None and not (init_from / "checkpoint" / "state.json").is_file():
+        raise typer.BadParameter(f"{init_from} is not a codec run directory (no checkpoint/)", param_hint="--init")
     output_dir(out, "--out")
-    with Progress(console=console) as bar:
-        task = bar.add_task("codec", total=max_steps or cfg.max_steps)
-        try:
-            summary = train_codec(
-                cfg,
-                out,
-                resume=resume,
-                max_steps=max_steps,
-                minutes=minutes,
-                log=console.print,
-                progress=lambda step, end: bar.update(task, completed=step, total=end),
-                init_from=init_from,
-            )
-        except (FileNotFoundError, ValueError) as exc:
-            if "init_from" not in str(exc):
-                raise
-            raise typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init") from None
-    if summary:
-        console.print(
-            f"step {summary.get('step')}: PSNR {summary.get('psnr', float('nan')):.2f} dB "
-            f"(objects {summary.get('object_psnr', float('nan')):.2f} dB); codec in {out}/codec"
-        )
-
-
-@app.command("train-refiner")
-def train_refiner_command(
-    config: Path = typer.Argument(..., help="A .toml/.json refiner config (e.g. configs/refiner.toml)."),
-    model: Path = typer.Option(None, help="The model whose samples it learns to redraw (default: the embedded one)."),
-    out: Path = typer.Option(Path("runs/refiner"), help="Run directory (resumes); DIR/refiner is the trained refiner."),
-    minutes: float = typer.Option(None, min=0.01, help="Stop training (and checkpoint) after this much wall time."),
-    max_steps: int = typer.Option(
-        None, min=1, help="Training steps in all (default: the config's); more extends a finished run."
-    ),
-) -> None:
-    """Train a refiner that redraws a model's decoded frames, from its own SDEdit samples of world clips."""
-    from ..train.refiner import RunDirectoryError, load_refiner_config, run_refiner
-
-    if model is not None and not (model / "model_index.json").is_file():
-        raise typer.BadParameter(f"{model} is not a model directory (no model_index.json)", param_hint="--model")
+    bar = _Bar("codec")
     try:
-        cfg = load_refiner_config(config, {"max_steps": max_steps} if max_steps else None)
-    except (TypeError, ValueError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
-    output_dir(out, "--out")
-    with progress() as bar:
-        tasks = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        try:
-            refiner = run_refiner(cfg, model, out, minutes=minutes, log=console.print, progress=report)
-        except RunDirectoryError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--out") from None
-        except ValueError as exc:  # a setting the pairs cannot meet (window, validation_clips)
-            raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
-    console.print(f"refiner in {refiner}: python scripts/ship_default_model.py MODEL --refiner {refiner}")
+        summary = train_codec(cfg, out, resume, max_steps, minutes, console.print, bar, init_from=init_from)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _init_error(exc) from None
+    finally:
+        bar.stop()
+    figures = summary.get("export") or {}
+    if figures:
+        console.print(
+            f"step {summary['step']}: PSNR {figures['psnr']:.2f} dB (objects {figures['object_psnr']:.2f} dB); "
+            f"codec in {out}/codec"
+        )
 
 
 @app.command("distill")
@@ -142,7 +143,9 @@ def distill_command(
     teacher: Path = typer.Option(None, help="Model directory to distill (default: the embedded default model)."),
     out: Path = typer.Option(Path("runs/distill"), help="Run directory; DIR/model is the few-step model."),
     steps: int = typer.Option(4, min=1, max=64, help="The student's sampling steps (renoise, no guidance)."),
-    guidance: float = typer.Option(None, min=0.0, max=30.0, help="The teacher's guidance (default: its own)."),
+    guidance: float = typer.Option(
+        None, min=0.0, max=30.0, help="The teacher's classifier-free guidance (default: its own)."
+    ),
     batch_size: int = typer.Option(8, min=1, help="Clips per student update."),
     lr: float = typer.Option(1e-5, min=1e-9, max=1.0, help="Student and fake-denoiser learning rate."),
     fake_updates: int = typer.Option(5, min=1, max=50, help="Fake-denoiser updates per student update."),
@@ -177,10 +180,13 @@ def distill_command(
         precision=precision,
     )
     output_dir(out, "--out")
+    bar = _Bar("distilling")
     try:
-        summary = distill(cfg, out, resume=resume, max_steps=max_steps, minutes=minutes, log=console.print)
+        summary = distill(cfg, out, resume, max_steps, minutes, log=console.print, progress=bar)
     except ValueError as exc:
         if not str(exc).startswith("out: "):
             raise
         raise typer.BadParameter(str(exc).removeprefix("out: "), param_hint="--out") from None
+    finally:
+        bar.stop()
     console.print(f"step {summary['step']}: few-step model in {out}/model ({steps} steps, no guidance)")

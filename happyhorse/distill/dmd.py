@@ -1,51 +1,49 @@
 """DMD-2 few-step distillation (Yin et al. 2024, "Improved Distribution Matching Distillation").
 
 A student G, initialised from the teacher, makes a clip in K steps of the `renoise` sampler with no
-guidance (one forward per step instead of a guided sampler's two). Its training signal is the gap
-between two denoisers' x0 predictions on its own outputs, re-noised to a random level: the teacher
-with classifier-free guidance (the score of the distribution we want) and a "fake" denoiser trained
-online, by the teacher's flow loss, on the student's outputs (the score of the distribution we have).
-Moving each output along (fake - real) moves the student's distribution toward the guided teacher's.
+guidance (one forward per step instead of a guided sampler's two or three). Its training signal is the
+gap between two denoisers' x0 predictions on its own outputs, re-noised to a random level: the teacher
+guided as its model directory says (classifier-free guidance, and autoguidance by its guide model,
+each at its scales and noise interval: the distribution we want) and a "fake" denoiser trained online,
+by the teacher's flow loss, on the student's outputs (the distribution we have). Moving each output
+along (fake - real) moves the student's distribution toward the guided teacher's.
 
 From DMD-2 we take: no regression loss, several fake updates per student update (two time-scale
 rule), and training inputs from the student's own backward simulation (the partly denoised inputs it
-meets when sampling). Left out: its GAN head (it needs real-data features and a discriminator; noted
-as the next step). Simplification: the fake updates of a step reuse that step's student outputs, each
-at a fresh noise level, instead of drawing new outputs (each would cost up to K student forwards).
+meets when sampling). Left out: its GAN head (it needs real-data features and a discriminator).
+Simplification: the fake updates of a step reuse that step's student outputs, each at a fresh noise
+level, instead of drawing new outputs (each would cost up to K student forwards).
 
 Video and audio are distilled together; given tokens (a first frame, a soundtrack) are conditions,
-never moved, as in training. Everything random derives from (seed, step), so a resumed run
-continues the same curve.
+never moved, as in training. Everything random derives from (seed, step), so a resumed run continues
+the same curve. The run loop is training's (happyhorse/train/harness.py).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
 
+from ..components import Components
 from ..diffusion import add_noise, flow_loss, get_schedule, predicted_x0
-from ..media import atomic_directory, write_json_atomic
-from ..pipeline import HappyHorsePipeline, SchedulerConfig, sequence_positions
-from ..train.checkpoint import optimizer_state, optimizer_tensors
-from ..train.config import TrainConfig, precision_of_old_runs, precision_problem
-from ..train.trainer import StepBatches, autocasts, sample_generator, update_ema
+from ..diffusion.sampling import SamplingConfig
+from ..model.positions import sequence_positions
+from ..train import harness
+from ..train.config import RunConfig
+from ..train.data import StepBatches, loader, sample_generator
+from ..world import WorldConfig
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunConfig):
     teacher: str | None = None  # a model directory; None: the embedded default model
     student_steps: int = 4  # K: the student's sampling steps (renoise sampler, no guidance)
-    guidance_scale: float | None = None  # the teacher's video guidance (default: its own)
+    guidance_scale: float | None = None  # the teacher's classifier-free scales (default: its own)
     audio_guidance_scale: float | None = None
     batch_size: int = 8
     lr: float = 1e-5  # student
@@ -53,51 +51,29 @@ class DistillConfig:
     betas: tuple[float, float] = (0.0, 0.99)  # DMD-2's Adam: no first-moment smoothing of a moving target
     fake_updates: int = 5  # fake-denoiser updates per student update
     max_steps: int = 1000
-    grad_clip: float = 1.0
     ema_decay: float = 0.99
+    checkpoint_every: int = 50
     sigma_min: float = 0.02  # where the two denoisers are compared
     sigma_max: float = 0.98
     audio_loss_weight: float = 1.0
     p_image: float = 0.3  # chance a sample is given its first frame (TI2V)
     p_audio: float = 0.3  # chance a sample is given its soundtrack (TA2V)
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 50
-    num_workers: int = 1
-    precision: str = "auto"  # the three models' forwards under bfloat16 autocast, as TrainConfig.precision
 
     def __post_init__(self):
+        super().__post_init__()
         self.betas = tuple(self.betas)
-        if problem := precision_problem(self.precision):
-            raise ValueError(f"precision: {problem}")
         if self.student_steps < 1:
             raise ValueError(f"student_steps: must be >= 1, got {self.student_steps}")
-        counts = ("batch_size", "max_steps", "fake_updates", "log_every", "checkpoint_every")
-        if any(getattr(self, name) < 1 for name in counts):
-            raise ValueError(f"{', '.join(counts)}: must be >= 1, got {[getattr(self, n) for n in counts]}")
-        if self.num_workers < 0 or not 0.0 <= self.ema_decay < 1.0 or self.grad_clip <= 0:
-            raise ValueError("num_workers must be >= 0, ema_decay in [0, 1) and grad_clip > 0")
+        if self.batch_size < 1 or self.fake_updates < 1:
+            raise ValueError(f"batch_size and fake_updates must be >= 1, got {self.batch_size}, {self.fake_updates}")
         for name in ("p_image", "p_audio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.lr <= 0 or self.fake_lr <= 0:
-            raise ValueError(f"lr and fake_lr must be > 0, got {self.lr} and {self.fake_lr}")
+        if self.fake_lr <= 0:
+            raise ValueError(f"fake_lr must be > 0, got {self.fake_lr}")
         if not 0.0 < self.sigma_min < self.sigma_max < 1.0:
             raise ValueError(f"sigma_min/sigma_max: need 0 < min < max < 1, got {self.sigma_min}/{self.sigma_max}")
-        for name in ("guidance_scale", "audio_guidance_scale"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 30.0:
-                raise ValueError(f"{name}: must be in [0, 30], got {value}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DistillConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown distillation config keys: {sorted(unknown)}")
-        return cls(**d)
+        SamplingConfig().with_overrides(None, self.guidance_scale, self.audio_guidance_scale)  # checks the scales
 
 
 @dataclass
@@ -108,7 +84,7 @@ class Conditions:
     audio_x0: torch.Tensor  # [B, Na, Ca]
     video_clean: torch.Tensor  # [B, Nv] bool
     audio_clean: torch.Tensor  # [B, Na] bool
-    text: torch.Tensor  # [2B, L, D]: the captions, then the empty prompt (the teacher's guidance)
+    text: torch.Tensor  # [2B, L, D]: the captions, then the empty prompt (classifier-free guidance)
     text_mask: torch.Tensor
     positions: torch.Tensor
 
@@ -120,26 +96,15 @@ class Conditions:
         )
 
 
-def world_config(pipe: HappyHorsePipeline, cfg: DistillConfig) -> TrainConfig:
+def world_config(parts: Components) -> WorldConfig:
     """The world clips (prompts and conditions) at the teacher's own size and rate."""
-    vc, ac, d = pipe.video_codec, pipe.audio_codec, pipe.defaults
-    return TrainConfig(
-        text_encoder="hash",  # unused: the teacher's encoder encodes the prompts
-        video_patch=(vc.patch_t, vc.patch_h, vc.patch_w),
-        width=d["width"],
-        height=d["height"],
-        fps=d["fps"],
-        num_frames=vc.num_frames(max(1, round(d["seconds"] * d["fps"]))),
-        sample_rate=ac.sample_rate,
-        channels=ac.channels,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        num_workers=cfg.num_workers,
-    )
+    vc, ac, d = parts.video_codec, parts.audio_codec, parts.defaults
+    num_frames = vc.num_frames(max(1, round(d["seconds"] * d["fps"])))
+    return WorldConfig(d["width"], d["height"], d["fps"], num_frames / d["fps"], ac.sample_rate, ac.channels)
 
 
-def prepare_conditions(cfg: DistillConfig, pipe: HappyHorsePipeline, batch: dict, device) -> Conditions:
-    vc, ac = pipe.video_codec, pipe.audio_codec
+def prepare_conditions(cfg: DistillConfig, parts: Components, batch: dict, device) -> Conditions:
+    vc, ac = parts.video_codec, parts.audio_codec
     b = batch["video"].shape[0]
     grid = vc.latent_shape(*batch["video"].shape[1:4])
     video_x0 = vc.encode(batch["video"]).reshape(b, -1, vc.latent_dim)
@@ -152,38 +117,22 @@ def prepare_conditions(cfg: DistillConfig, pipe: HappyHorsePipeline, batch: dict
             vclean[k, : grid[1] * grid[2]] = True  # latent frame 0: the given first image
         if u[1] < cfg.p_audio:
             aclean[k] = True
-    text, text_mask = pipe.text_encoder.encode(list(batch["captions"]) + [""] * b)  # one call pads both alike
-    positions = sequence_positions(grid, audio_x0.shape[1], text.shape[1], vc, ac, pipe.defaults["fps"])
-    parts = (video_x0, audio_x0, vclean, aclean, text, text_mask, positions)
-    return Conditions(*(t.to(device) for t in parts))
+    text, text_mask = parts.text_encoder.encode(list(batch["captions"]) + [""] * b)  # one call pads both alike
+    positions = sequence_positions(grid, audio_x0.shape[1], text.shape[1], vc, ac, parts.defaults["fps"])
+    return Conditions(*(t.to(device) for t in (video_x0, audio_x0, vclean, aclean, text, text_mask, positions)))
 
 
-def denoised(
-    model,
-    video,
-    audio,
-    cond: Conditions,
-    sigma: torch.Tensor,
-    guidance=(1.0, 1.0),
-    interval=(0.0, 1.0),
-    autocast: bool | None = None,
-):
-    """x0 predictions of `model` for the batch at per-sample noise levels sigma [B]; with guidance
-    other than 1 on either modality, classifier-free guidance against the empty prompt for the samples
-    whose sigma lies in `interval` (the teacher's own guidance interval, as its sampler guides).
-    `autocast`: the forward under bfloat16 autocast (None: on a GPU only); the x0s are float32."""
-    b = video.shape[0]
-    use_cfg = guidance != (1.0, 1.0)
-    reps = 2 if use_cfg else 1
+def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, uncond: bool = False, autocast=False):
+    """x0 predictions [video, audio] (float32) of `model` for the batch at per-sample noise levels sigma
+    [B]: for the captions, or with `uncond` for the captions and then the empty prompt ([2B, ...])."""
+    b, reps = video.shape[0], 2 if uncond else 1
     token_sigma = torch.cat([(~cond.video_clean).float(), (~cond.audio_clean).float()], dim=1) * sigma[:, None]
-    text, text_mask = (cond.text, cond.text_mask) if use_cfg else (cond.text[:b], cond.text_mask[:b])
-    enabled = video.device.type == "cuda" if autocast is None else autocast
-    with torch.autocast(video.device.type, torch.bfloat16, enabled=enabled):
+    with torch.autocast(video.device.type, torch.bfloat16, enabled=autocast):
         out = model(
             video.repeat(reps, 1, 1),
             audio.repeat(reps, 1, 1),
-            text,
-            text_mask,
+            cond.text[: reps * b],
+            cond.text_mask[: reps * b],
             cond.positions,
             cond.video_clean.repeat(reps, 1),
             cond.audio_clean.repeat(reps, 1),
@@ -191,13 +140,33 @@ def denoised(
         )
     s = sigma.repeat(reps)[:, None, None]
     prediction = model.cfg.prediction
-    x0v = predicted_x0(out.video.float(), video.repeat(reps, 1, 1), s, prediction)
-    x0a = predicted_x0(out.audio.float(), audio.repeat(reps, 1, 1), s, prediction)
-    if use_cfg:
-        inside = ((sigma >= interval[0]) & (sigma <= interval[1]))[:, None, None]
-        x0v = torch.where(inside, x0v[b:] + guidance[0] * (x0v[:b] - x0v[b:]), x0v[:b])
-        x0a = torch.where(inside, x0a[b:] + guidance[1] * (x0a[:b] - x0a[b:]), x0a[:b])
-    return x0v, x0a
+    return [
+        predicted_x0(o.float(), x.repeat(reps, 1, 1), s, prediction)
+        for o, x in ((out.video, video), (out.audio, audio))
+    ]
+
+
+def guided(teacher, guide, sampling: SamplingConfig, video, audio, cond: Conditions, sigma, autocast=False):
+    """The teacher's x0 [video, audio] as its sampler makes it: each guidance term of `sampling` pushes
+    the samples whose noise level lies in the term's interval (classifier-free guidance from the empty
+    prompt's prediction, autoguidance from the guide model's conditional one; diffusion/guidance.py)."""
+    b = video.shape[0]
+    cfg, auto = sampling.classifier_free, sampling.autoguidance
+    both = denoised(teacher, video, audio, cond, sigma, uncond=cfg is not None, autocast=autocast)
+    cond_x0 = [x[:b] for x in both]
+    x0 = cond_x0
+    if cfg is not None:
+        x0 = _where(sigma, cfg.interval, cfg.combine(cond_x0, [x[b:] for x in both]), x0)
+    if auto is not None:
+        weaker = denoised(guide, video, audio, cond, sigma, autocast=autocast)
+        x0 = _where(sigma, auto.interval, auto.combine(x0, cond_x0, weaker), x0)
+    return x0
+
+
+def _where(sigma, interval, pushed, x0):
+    """`pushed` for the samples whose sigma lies in `interval`, `x0` for the others."""
+    inside = ((sigma >= interval[0]) & (sigma <= interval[1]))[:, None, None]
+    return [torch.where(inside, p, x) for p, x in zip(pushed, x0, strict=True)]
 
 
 def dmd_loss(x0: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
@@ -215,12 +184,11 @@ def dmd_loss(x0: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, generated
     return 0.5 * (((x0 - target) ** 2) * mask).sum((1, 2)) / count
 
 
-def student_outputs(
-    student, cond: Conditions, sigmas: list[float], k: int, g: torch.Generator, device, autocast: bool | None = None
-):
+def student_outputs(student, cond: Conditions, sigmas: list[float], k: int, g: torch.Generator, autocast=False):
     """The student's x0 from step k of its own K-step sampling (steps before k without gradients)."""
     b, nv, cv = cond.video_x0.shape
     na, ca = cond.audio_x0.shape[1:]
+    device = cond.video_x0.device
     ones = torch.ones(b, device=device)
     video, audio = cond.impose(
         torch.randn(b, nv, cv, generator=g, device=device), torch.randn(b, na, ca, generator=g, device=device)
@@ -235,17 +203,130 @@ def student_outputs(
     return cond.impose(*denoised(student, video, audio, cond, sigmas[k] * ones, autocast=autocast))
 
 
-def comparison_sigmas(cfg: DistillConfig, b: int, g: torch.Generator, device) -> torch.Tensor:
-    """Noise levels [B] where the denoisers meet the student's outputs: uniform in [sigma_min, sigma_max]."""
-    return (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=g)).to(device)
-
-
 def noised(cond: Conditions, x0v, x0a, sigma, g: torch.Generator):
     nv = torch.randn(x0v.shape, generator=g, device=x0v.device)
     na = torch.randn(x0a.shape, generator=g, device=x0a.device)
     s = sigma[:, None, None]
     video, audio = cond.impose(add_noise(x0v, nv, s), add_noise(x0a, na, s))
     return video, audio, nv, na
+
+
+def student_sampling(teacher: SamplingConfig, steps: int) -> SamplingConfig:
+    """How a student samples: `steps` renoise steps at the teacher's schedule shift, from independent
+    noise (as it was trained), with no guidance of any kind (so no guide model) and no restart."""
+    return SamplingConfig(sampler="renoise", num_inference_steps=steps, shift=teacher.shift, guidance=())
+
+
+class DistributionMatching(harness.Objective):
+    """DMD-2's objective: the student's loss is `dmd_loss` against the guided teacher; after each student
+    step the fake denoiser takes `fake_updates` flow-matching steps on the student's outputs. The export
+    is the EMA student as a model directory that samples in K renoise steps without guidance."""
+
+    name = "dmd2"
+    curves = ("fake_loss", "teacher_gap")
+
+    def __init__(self, cfg: DistillConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.autocast = harness.autocasts(cfg.precision, device)
+        self.parts = Components.from_pretrained(cfg.teacher)
+        self.parts.text_encoder.to(device)  # the frozen text encoder runs where the models do
+        self.teacher = self.parts.transformer.float().eval().requires_grad_(False).to(device)
+        guide = self.parts.guide_transformer
+        self.guide = guide.float().eval().requires_grad_(False).to(device) if guide is not None else None
+        self.sampling = self.parts.sampling.with_overrides(None, cfg.guidance_scale, cfg.audio_guidance_scale)
+        self.model = copy.deepcopy(self.teacher).train().requires_grad_(True)  # the student
+        self.fake = copy.deepcopy(self.teacher).train().requires_grad_(True)
+        self.sigmas = get_schedule(cfg.student_steps, self.parts.sampling.shift)
+
+    def modules(self):
+        return {"fake": self.fake}
+
+    def optimizers(self):
+        cfg = self.cfg
+        self._fake_optimizer = torch.optim.Adam(self.fake.parameters(), lr=cfg.fake_lr, betas=cfg.betas)
+        return {
+            "model": torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas),
+            "fake": self._fake_optimizer,
+        }
+
+    def learning_rate(self, step):
+        return self.cfg.lr
+
+    def batches(self, start, end, rank, world_size):
+        data = StepBatches(world_config(self.parts), self.cfg.batch_size, self.cfg.seed, start, end)
+        return loader(data, self.cfg.num_workers)
+
+    def _generator(self, step: int) -> tuple[torch.Generator, torch.Generator]:
+        """The step's stream on the CPU (levels, k) and where the models run (noise: a CPU draw copied to a
+        GPU costs a step several times)."""
+        g = sample_generator(self.cfg.seed, step, STEP_STREAM)
+        if self.device.type == "cpu":
+            return g, g
+        return g, torch.Generator(self.device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+
+    def _sigmas(self, b: int) -> torch.Tensor:
+        """Noise levels [B] where the denoisers meet the student's outputs: uniform in [sigma_min, sigma_max]."""
+        cfg = self.cfg
+        return (cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(b, generator=self.g)).to(self.device)
+
+    def loss(self, net, batch):
+        cfg = self.cfg
+        self.g, self.gn = self._generator(batch["step"])
+        cond = self.cond = prepare_conditions(cfg, self.parts, batch, self.device)
+        generated = self.generated = (~cond.video_clean, ~cond.audio_clean)
+        self.has_audio = generated[1].any(-1).float()
+        # 1. the student's outputs, from a random step of its own sampling
+        k = int(torch.randint(cfg.student_steps, (1,), generator=self.g))
+        x0v, x0a = student_outputs(net, cond, self.sigmas, k, self.gn, self.autocast)
+        self.outputs = (x0v.detach(), x0a.detach())
+        # 2. the distribution-matching loss against the guided teacher
+        sigma = self._sigmas(x0v.shape[0])
+        video_t, audio_t, _, _ = noised(cond, *self.outputs, sigma, self.gn)
+        with torch.no_grad():
+            real = guided(self.teacher, self.guide, self.sampling, video_t, audio_t, cond, sigma, self.autocast)
+            fake = denoised(self.fake, video_t, audio_t, cond, sigma, autocast=self.autocast)
+        loss_v = dmd_loss(x0v, real[0], fake[0], generated[0])
+        loss_a = dmd_loss(x0a, real[1], fake[1], generated[1])
+        loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * self.has_audio).mean()
+        # how far the student's outputs are from what the guided teacher makes of them (noised: never 0)
+        gap = ((x0v.detach() - real[0]).abs() * generated[0][..., None]).sum() / generated[0].sum().clamp(min=1)
+        return loss, {"teacher_gap": gap.item() / x0v.shape[-1]}
+
+    def after_step(self, batch):
+        """3. The fake denoiser follows the student's distribution: the teacher's flow loss on its outputs."""
+        cfg, cond, (x0v, x0a), generated = self.cfg, self.cond, self.outputs, self.generated
+        optimizer = self._fake_optimizer
+        losses = []
+        for _ in range(cfg.fake_updates):
+            s = self._sigmas(x0v.shape[0])
+            vt, at, nv, na = noised(cond, x0v, x0a, s, self.gn)
+            pv, pa = denoised(self.fake, vt, at, cond, s, autocast=self.autocast)  # as x0; the loss on v
+            lv = flow_loss(pv, x0v, nv, vt, s[:, None, None], "x0", generated[0])
+            la = flow_loss(pa, x0a, na, at, s[:, None, None], "x0", generated[1])
+            loss = lv.mean() + cfg.audio_loss_weight * (la * self.has_audio).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.fake.parameters(), cfg.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+        return {"fake_loss": sum(losses) / len(losses)}
+
+    def export(self, ema_state, out):
+        student = copy.deepcopy(self.teacher).cpu()
+        student.load_state_dict(ema_state)
+        p = self.parts
+        sampling = student_sampling(p.sampling, self.cfg.student_steps)
+        Components(student, p.video_codec, p.audio_codec, p.text_encoder, sampling, p.defaults).save_pretrained(
+            out / "model"
+        )
+        return out / "model", {}
+
+
+def check_run_directory(out: Path, cfg: DistillConfig) -> None:
+    """Refuse a run directory whose model/ is the teacher itself."""
+    teacher = Path(cfg.teacher).expanduser().resolve() if cfg.teacher is not None else None
+    if teacher is not None and (out / "model").resolve() == teacher:
+        raise ValueError(f"out: {out}/model is the teacher itself; choose another run directory")
 
 
 def distill(
@@ -255,210 +336,15 @@ def distill(
     max_steps: int | None = None,
     minutes: float | None = None,
     log=print,
+    progress=None,
 ) -> dict:
     """Distill until max_steps (or `minutes` of wall time). Writes under `out`: config.json, log.jsonl,
     checkpoint/ (student, its EMA, the fake denoiser, both optimizers), model/ (the EMA student as a
-    model directory whose defaults are K renoise steps without guidance), loss.png."""
+    model directory that samples in K renoise steps without guidance), loss.png."""
     out = Path(out)
     check_run_directory(out, cfg)
-    if resume and (out / "config.json").exists():
-        saved_dict = json.loads((out / "config.json").read_text())
-        saved_dict.setdefault("precision", precision_of_old_runs(torch.cuda.is_available()))
-        saved = DistillConfig.from_dict(saved_dict)
-        if saved != cfg:
-            diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v)
-            log(f"resume: using the run's saved config; CONFIG differs in {diff}")
-        cfg = saved
-    elif cfg.teacher is not None:  # an absolute path: a resume from another directory finds the same teacher
+    if cfg.teacher is not None:  # an absolute path: a resume from another directory finds the same teacher
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).expanduser().resolve()))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cast = autocasts(cfg, device)
-    pipe = HappyHorsePipeline.from_pretrained(cfg.teacher)
-    pipe.text_encoder.to(device)  # the frozen text encoder runs where the models do
-    teacher = pipe.transformer.float().eval().requires_grad_(False).to(device)
-    student = copy.deepcopy(teacher).train().requires_grad_(True)
-    fake = copy.deepcopy(teacher).train().requires_grad_(True)
-    ema = copy.deepcopy(teacher).eval()
-    guidance = (
-        cfg.guidance_scale if cfg.guidance_scale is not None else pipe.scheduler.guidance_scale,
-        cfg.audio_guidance_scale if cfg.audio_guidance_scale is not None else pipe.scheduler.audio_guidance_scale,
-    )
-    opt_student = torch.optim.Adam(student.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_fake = torch.optim.Adam(fake.parameters(), lr=cfg.fake_lr, betas=cfg.betas)
-    start_step = 0
-    ckpt = out / "checkpoint"
-    if resume and (ckpt / "state.json").exists():
-        state = json.loads((ckpt / "state.json").read_text())
-        student.load_state_dict(load_file(str(ckpt / "student.safetensors")))
-        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-        fake.load_state_dict(load_file(str(ckpt / "fake.safetensors")))
-        opt_student.load_state_dict(optimizer_state(load_file(str(ckpt / "opt_student.safetensors")), state["student"]))
-        opt_fake.load_state_dict(optimizer_state(load_file(str(ckpt / "opt_fake.safetensors")), state["fake"]))
-        start_step = state["step"]
-        log(f"resumed from step {start_step}")
-    elif resume:
-        log(f"resume: no checkpoint in {ckpt}; starting from step 0")
-    end_step = max_steps if max_steps is not None else cfg.max_steps
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
-    if (out / "log.jsonl").exists():  # records past the checkpoint are steps that will run again
-        kept = [x for x in (out / "log.jsonl").read_text().splitlines() if json.loads(x)["step"] <= start_step]
-        write_json_atomic(out / "log.jsonl", "".join(x + "\n" for x in kept))
-    sigmas = get_schedule(cfg.student_steps, pipe.scheduler.shift)
-    world = world_config(pipe, cfg)
-    loader = DataLoader(
-        StepBatches(world, start_step, end_step),
-        batch_size=None,
-        num_workers=cfg.num_workers,
-        prefetch_factor=2 if cfg.num_workers else None,
-    )
-    started = time.perf_counter()
-    window, summary, step = _window(), {}, start_step - 1  # step: the last one run
-    for batch in loader:
-        step = batch["step"]
-        g = sample_generator(cfg.seed, step, STEP_STREAM)
-        cond = prepare_conditions(cfg, pipe, batch, device)
-        generated = (~cond.video_clean, ~cond.audio_clean)
-        has_audio = generated[1].any(-1).float()
-        # 1. the student's outputs, from a random step of its own sampling
-        k = int(torch.randint(cfg.student_steps, (1,), generator=g))
-        # noise is drawn where the models run (a CPU draw copied to a GPU costs a step several times)
-        gn = (
-            g
-            if device.type == "cpu"
-            else torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
-        )
-        x0v, x0a = student_outputs(student, cond, sigmas, k, gn, device, cast)
-        # 2. the distribution-matching update of the student
-        b = x0v.shape[0]
-        sigma = comparison_sigmas(cfg, b, g, device)
-        video_t, audio_t, _, _ = noised(cond, x0v.detach(), x0a.detach(), sigma, gn)
-        with torch.no_grad():
-            real = denoised(teacher, video_t, audio_t, cond, sigma, guidance, pipe.scheduler.guidance_interval, cast)
-            fake_x0 = denoised(fake, video_t, audio_t, cond, sigma, autocast=cast)
-        loss_v = dmd_loss(x0v, real[0], fake_x0[0], generated[0])
-        loss_a = dmd_loss(x0a, real[1], fake_x0[1], generated[1])
-        loss = loss_v.mean() + cfg.audio_loss_weight * (loss_a * has_audio).mean()
-        opt_student.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        opt_student.step()
-        update_ema(ema, student, step, cfg.ema_decay)
-        # 3. the fake denoiser follows the student's distribution: the teacher's flow loss on its outputs
-        fake_losses = []
-        for _ in range(cfg.fake_updates):
-            s = comparison_sigmas(cfg, b, g, device)
-            vt, at, nv, na = noised(cond, x0v.detach(), x0a.detach(), s, gn)
-            pv, pa = denoised(fake, vt, at, cond, s, autocast=cast)  # as x0; the loss is the teacher's, on v
-            lv = flow_loss(pv, x0v.detach(), nv, vt, s[:, None, None], "x0", generated[0])
-            la = flow_loss(pa, x0a.detach(), na, at, s[:, None, None], "x0", generated[1])
-            fake_loss = lv.mean() + cfg.audio_loss_weight * (la * has_audio).mean()
-            opt_fake.zero_grad(set_to_none=True)
-            fake_loss.backward()
-            torch.nn.utils.clip_grad_norm_(fake.parameters(), cfg.grad_clip)
-            opt_fake.step()
-            fake_losses.append(fake_loss.item())
-        # how far the student's outputs are from what the guided teacher makes of them (noised: never 0)
-        with torch.no_grad():
-            gap = (((x0v - real[0]).abs() * generated[0][..., None]).sum() / generated[0].sum().clamp(min=1)).item()
-        window["steps"] += 1
-        window["loss"].append(loss.item())
-        window["fake"].append(float(np.mean(fake_losses)))
-        window["gap"].append(gap / x0v.shape[-1])
-        done = step + 1
-        if done % cfg.log_every == 0 or done == end_step:
-            elapsed = time.perf_counter() - window["t"]
-            record = {
-                "step": done,
-                "loss": float(np.mean(window["loss"])),
-                "fake_loss": float(np.mean(window["fake"])),
-                "teacher_gap": float(np.mean(window["gap"])),
-                "grad_norm": float(grad_norm),
-                "steps_per_s": window["steps"] / elapsed,
-                "elapsed_s": time.perf_counter() - started,
-            }
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log(json.dumps(record))
-            summary = record
-            window = _window()
-        out_of_time = minutes is not None and time.perf_counter() - started > minutes * 60
-        if done % cfg.checkpoint_every == 0 or done == end_step or out_of_time:
-            _save(out, pipe, cfg, student, ema, fake, opt_student, opt_fake, done)
-        if out_of_time:
-            log(f"stopping after {minutes} minutes at step {done}")
-            break
-    plot_distill_loss(out)
-    return {"step": step + 1, "log": summary, "out": str(out)}
-
-
-def check_run_directory(out: Path, cfg: DistillConfig) -> None:
-    """Refuse a run directory that would overwrite the teacher or that belongs to a training run."""
-    teacher = Path(cfg.teacher).expanduser().resolve() if cfg.teacher is not None else None
-    if teacher is not None and (out / "model").resolve() == teacher:
-        raise ValueError(f"out: {out}/model is the teacher itself; choose another run directory")
-    if (out / "checkpoint" / "optimizer.safetensors").exists():
-        raise ValueError(f"out: {out} holds a training run (checkpoint/optimizer.safetensors); choose another")
-
-
-def _window() -> dict:
-    return {"t": time.perf_counter(), "steps": 0, "loss": [], "fake": [], "gap": []}
-
-
-def _save(out: Path, pipe, cfg: DistillConfig, student, ema, fake, opt_student, opt_fake, step: int) -> None:
-    """The checkpoint (atomically, safetensors and JSON only) and the EMA student as `out/model`."""
-    with atomic_directory(out / "checkpoint") as staging:
-        for name, model in (("student", student), ("ema", ema), ("fake", fake)):
-            save_file({k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()},
-                      str(staging / f"{name}.safetensors"))  # fmt: skip
-        metas = {}
-        for name, opt in (("student", opt_student), ("fake", opt_fake)):
-            tensors, metas[name] = optimizer_tensors(opt.state_dict())
-            save_file({k: v.cpu() for k, v in tensors.items()}, str(staging / f"opt_{name}.safetensors"))
-        (staging / "state.json").write_text(json.dumps({"step": step, **metas}, indent=1))
-    export = copy.deepcopy(ema).cpu().float()
-    scheduler = student_scheduler(pipe.scheduler, cfg.student_steps)
-    HappyHorsePipeline(
-        export, pipe.video_codec, pipe.audio_codec, pipe.text_encoder, scheduler, pipe.defaults
-    ).save_pretrained(out / "model")
-
-
-def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
-    """A student's sampling defaults: the teacher's shift, `steps` renoise steps, no guidance of any kind,
-    no restart."""
-    return replace(
-        teacher,
-        sampler="renoise",
-        num_inference_steps=steps,
-        guidance_scale=1.0,
-        audio_guidance_scale=1.0,
-        guidance_interval=(0.0, 1.0),
-        autoguidance_scale=1.0,  # the student carries no guide model
-        audio_autoguidance_scale=1.0,
-        guide_skip_blocks=(),
-        guide_frame_local_blocks=(),
-        restarts=0,  # a few-step student's schedule has no band to walk again
-    )
-
-
-def plot_distill_loss(out: Path) -> None:
-    """loss.png: the fake denoiser's flow loss and the student's gap to the guided teacher, by step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = out / "log.jsonl"
-    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    if not records:
-        return
-    steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r["fake_loss"] for r in records], label="fake denoiser flow loss")
-    ax.plot(steps, [r["teacher_gap"] for r in records], label="|student x0 - guided teacher x0|")
-    ax.set_xlabel("student step")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
+    cfg = harness.resolve_config(cfg, out, resume, log)
+    objective = DistributionMatching(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return harness.run(objective, out, resume=resume, max_steps=max_steps, minutes=minutes, log=log, progress=progress)

@@ -1,8 +1,10 @@
-"""Resumable training checkpoints: safetensors for every tensor, JSON for the rest, never pickle.
+"""Resumable checkpoints: safetensors for every tensor, JSON for the rest, never pickle.
 
 A checkpoint is a directory written beside its final place and renamed over it, so an interrupted
 save leaves the previous checkpoint intact:
-    model.safetensors, ema.safetensors, optimizer.safetensors, state.json (config, step, log tail).
+    model.safetensors, ema.safetensors, optimizer.safetensors (the trained model's),
+    NAME.safetensors, optimizer_NAME.safetensors (each other module a run trains: a fake denoiser),
+    state.json (step, objective, config, the optimizers' non-tensor state).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..media import atomic_directory
+
+MAIN = "model"  # the trained model's name; its optimizer is optimizer.safetensors and state["optimizer"]
 
 
 def optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -40,29 +44,37 @@ def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(
-    directory: Path, model_state: dict, ema_state: dict, optimizer_state_dict: dict, state: dict
-) -> None:
+def _optimizer_file(name: str) -> str:
+    return "optimizer.safetensors" if name == MAIN else f"optimizer_{name}.safetensors"
+
+
+def save_checkpoint(directory: Path, modules: dict[str, dict], optimizers: dict[str, dict], state: dict) -> None:
+    """`modules`: state dicts by name ("model", "ema", others); `optimizers`: optimizer state dicts by
+    the name of the module they train. Weights are stored in float32."""
     with atomic_directory(directory) as staging:
-        save_file(
-            {k: v.detach().float().contiguous().cpu() for k, v in model_state.items()},
-            str(staging / "model.safetensors"),
-        )
-        save_file(
-            {k: v.detach().float().contiguous().cpu() for k, v in ema_state.items()}, str(staging / "ema.safetensors")
-        )
-        tensors, meta = optimizer_tensors(optimizer_state_dict)
-        save_file(tensors, str(staging / "optimizer.safetensors"))
-        (staging / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
+        for name, weights in modules.items():
+            tensors = {k: v.detach().float().contiguous().cpu() for k, v in weights.items()}
+            save_file(tensors, str(staging / f"{name}.safetensors"))
+        metas = {}
+        for name, opt in optimizers.items():
+            tensors, metas[name] = optimizer_tensors(opt)
+            save_file(tensors, str(staging / _optimizer_file(name)))
+        extra = {k: v for k, v in metas.items() if k != MAIN}
+        record = {**state, "optimizer": metas.get(MAIN), **({"optimizers": extra} if extra else {})}
+        (staging / "state.json").write_text(json.dumps(record, indent=1))
 
 
-def load_checkpoint(directory: Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict]:
-    """(model state, EMA state, optimizer tensors, state.json) of a checkpoint directory."""
+def load_checkpoint(directory: Path) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """(state dicts by module name, optimizer state dicts by module name, state.json) of a checkpoint."""
     directory = Path(directory)
     state = json.loads((directory / "state.json").read_text())
-    return (
-        load_file(str(directory / "model.safetensors")),
-        load_file(str(directory / "ema.safetensors")),
-        load_file(str(directory / "optimizer.safetensors")),
-        state,
-    )
+    metas = {MAIN: state.get("optimizer"), **state.get("optimizers", {})}
+    optimizers = {
+        name: optimizer_state(load_file(str(directory / _optimizer_file(name))), meta)
+        for name, meta in metas.items()
+        if meta is not None
+    }
+    files = {p.name.removesuffix(".safetensors") for p in directory.glob("*.safetensors")}
+    modules = {name: load_file(str(directory / f"{name}.safetensors")) for name in files}
+    modules = {k: v for k, v in modules.items() if not k.startswith("optimizer")}
+    return modules, optimizers, state

@@ -1,0 +1,81 @@
+"""World clips for training steps, a pure function of (seed, step, sample index).
+
+So a resumed run sees the clips it would have seen, N processes with batch B see the clips one
+process with batch N x B sees, and any number of loader workers deliver the same steps in order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..world import WorldConfig, make_clip
+
+
+def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of one training sample, from (run seed, step, global sample index)."""
+    state = np.random.SeedSequence([seed, step, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def clip_seed(seed: int, step: int, index: int, clips_per_step: int) -> int:
+    """World seed of a training clip: every (step, index) sees a new clip, for 2^31 clips."""
+    return (seed * 7919 + step * clips_per_step + index) % (2**31)
+
+
+class StepBatches(IterableDataset):
+    """World clips for steps [start, end) of one process: rank r takes samples [rB, (r+1)B).
+
+    With several loader workers, worker w renders steps start + w, start + w + W, ...; the loader
+    takes one batch from each worker in turn, so steps still arrive in order, each once. With
+    `clip_repeats` R, sample i shows clip i // R (its noise, noise level and conditions are still its
+    own): rendering is what limits a GPU run, and a clip seen at R noise levels is not R clips' cost.
+    """
+
+    def __init__(
+        self,
+        world: WorldConfig,
+        batch_size: int,
+        seed: int,
+        start: int,
+        end: int,
+        rank: int = 0,
+        world_size: int = 1,
+        clip_repeats: int = 1,
+    ):
+        self.world, self.batch_size, self.seed, self.clip_repeats = world, batch_size, seed, clip_repeats
+        self.start, self.end, self.rank, self.world_size = start, end, rank, world_size
+
+    def __iter__(self):
+        b, r = self.batch_size, self.clip_repeats
+        info = get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.end, stride):
+            indices = range(self.rank * b, (self.rank + 1) * b)
+            clips = {}
+            for i in indices:
+                if i // r not in clips:
+                    seed = clip_seed(self.seed, step, i // r, b * self.world_size // r)
+                    clips[i // r] = make_clip(seed, "train", self.world, ground_truth=False)
+            shown = [clips[i // r] for i in indices]
+            yield {
+                "step": step,
+                "indices": list(indices),
+                "video": torch.from_numpy(np.stack([c.frames for c in shown])),  # uint8 [B, T, H, W, 3]
+                "audio": torch.from_numpy(np.stack([c.audio for c in shown])),  # float32 [B, C, N]
+                "captions": [c.caption for c in shown],
+            }
+
+
+def loader(dataset: IterableDataset, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """Batches as the dataset yields them, rendered by `num_workers` spawned processes ahead of the step
+    (a forked process that inherits torch's or PyAV's threads can deadlock)."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        multiprocessing_context="spawn" if num_workers else None,
+        prefetch_factor=2 if num_workers else None,
+        pin_memory=pin_memory,
+    )
