@@ -153,33 +153,3 @@ def test_object_coverage_is_the_object_mask_and_leaves_frames_and_sidecars_alone
                 assert covered[k, row, col] == 255
     _, sidecar = write_sample(masked, tmp_path, "clip")
     assert "object_coverage" not in json.loads(sidecar.read_text())
-
-
-def test_shifted_soundtrack_moves_every_impact_and_leaves_the_clip_alone(tmp_path):
-    """sound_shift_s adds the scene's sound with every impact moved by the shift (those moved out of
-    the clip are left out); the clip's frames, sound and captions are the same with or without it."""
-    checked = 0
-    for seed in range(12):
-        plain = make_clip(seed)
-        audible = [e for e in plain.meta["events"] if e["audible"]]
-        if not audible:
-            continue
-        for shift in (0.3, -0.3):
-            moved = make_clip(seed, sound_shift_s=shift)
-            assert np.array_equal(plain.frames, moved.frames) and np.array_equal(plain.audio, moved.audio)
-            assert moved.meta["captions"] == plain.meta["captions"]
-            assert moved.meta["audible_impacts"] == len(audible)
-            sound = moved.meta["shifted_audio"]
-            assert sound.shape == plain.audio.shape and sound.dtype == np.float32
-            kept = [e["time"] + shift for e in audible if 0 <= e["time"] + shift < plain.audio.shape[1] / 16000]
-            if not plain.meta["scene"]["ambience"]:  # then silence until the first moved impact
-                first = int(np.ceil(min(kept) * 16000 - 1e-9)) if kept else sound.shape[1]
-                assert np.all(sound[:, :first] == 0)
-                if kept:
-                    assert sound[0, first] != 0
-            checked += 1
-    assert checked >= 10
-    _, sidecar = write_sample(make_clip(1, sound_shift_s=0.2), tmp_path, "clip")
-    assert not {"shifted_audio", "audible_impacts"} & set(json.loads(sidecar.read_text()))
-    with pytest.raises(ValueError, match="sound_shift_s"):
-        make_clip(1, sound_shift_s=float("nan"))

