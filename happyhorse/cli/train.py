@@ -7,7 +7,12 @@ from pathlib import Path
 
 import typer
 
-from .common import app, console, output_dir, progress
+from .common import app, console, output_dir, progress, require_extra
+
+# the options every run command shares
+RESUME = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config).")
+MAX_STEPS = typer.Option(None, min=1, help="Stop after this many steps (default: the config's).")
+MINUTES = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time.")
 
 PREVIEW_SEEDS = (0, 1, 2, 3)  # test-split clips whose captions (and, for odd seeds, first frames) are previewed
 
@@ -59,14 +64,15 @@ def _init_error(exc: Exception) -> typer.BadParameter:
 def train_command(
     config: str = typer.Argument(..., help="A preset (tiny, small, base) or a .toml/.json config file."),
     out: Path = typer.Option(Path("runs/default"), help="Run directory; DIR/model is a model directory."),
-    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
-    max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
-    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+    resume: bool = RESUME,
+    max_steps: int = MAX_STEPS,
+    minutes: float = MINUTES,
     init_from: Path = typer.Option(
         None, "--init", help="Fine-tune: start from this model directory's weights (same architecture)."
     ),
 ) -> None:
     """Train the model by flow matching on world clips; run under torchrun for DDP/FSDP."""
+    require_extra("train")
     from ..train import load_config, train
 
     try:
@@ -94,9 +100,9 @@ def train_command(
 def train_codec_command(
     config: Path = typer.Argument(..., help="A .toml/.json codec config (e.g. configs/video_codec.toml)."),
     out: Path = typer.Option(Path("runs/video_codec"), help="Run directory; DIR/codec is the trained codec."),
-    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
-    max_steps: int = typer.Option(None, min=1, help="Stop after this many steps (default: the config's)."),
-    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
+    resume: bool = RESUME,
+    max_steps: int = MAX_STEPS,
+    minutes: float = MINUTES,
     init_from: Path = typer.Option(
         None, "--init", help="Continue this codec run's checkpoint (weights, optimizer, step) under CONFIG."
     ),
@@ -105,6 +111,7 @@ def train_codec_command(
     ),
 ) -> None:
     """Train the learned video codec (an autoencoder) on world clips; a training config names DIR/codec."""
+    require_extra("train")
     import tomllib
 
     from ..train.codec import load_codec_config, train_codec
@@ -152,14 +159,15 @@ def distill_command(
     max_steps: int = typer.Option(
         None, min=1, help="Student updates in the run (default 1000; with --resume, extends it)."
     ),
-    minutes: float = typer.Option(None, min=0.01, help="Stop (and checkpoint) after this much wall time."),
-    resume: bool = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config)."),
+    minutes: float = MINUTES,
+    resume: bool = RESUME,
     seed: int = typer.Option(0, help="World seed of the prompts and conditions."),
     precision: str = typer.Option(
         "auto", help="auto (bfloat16 autocast on a GPU and on a CPU with native bfloat16), float32 or bfloat16."
     ),
 ) -> None:
     """Distill a model to a few steps without guidance (DMD-2); the result loads like any model."""
+    require_extra("train")
     from ..distill import DistillConfig, distill
     from ..train.config import precision_problem
 
