@@ -17,7 +17,6 @@ class VideoGrid:
     patch_t: int
     patch_h: int
     patch_w: int
-    latent_range: tuple[float, float] | None = None  # bounds every latent value keeps, where there are any
 
     def num_frames(self, frames: int) -> int:
         """The nearest valid frame count >= frames (1 + k * pt)."""
@@ -79,11 +78,6 @@ class PatchVideoCodec(VideoGrid, Codec):
     @property
     def latent_dim(self) -> int:
         return self.patch_t * self.patch_h * self.patch_w * 3
-
-    @property
-    def latent_range(self) -> tuple[float, float]:
-        """Every latent value is a pixel in [-1, 1], so a prediction outside it is no image."""
-        return (-1.0, 1.0)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 or float in [0, 255] [B, T, H, W, 3] -> float [B, t, h, w, C] in [-1, 1]."""
