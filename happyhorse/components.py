@@ -76,12 +76,11 @@ class Components:
         """A model directory's components on the CPU in float32; None: the embedded default model."""
         directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
         index = read_index(directory)
-        for part in ("refiner",):
-            if part in index:
-                raise ValueError(
-                    f"model: {directory} has a {part}/ component, a stage measured and not shipped "
-                    "(docs/experiments.md; git tag lab-2026-12 reads it)"
-                )
+        if "refiner" in index:
+            raise ValueError(
+                f"model: {directory} has a refiner/ component, a stage measured and not shipped "
+                "(docs/experiments.md; git tag lab-2026-12 reads it)"
+            )
         sampling = SamplingConfig.from_dict(json.loads((directory / "scheduler" / "config.json").read_text()))
         guide = load_transformer(directory / "guide_transformer") if "guide_transformer" in index else None
         return cls(
