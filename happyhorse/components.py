@@ -25,6 +25,15 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def check_guide(sampling: SamplingConfig, guide: SingleStreamTransformer | None) -> None:
+    """A sampling config with autoguidance needs the guide model it steers away from."""
+    if sampling.autoguidance is not None and guide is None:
+        raise ValueError(
+            "sampling: autoguidance needs a guide model (a guide_transformer/ in the model directory, or "
+            "set_guide); there is none"
+        )
+
+
 def default_settings(defaults: dict | None = None) -> dict:
     """The clip a model makes when a call names none: size, frame rate, length."""
     return {"width": 64, "height": 64, "fps": 12.0, "seconds": 2.0, **(defaults or {})}
@@ -41,6 +50,19 @@ class Components:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     defaults: dict = field(default_factory=default_settings)
     guide_transformer: SingleStreamTransformer | None = None
+
+    def __post_init__(self):
+        check_guide(self.sampling, self.guide_transformer)
+
+    def world_config(self):
+        """The world's clip settings that match this model's defaults: its size, frame rate, sound, and its
+        length rounded to whole latent frames, so a world clip and a generated one line up frame for frame
+        (evaluation's ground truth, distillation's prompts, training previews)."""
+        from .world import WorldConfig
+
+        d, ac = self.defaults, self.audio_codec
+        frames = self.video_codec.num_frames(max(1, round(d["seconds"] * d["fps"])))
+        return WorldConfig(d["width"], d["height"], d["fps"], frames / d["fps"], ac.sample_rate, ac.channels)
 
     def save_pretrained(self, directory: str | os.PathLike, weights_dtype: torch.dtype = torch.float32) -> Path:
         """Write the model directory beside the target, then swap it in (never a half-written one).

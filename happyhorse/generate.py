@@ -7,12 +7,24 @@ pipeline's call arguments by the same names; the pipeline checks them, once.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .media import save_video, write_json_atomic
 from .pipeline import HappyHorsePipeline
+
+SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (width, height), as the CLI's --size and the HTTP API's `size` give it; whether
+    the model can make that size is the pipeline's check."""
+    match = SIZE.match(text)
+    if not match:
+        raise ValueError(f"size: expected WIDTHxHEIGHT such as 64x64 or 112x64, got {text[:40]!r}")
+    return int(match[1]), int(match[2])
 
 
 @dataclass(frozen=True)

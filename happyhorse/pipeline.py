@@ -9,6 +9,7 @@ samples is its directory's `SamplingConfig` (diffusion/sampling.py); a call name
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ import numpy as np
 import torch
 
 from .codecs import Codec, PatchAudioCodec, TextEncoder
-from .components import DEFAULT_MODEL_DIR, Components, default_settings
+from .components import DEFAULT_MODEL_DIR, Components, check_guide, default_settings
 from .devices import dtype_name, resolve_device, resolve_dtype
-from .diffusion import predicted_x0, sample
+from .diffusion import sample
 from .diffusion.noise import initial_noise
 from .diffusion.sampling import SamplingConfig
 from .media import read_audio, read_image, resample
@@ -76,11 +77,7 @@ class HappyHorsePipeline:
     def sampling(self, value: SamplingConfig) -> None:
         if not isinstance(value, SamplingConfig):
             raise ValueError(f"sampling: must be a SamplingConfig, got {type(value).__name__}")
-        if value.autoguidance is not None and self.guide_transformer is None:
-            raise ValueError(
-                "sampling: autoguidance needs a guide model (a guide_transformer/ in the model directory, or "
-                "set_guide); this pipeline has none"
-            )
+        check_guide(value, self.guide_transformer)
         self._sampling = value
 
     def set_guide(self, guide: SingleStreamTransformer | None) -> None:
@@ -88,7 +85,7 @@ class HappyHorsePipeline:
         model's, made more often). It must read and write the same latents; None removes it."""
         if guide is not None:
             ours, theirs = self.transformer.cfg, guide.cfg
-            keys = ("video_in", "audio_in", "text_in", "prediction")
+            keys = ("video_in", "audio_in", "text_in")
             if any(getattr(ours, k) != getattr(theirs, k) for k in keys):
                 raise ValueError(
                     "guide_transformer: must match the transformer's "
@@ -170,7 +167,7 @@ class HappyHorsePipeline:
                 raise ValueError(f"{name}: must be a multiple of {patch} in [{patch}, {MAX_SIDE}] pixels, got {value}")
         if fps is not None and not (isinstance(fps, int | float) and math.isfinite(fps) and 1 <= fps <= MAX_FPS):
             raise ValueError(f"fps: must be a number in [1, {MAX_FPS:g}], got {fps}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
             raise ValueError(f"seed: must be an integer in [0, 2^63), got {seed!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type: must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
@@ -283,7 +280,7 @@ class HappyHorsePipeline:
         positions = sequence_positions(grid, num_audio, text.shape[1], vc, ac, fps).to(self.device)
         timings = {"encode_s": time.perf_counter() - start}
         # 3. noise, from a seeded CPU generator so a seed gives the same clip on every device
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(int(seed))
         rho = sampling.noise_correlation
         noise = initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen)
         denoise = self._denoiser(sampling, text, text_mask, positions, clean)
@@ -328,7 +325,7 @@ class HappyHorsePipeline:
             "num_inference_steps": sampling.num_inference_steps,
             "guidance_scale": cfg.scale if cfg is not None else 1.0,
             "audio_guidance_scale": cfg.audio_scale if cfg is not None else 1.0,
-            "seed": seed,
+            "seed": int(seed),
             "sampling": sampling.to_dict(),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),
@@ -341,7 +338,7 @@ class HappyHorsePipeline:
         """The x0 predictor the samplers call: the model's prediction, pushed by each guidance term of
         `sampling` at the noise levels where it applies (diffusion/guidance.py): classifier-free guidance
         from the unconditional prediction, autoguidance from the guide model's conditional one."""
-        device, dtype, prediction = self.device, self.dtype, self.transformer.cfg.prediction
+        device, dtype = self.device, self.dtype
         cfg, auto = sampling.classifier_free, sampling.autoguidance
         text, text_mask = text.to(device, dtype), text_mask.to(device)
         given = [c[0] if c is not None else None for c in clean]  # [B, N] masks of clean tokens
@@ -365,11 +362,7 @@ class HappyHorsePipeline:
                 masks[1].to(device),
                 sig_tokens.to(device, dtype),
             )
-            sig = torch.tensor(sigma)
-            return [
-                predicted_x0(o.float().cpu(), x, sig, prediction)
-                for o, x in zip((out.video, out.audio), inputs, strict=True)
-            ]
+            return [out.video.float().cpu(), out.audio.float().cpu()]  # the network predicts x0
 
         def denoise(xs, sigma: float):
             b = xs[0].shape[0]

@@ -69,9 +69,7 @@ def assemble(shards: Path, run: Path) -> None:
     for step in range(cfg.max_steps, cfg.max_steps + 4):  # steps the run never saw
         batch = next(iter(StepBatches(world_of(check), 16, check.seed, step, step + 1)))
         with torch.no_grad():
-            losses.append(
-                float(step_loss(model, prepare_step(check, parts, batch, "cpu"), check, model.cfg.prediction)[0])
-            )
+            losses.append(float(step_loss(model, prepare_step(check, parts, batch, "cpu"), check)[0]))
     here = sum(losses) / len(losses)
     there = [r for r in (json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()) if "loss" in r][-5:]
     there = sum(r["loss"] for r in there) / len(there)

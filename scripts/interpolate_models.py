@@ -2,7 +2,7 @@
 
 A fine-tune of the default model bought shape and direction but lost subject consistency and sync;
 interpolating its weights with the model it started from (WiSE-FT, Wortsman et al. 2022) walks the
-line between the two, which `bench/sampling_defaults.py` then measures point by point:
+line between the two, which `happyhorse eval --model` then measures point by point:
 
     python scripts/interpolate_models.py happyhorse/assets/default_model \
         ~/.cache/happyhorse/runs/h200d/model 0.5 --out /tmp/wise_05

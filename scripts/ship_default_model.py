@@ -88,11 +88,9 @@ def main() -> None:
                           args.interval)  # fmt: skip
         terms = with_term(terms, AutoGuidance, args.autoguidance, args.audio_autoguidance, args.autoguidance_interval)
         sampling = replace(parts.sampling, guidance=terms, **{k: v for k, v in chosen.items() if v is not None})
+        parts = replace(parts, sampling=sampling)  # autoguidance needs a guide model (--guide DIR)
     except ValueError as exc:
         parser.error(str(exc))
-    if sampling.autoguidance is not None and parts.guide_transformer is None:
-        parser.error("--autoguidance: needs a guide model (--guide DIR); the model has none")
-    parts.sampling = sampling
     parts.save_pretrained(args.out, weights_dtype=torch.float16)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({size / 1e6:.1f} MB): {parts.sampling}")

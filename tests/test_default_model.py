@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from happyhorse import HappyHorsePipeline
 from happyhorse.cli import app
+from happyhorse.components import DEFAULT_MODEL_DIR
 from happyhorse.media import read_video
-from happyhorse.pipeline import DEFAULT_MODEL_DIR
 
 
 @pytest.fixture(scope="module")

@@ -77,12 +77,12 @@ def test_dmd_gradient_is_the_normalised_score_difference_on_generated_tokens():
 def test_the_teacher_is_guided_as_its_sampling_config_says(teacher):
     """Classifier-free guidance for the samples below sigma 0.5, autoguidance by the guide model above,
     each with its video and audio scales: what the teacher's sampler does at those levels."""
-    from happyhorse.distill.dmd import denoised, guided, prepare_conditions, world_config
+    from happyhorse.distill.dmd import denoised, guided, prepare_conditions
     from happyhorse.train.data import StepBatches
 
     parts = Components.from_pretrained(teacher)
     cfg = DistillConfig(teacher=str(teacher), batch_size=2, num_workers=0)
-    batch = next(iter(StepBatches(world_config(parts), 2, 0, 0, 1)))
+    batch = next(iter(StepBatches(parts.world_config(), 2, 0, 0, 1)))
     cond = prepare_conditions(cfg, parts, batch, "cpu")
     g = torch.Generator().manual_seed(0)
     video = torch.randn(*cond.video_clean.shape, parts.video_codec.latent_dim, generator=g)

@@ -129,7 +129,8 @@ def test_timestep_free_by_default_and_flag_adds_conditioning():
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
         TransformerConfig(dim=100, heads=3)
-    with pytest.raises(ValueError, match="prediction"):
-        TransformerConfig(prediction="score")
+    with pytest.raises(ValueError, match="prediction: a setting measured and not shipped"):
+        TransformerConfig.from_dict({**TransformerConfig().to_dict(), "prediction": "v"})
+    assert TransformerConfig.from_dict({**TransformerConfig().to_dict(), "prediction": "x0"}) == TransformerConfig()
     with pytest.raises(ValueError, match="unknown"):
         TransformerConfig.from_dict({"width": 3})

@@ -353,12 +353,26 @@ def test_sampling_configs_of_earlier_model_directories_load_and_retired_levers_a
     config = SamplingConfig.from_dict(flat)
     assert config.guidance == (ClassifierFreeGuidance(5.0, 3.0), AutoGuidance(3.0, 1.0, (0.5, 1.0)))
     assert SamplingConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="guide_skip_blocks is set, a lever measured and not shipped"):
+    with pytest.raises(ValueError, match="guide_skip_blocks: a setting measured and not shipped"):
         SamplingConfig.from_dict({**flat, "guide_skip_blocks": [2]})
-    with pytest.raises(ValueError, match="unknown fields"):
+    with pytest.raises(ValueError, match="unknown sampling config keys"):
         SamplingConfig.from_dict({"samplr": "euler"})
     with pytest.raises(ValueError, match="sampler: must be one of euler, dpmpp_2m, renoise"):
         SamplingConfig(sampler="dpmpp_2m_sde")
+    # autoguidance ran inside both intervals: where they do not meet it never ran, and does not now
+    apart = SamplingConfig.from_dict({**flat, "guidance_interval": [0.0, 0.3], "autoguidance_interval": [0.5, 1.0]})
+    assert apart.autoguidance is None and apart.classifier_free.interval == (0.0, 0.3)
+    # contrast words stored while the contrast was off did nothing, and are read past
+    assert SamplingConfig.from_dict({**flat, "contrast_swaps": [["left", "right"]]}) == config
+
+
+def test_transformer_configs_of_earlier_model_directories_load():
+    from happyhorse.model import TransformerConfig
+
+    cfg = TransformerConfig.from_dict({**TransformerConfig().to_dict(), "self_conditioning": False})
+    assert cfg == TransformerConfig()
+    with pytest.raises(ValueError, match="self_conditioning: a setting measured and not shipped"):
+        TransformerConfig.from_dict({**TransformerConfig().to_dict(), "self_conditioning": True})
 
 
 def test_save_and_load_round_trip(pipe, tmp_path):

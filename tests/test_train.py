@@ -63,12 +63,12 @@ def test_tiny_model_overfits_one_clip():
     def held_out_loss():
         with torch.no_grad():
             draws = [prepare_step(cfg, parts, {**batch, "step": 10**6 + k}, "cpu") for k in range(4)]
-            return np.mean([step_loss(model, d, cfg, "x0")[0].item() for d in draws])
+            return np.mean([step_loss(model, d, cfg)[0].item() for d in draws])
 
     before = held_out_loss()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(150):
-        loss, _ = step_loss(model, prepare_step(cfg, parts, {**batch, "step": step}, "cpu"), cfg, "x0")
+        loss, _ = step_loss(model, prepare_step(cfg, parts, {**batch, "step": step}, "cpu"), cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -96,8 +96,8 @@ def test_bfloat16_precision_computes_the_forward_in_it_and_keeps_the_loss_and_gr
     for head in (model.video_out, model.audio_out):  # zero at initialisation: every dtype would agree
         torch.nn.init.normal_(head.weight, std=0.05)
     x = prepare_step(exact, parts, next(iter(batches(exact, 0, 1))), "cpu")
-    loss32, _ = step_loss(model, x, exact, model.cfg.prediction)
-    loss16, _ = step_loss(model, x, half, model.cfg.prediction)
+    loss32, _ = step_loss(model, x, exact)
+    loss16, _ = step_loss(model, x, half)
     assert loss16.dtype == torch.float32 and loss16.item() != loss32.item()
     assert abs(loss16.item() - loss32.item()) < 0.02 * loss32.item()
     loss16.backward()
@@ -219,7 +219,7 @@ for head in (model.video_out, model.audio_out):  # non-zero heads, so that every
     torch.nn.init.normal_(head.weight, std=0.05)
 wrapped = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
 batch = next(iter(StepBatches(world_of(cfg), cfg.batch_size, cfg.seed, 5, 6, rank, world)))
-loss, _ = step_loss(wrapped, prepare_step(cfg, parts, batch, "cpu"), cfg, model.cfg.prediction)
+loss, _ = step_loss(wrapped, prepare_step(cfg, parts, batch, "cpu"), cfg)
 loss.backward()
 if rank == 0:
     save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, sys.argv[2])
@@ -343,6 +343,15 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path):
     train(tuned, tmp_path / "b", **QUIET)
     after = Components.from_pretrained(tmp_path / "b" / "model").transformer.state_dict()
     assert all(torch.allclose(trained[k], after[k], atol=1e-6) for k in trained)
+    # a resumed fine-tune continues its own checkpoint: the model it started from may be gone
+    import shutil
+
+    shutil.copytree(tmp_path / "a" / "model", tmp_path / "moved")
+    moving = TrainConfig.from_dict({**tuned.to_dict(), "init_from": str(tmp_path / "moved")})
+    train(moving, tmp_path / "b2", **QUIET)
+    shutil.rmtree(tmp_path / "moved")
+    summary = train(moving, tmp_path / "b2", resume=True, max_steps=3, **QUIET)
+    assert summary["step"] == 3
     scratch = TrainConfig.from_dict({**tuned.to_dict(), "init_from": None})
     train(scratch, tmp_path / "c", **QUIET)
     fresh = Components.from_pretrained(tmp_path / "c" / "model").transformer.state_dict()
@@ -389,3 +398,11 @@ def test_train_then_generate_every_mode_from_the_cli(tmp_path):
         assert sidecar["mode"] == mode and sidecar["prompt"] == "a red ball drops"
         clip = read_video(out)
         assert clip.frames.shape[1:3] == (32, 32) and clip.audio is not None
+
+
+def test_a_recipe_sampling_with_autoguidance_but_no_guide_is_refused_before_training(tmp_path):
+    """An exported model could not sample it: refused at the start, not at the first export."""
+    cfg = TrainConfig.from_dict({**SMALL, "sampling": {"guidance": [{"type": "autoguidance", "scale": 3.0}]}})
+    with pytest.raises(ValueError, match="autoguidance needs a guide model"):
+        train(cfg, tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run" / "checkpoint").exists()

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from ..arena import CATEGORIES, DEFAULT_DB
 from ..arena.ratings import board_csv
-from .common import app, output_dir, parse_size, require_extra
+from .common import app, output_dir, parse_size, refused, require_extra
+from .generate import STEPS
 
 arena_app = typer.Typer(no_args_is_help=True, help="The arena: blind battles, votes and Bradley-Terry boards.")
 app.add_typer(arena_app, name="arena")
@@ -164,10 +165,11 @@ def add_prompts_command(
 
 @arena_app.command("add")
 def add_command(
+    ctx: typer.Context,
     codename: str = typer.Argument(..., help="Public codename (letters, digits, _ . -)."),
     clips: Path = typer.Option(None, help="A directory of NAME.mp4 + NAME.json (prompt/caption, mode)."),
     model: Path = typer.Option(None, help="A model directory (any checkpoint): renders the prompt pool."),
-    steps: int = typer.Option(None, min=1, help="Sampling steps for --model (default: the model's)."),
+    num_inference_steps: int = STEPS,
     seed: int = typer.Option(0, help="Seed for --model."),
     stealth: bool = typer.Option(False, help="Seal the identity as a salted hash commitment."),
     identity: str = typer.Option(None, help="Stealth identity: a name or a JSON object (default: the source)."),
@@ -177,6 +179,12 @@ def add_command(
     """Enter a competitor: a clips directory or one of our models, in the open or in stealth."""
     if (clips is None) == (model is None):
         raise typer.BadParameter("give exactly one of --clips DIR or --model DIR", param_hint="--clips")
+    from ..diffusion.sampling import SamplingConfig
+
+    try:  # the step count's one validator, before the entry or any clip is made
+        SamplingConfig().with_overrides(num_inference_steps=num_inference_steps)
+    except ValueError as exc:
+        raise refused(exc, ctx) from None
     if stealth and seal_out is None:
         raise typer.BadParameter("a stealth entry needs --seal-out FILE to keep its seal", param_hint="--seal-out")
     if stealth:  # checked before the entry is committed: a seal that cannot be written is a lost salt
@@ -189,7 +197,7 @@ def add_command(
         if clips is not None:
             result = arena.add_clips_entry(codename, clips, stealth=stealth, identity=_identity(identity))
         else:
-            info = model_entry_info(model, num_inference_steps=steps, seed=seed)
+            info = model_entry_info(model, num_inference_steps=num_inference_steps, seed=seed)
             result = arena.add_model_entry(
                 codename, model_clips(info), info=info, stealth=stealth, identity=_identity(identity)
             )

@@ -14,14 +14,13 @@ console = Console(stderr=True)
 
 
 def parse_size(value: str, option: str = "--size") -> tuple[int, int]:
-    """'WxH' -> (W, H), with an error that names the option and the allowed form."""
+    """'WxH' -> (W, H) (`generate.parse_size`), with an error that names the option."""
+    from ..generate import parse_size as parse
+
     try:
-        width, height = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected WIDTHxHEIGHT such as 64x64 or 112x64, got {value!r}", param_hint=option
-        ) from None
-    return width, height
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("size: "), param_hint=option) from None
 
 
 def output_dir(path: Path, option: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import app, console, output_dir, progress, require_extra
+from .common import app, console, output_dir, progress, refused, require_extra
 
 # the options every run command shares
 RESUME = typer.Option(False, help="Continue from DIR/checkpoint (with the run's saved config).")
@@ -21,12 +21,10 @@ def write_previews(model_dir: Path, directory: Path) -> None:
     """Preview clips of an exported model: test-split prompts in T2V, and TI2V from the clip's frame 0."""
     from ..media import save_video
     from ..pipeline import HappyHorsePipeline
-    from ..world import WorldConfig, make_clip
+    from ..world import make_clip
 
-    pipe = HappyHorsePipeline.from_pretrained(model_dir)
-    d = pipe.defaults
-    world = WorldConfig(d["width"], d["height"], d["fps"], d["seconds"], pipe.audio_codec.sample_rate,
-                        pipe.audio_codec.channels)  # fmt: skip
+    pipe = HappyHorsePipeline.from_pretrained(model_dir, "auto", "auto")  # where the run trains, if a GPU
+    world = pipe.components.world_config()
     for seed in PREVIEW_SEEDS:
         clip = make_clip(seed, "test", world, ground_truth=False)
         result = pipe(clip.caption, image=clip.frames[0] if seed % 2 else None, seed=seed)
@@ -53,15 +51,9 @@ class _Bar:
             self.bar.stop()
 
 
-def _init_error(exc: Exception) -> typer.BadParameter:
-    """An `init_from: ...` error of the API as the --init option's."""
-    if "init_from" not in str(exc):
-        raise exc
-    return typer.BadParameter(str(exc).removeprefix("init_from: "), param_hint="--init")
-
-
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     config: str = typer.Argument(..., help="A preset (tiny, small, base) or a .toml/.json config file."),
     out: Path = typer.Option(Path("runs/default"), help="Run directory; DIR/model is a model directory."),
     resume: bool = RESUME,
@@ -89,7 +81,7 @@ def train_command(
     try:
         summary = train(cfg, out, resume, max_steps, minutes, log=console.print, progress=bar, on_export=previews)
     except (FileNotFoundError, ValueError) as exc:
-        raise _init_error(exc) from None
+        raise refused(exc, ctx) from None
     finally:
         bar.stop()
     if summary.get("log"):
@@ -98,6 +90,7 @@ def train_command(
 
 @app.command("train-codec")
 def train_codec_command(
+    ctx: typer.Context,
     config: Path = typer.Argument(..., help="A .toml/.json codec config (e.g. configs/video_codec.toml)."),
     out: Path = typer.Option(Path("runs/video_codec"), help="Run directory; DIR/codec is the trained codec."),
     resume: bool = RESUME,
@@ -134,7 +127,7 @@ def train_codec_command(
     try:
         summary = train_codec(cfg, out, resume, max_steps, minutes, console.print, bar, init_from=init_from)
     except (FileNotFoundError, ValueError) as exc:
-        raise _init_error(exc) from None
+        raise refused(exc, ctx) from None
     finally:
         bar.stop()
     figures = summary.get("export") or {}
@@ -147,6 +140,7 @@ def train_codec_command(
 
 @app.command("distill")
 def distill_command(
+    ctx: typer.Context,
     teacher: Path = typer.Option(None, help="Model directory to distill (default: the embedded default model)."),
     out: Path = typer.Option(Path("runs/distill"), help="Run directory; DIR/model is the few-step model."),
     steps: int = typer.Option(4, min=1, max=64, help="The student's sampling steps (renoise, no guidance)."),
@@ -191,10 +185,8 @@ def distill_command(
     bar = _Bar("distilling")
     try:
         summary = distill(cfg, out, resume, max_steps, minutes, log=console.print, progress=bar)
-    except ValueError as exc:
-        if not str(exc).startswith("out: "):
-            raise
-        raise typer.BadParameter(str(exc).removeprefix("out: "), param_hint="--out") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise refused(exc, ctx) from None
     finally:
         bar.stop()
     console.print(f"step {summary['step']}: few-step model in {out}/model ({steps} steps, no guidance)")

@@ -120,7 +120,7 @@ class AutoencoderVideoCodec(VideoGrid, Codec):
     pt x ph x pw block of pixels, seeing the blocks around it.
 
     Why: with the exact patch codec the transformer's linear head paints each 8 x 8 x 4 block on its
-    own, and generated objects come out blocky and split into pieces (MODEL_CARD.md). A decoder with a
+    own, and generated objects come out blocky and split into pieces (docs/experiments.md). A decoder with a
     receptive field across blocks draws whole, sharp shapes from a few numbers per cell, which leaves
     the transformer a target of a few dozen numbers per token instead of 768 (the Wan / LTX video VAE idea, here a
     2-D CNN over the pt frames of a cell stacked as channels: the transformer already models time).

@@ -4,12 +4,10 @@ from .flow import (
     add_noise,
     flow_loss,
     mean_squared_error,
-    predicted_velocity,
-    predicted_x0,
     resolution_shift,
     sample_sigma,
     shift_sigma,
-    velocity_error,
+    velocity_from_x0,
 )
 from .samplers import SAMPLERS, get_schedule, restart_schedule, sample
 
@@ -19,12 +17,10 @@ __all__ = [
     "flow_loss",
     "get_schedule",
     "mean_squared_error",
-    "predicted_velocity",
-    "predicted_x0",
     "resolution_shift",
     "restart_schedule",
     "sample",
     "sample_sigma",
     "shift_sigma",
-    "velocity_error",
+    "velocity_from_x0",
 ]

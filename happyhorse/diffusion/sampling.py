@@ -12,6 +12,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field, replace
 
+from ..retired import read_config
 from .guidance import (
     AutoGuidance,
     ClassifierFreeGuidance,
@@ -145,19 +146,9 @@ class SamplingConfig:
         d = dict(d)
         if "guidance" not in d:
             d["guidance"] = _flat_guidance(d)
-        for name, off in RETIRED.items():
-            if name in d and d.pop(name) not in (off, tuple(off) if isinstance(off, list) else off):
-                raise ValueError(
-                    f"sampling config: {name} is set, a lever measured and not shipped (docs/experiments.md; "
-                    "git tag lab-2026-12 has it); remove it from scheduler/config.json"
-                )
-        known = {"sampler", "num_inference_steps", "shift", "restarts", "restart_interval", "noise_correlation"}
-        unknown = set(d) - known - {"guidance"}
-        if unknown:
-            raise ValueError(
-                f"sampling config: unknown fields {sorted(unknown)}; known: {sorted(known | {'guidance'})}"
-            )
-        return cls(**d)
+        if d.get("contrast_guidance_scale", 1.0) == 1.0:
+            d.pop("contrast_swaps", None)  # words for a contrast that was off did nothing
+        return cls(**read_config(d, cls, RETIRED, "sampling config"))
 
 
 def _flat_guidance(d: dict) -> list[dict]:
@@ -176,8 +167,9 @@ def _flat_guidance(d: dict) -> list[dict]:
     }
     # autoguidance ran only inside the classifier-free interval too: keep what the old config sampled
     low, high = max(cfg["interval"][0], auto["interval"][0]), min(cfg["interval"][1], auto["interval"][1])
-    auto["interval"] = (low, max(low, high))
-    return [t for t in (cfg, auto) if (t["scale"], t["audio_scale"]) != (1.0, 1.0)]
+    auto["interval"] = (low, high)
+    on = [t for t in (cfg, auto) if (t["scale"], t["audio_scale"]) != (1.0, 1.0)]
+    return [t for t in on if t["interval"][0] <= t["interval"][1]]  # disjoint intervals: it never ran
 
 
 __all__ = ["SamplingConfig"]

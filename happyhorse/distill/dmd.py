@@ -28,13 +28,12 @@ from pathlib import Path
 import torch
 
 from ..components import Components
-from ..diffusion import add_noise, flow_loss, get_schedule, predicted_x0
+from ..diffusion import add_noise, flow_loss, get_schedule
 from ..diffusion.sampling import SamplingConfig
 from ..model.positions import sequence_positions
 from ..train import harness
 from ..train.config import RunConfig
 from ..train.data import StepBatches, loader, sample_generator
-from ..world import WorldConfig
 
 STEP_STREAM = 2**32 - 1  # the sample index of a step's own random stream (noise, levels, k): no sample has it
 
@@ -96,13 +95,6 @@ class Conditions:
         )
 
 
-def world_config(parts: Components) -> WorldConfig:
-    """The world clips (prompts and conditions) at the teacher's own size and rate."""
-    vc, ac, d = parts.video_codec, parts.audio_codec, parts.defaults
-    num_frames = vc.num_frames(max(1, round(d["seconds"] * d["fps"])))
-    return WorldConfig(d["width"], d["height"], d["fps"], num_frames / d["fps"], ac.sample_rate, ac.channels)
-
-
 def prepare_conditions(cfg: DistillConfig, parts: Components, batch: dict, device) -> Conditions:
     vc, ac = parts.video_codec, parts.audio_codec
     b = batch["video"].shape[0]
@@ -138,12 +130,7 @@ def denoised(model, video, audio, cond: Conditions, sigma: torch.Tensor, uncond:
             cond.audio_clean.repeat(reps, 1),
             token_sigma.repeat(reps, 1),
         )
-    s = sigma.repeat(reps)[:, None, None]
-    prediction = model.cfg.prediction
-    return [
-        predicted_x0(o.float(), x.repeat(reps, 1, 1), s, prediction)
-        for o, x in ((out.video, video), (out.audio, audio))
-    ]
+    return [out.video.float(), out.audio.float()]  # the network predicts x0
 
 
 def guided(teacher, guide, sampling: SamplingConfig, video, audio, cond: Conditions, sigma, autocast=False):
@@ -253,7 +240,7 @@ class DistributionMatching(harness.Objective):
         return self.cfg.lr
 
     def batches(self, start, end, rank, world_size):
-        data = StepBatches(world_config(self.parts), self.cfg.batch_size, self.cfg.seed, start, end)
+        data = StepBatches(self.parts.world_config(), self.cfg.batch_size, self.cfg.seed, start, end)
         return loader(data, self.cfg.num_workers)
 
     def _generator(self, step: int) -> tuple[torch.Generator, torch.Generator]:
@@ -301,8 +288,8 @@ class DistributionMatching(harness.Objective):
             s = self._sigmas(x0v.shape[0])
             vt, at, nv, na = noised(cond, x0v, x0a, s, self.gn)
             pv, pa = denoised(self.fake, vt, at, cond, s, autocast=self.autocast)  # as x0; the loss on v
-            lv = flow_loss(pv, x0v, nv, vt, s[:, None, None], "x0", generated[0])
-            la = flow_loss(pa, x0a, na, at, s[:, None, None], "x0", generated[1])
+            lv = flow_loss(pv, x0v, nv, vt, s[:, None, None], generated[0])
+            la = flow_loss(pa, x0a, na, at, s[:, None, None], generated[1])
             loss = lv.mean() + cfg.audio_loss_weight * (la * self.has_audio).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -322,7 +309,7 @@ class DistributionMatching(harness.Objective):
         return out / "model", {}
 
 
-def check_run_directory(out: Path, cfg: DistillConfig) -> None:
+def refuse_teacher_as_output(out: Path, cfg: DistillConfig) -> None:
     """Refuse a run directory whose model/ is the teacher itself."""
     teacher = Path(cfg.teacher).expanduser().resolve() if cfg.teacher is not None else None
     if teacher is not None and (out / "model").resolve() == teacher:
@@ -342,7 +329,7 @@ def distill(
     checkpoint/ (student, its EMA, the fake denoiser, both optimizers), model/ (the EMA student as a
     model directory that samples in K renoise steps without guidance), loss.png."""
     out = Path(out)
-    check_run_directory(out, cfg)
+    refuse_teacher_as_output(out, cfg)
     if cfg.teacher is not None:  # an absolute path: a resume from another directory finds the same teacher
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).expanduser().resolve()))
     cfg = harness.resolve_config(cfg, out, resume, log)

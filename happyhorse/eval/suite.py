@@ -135,16 +135,6 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
     }
 
 
-def world_config(pipe):
-    """The world's clip settings that match a pipeline's defaults: its size, frame rate, sound, and its
-    length rounded to whole latent frames, so a world clip and a generated one line up frame for frame."""
-    from ..world import WorldConfig
-
-    d, ac = pipe.defaults, pipe.audio_codec
-    frames = pipe.video_codec.num_frames(round(d["seconds"] * d["fps"]))
-    return WorldConfig(d["width"], d["height"], d["fps"], frames / d["fps"], ac.sample_rate, ac.channels)
-
-
 def generate_test_set(
     model_dir,
     out: Path,
@@ -172,7 +162,7 @@ def generate_test_set(
     pipe = load_pipeline(model_dir, device, dtype)
     overrides = dict(overrides or {})
     check_request(pipe, GenerateRequest("", **overrides))
-    config = world_config(pipe)
+    config = pipe.components.world_config()
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
         mode = MODES[i % len(MODES)]

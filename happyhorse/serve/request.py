@@ -24,14 +24,13 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from ..generate import GenerateRequest, check_request
+from ..generate import GenerateRequest, check_request, parse_size
 from ..media import MediaError, read_audio, read_image, save_audio, save_image
 from ..pipeline import MAX_SECONDS as PIPELINE_MAX_SECONDS
 from .config import ServeConfig
 from .errors import APIError, BodyTooLarge
 from .store import Job
 
-SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,(.*)$", re.DOTALL)
 API_PARAM = {"width": "size", "height": "size", "image": "input_reference", "audio": "audio_reference"}
 UPLOADS = {"input_reference": "image_url", "audio_reference": "audio_url"}  # file parts, or JSON data URLs
@@ -241,10 +240,10 @@ def _check_prompt(prompt: str, config: ServeConfig) -> None:
 
 
 def _parse_size(value: str) -> tuple[int, int]:
-    match = SIZE_PATTERN.match(value.strip().lower())
-    if not match:
-        raise APIError(400, f"size: expected WIDTHxHEIGHT such as 64x64, got {value[:40]!r}", param="size")
-    return int(match[1]), int(match[2])
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise APIError(400, str(exc), param="size") from None
 
 
 def _parse_seconds(value: str | float | None) -> float | None:

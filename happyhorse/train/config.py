@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..retired import read_config
 
 PRECISIONS = ("auto", "float32", "bfloat16")  # of the forward; see RunConfig.precision
 
@@ -62,17 +64,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        d = dict(d)
-        for name, off in cls.RETIRED.items():
-            if name in d and d.pop(name) not in (off, list(off) if isinstance(off, tuple) else off):
-                raise ValueError(
-                    f"{name}: a setting measured and not shipped (docs/experiments.md; git tag lab-2026-12 "
-                    "trains with it); remove it from the config"
-                )
-        known = {f.name for f in fields(cls)}
-        if unknown := set(d) - known:
-            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**read_config(d, cls, cls.RETIRED, cls.__name__))
 
     @classmethod
     def old_precision(cls, cuda: bool) -> str:
@@ -110,7 +102,7 @@ class TrainConfig(RunConfig):
 
     # model and codecs
     model: str = "tiny"  # a preset of happyhorse.model.CONFIGS
-    model_overrides: dict = field(default_factory=dict)  # e.g. {"prediction": "v", "depth": 8}
+    model_overrides: dict = field(default_factory=dict)  # e.g. {"depth": 8, "dim": 384}
     text_encoder: str = "minilm"  # minilm | hash (instant, for tests)
     video_patch: tuple[int, int, int] = (4, 8, 8)
     # a trained video codec directory (`happyhorse train-codec` writes OUT/codec) instead of the exact

@@ -155,8 +155,14 @@ def read_log(out: Path) -> list[dict]:
 
 
 def check_run_directory(out: Path, objective: Objective) -> None:
-    """Refuse a run directory whose checkpoint belongs to another objective."""
+    """Refuse a run directory whose checkpoint belongs to another objective, or was written before the
+    shared run loop (a distill run's `student.safetensors`: those weights are named otherwise)."""
     state = Path(out) / "checkpoint" / "state.json"
+    if (Path(out) / "checkpoint" / "student.safetensors").exists():
+        raise ValueError(
+            f"out: {out} holds a distill run of before 2026-12-08, which this version cannot resume; "
+            "choose another directory (its model/ still loads as a model directory)"
+        )
     theirs = json.loads(state.read_text()).get("objective") if state.exists() else None
     if theirs is not None and theirs != objective.name:
         raise ValueError(f"out: {out} holds a {theirs} run, not {objective.name}; choose another directory")

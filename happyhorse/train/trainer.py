@@ -95,7 +95,7 @@ def token_sigmas(x: StepInputs) -> torch.Tensor:
     return torch.cat([(~x.video_clean).float() * x.sigma[:, None], (~x.audio_clean).float() * x.sigma[:, None]], 1)
 
 
-def step_loss(model, x: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[torch.Tensor, dict]:
+def step_loss(model, x: StepInputs, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """Mean flow loss over the batch (bfloat16 forward where cfg.precision says, the loss in float32),
     and its per-sample video and audio parts for logging."""
     autocast = harness.autocasts(cfg.precision, x.video_t.device)
@@ -104,8 +104,8 @@ def step_loss(model, x: StepInputs, cfg: TrainConfig, prediction: str) -> tuple[
             x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigmas(x)
         )
     s = x.sigma[:, None, None]
-    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, prediction, ~x.video_clean)
-    loss_a = flow_loss(out.audio.float(), x.audio_x0, x.audio_noise, x.audio_t, s, prediction, ~x.audio_clean)
+    loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, ~x.video_clean)
+    loss_a = flow_loss(out.audio.float(), x.audio_x0, x.audio_noise, x.audio_t, s, ~x.audio_clean)
     # a sample whose audio is all given has no audio loss; averaging over the whole batch (not over the
     # samples with audio loss) keeps N processes x B samples equal to one process with N x B
     has_audio = (~x.audio_clean).any(-1).float()
@@ -176,13 +176,15 @@ class FlowMatching(harness.Objective):
     name = "flow_matching"
     curves = ("loss", "loss_by_sigma")
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, device: torch.device, fresh: bool = True):
+        """`fresh`: the run starts at step 0, from `init_from`'s weights where given (a resumed run's
+        checkpoint holds its own, and `init_from` need not be there any more)."""
         self.cfg, self.device = cfg, device
         self.parts = build_run_components(cfg)
         self.parts.text_encoder.to(device)  # the frozen text encoder and video codec run where the model trains
         self.parts.video_codec.to(device)
         self.model = self.parts.transformer.train().to(device)
-        if cfg.init_from:  # a resumed run's checkpoint loads over these
+        if cfg.init_from and fresh:
             self.model.load_state_dict(load_init_weights(cfg.init_from, self.model))
         self.fsdp = cfg.fsdp
         self.flops_per_token = None
@@ -201,7 +203,7 @@ class FlowMatching(harness.Objective):
         lengths = (x.video_t.shape[1], x.audio_t.shape[1], x.text.shape[1])
         if self.flops_per_token is None:
             self.flops_per_token = self.model.flops_per_token(lengths)
-        loss, parts = step_loss(net, x, self.cfg, self.model.cfg.prediction)
+        loss, parts = step_loss(net, x, self.cfg)
         per_sample = parts["video"] + self.cfg.audio_loss_weight * parts["audio"] * parts["has_audio"]
         bins = {f"{SIGMA_BINS[i]:.1f}-{SIGMA_BINS[i + 1]:.1f}": [] for i in range(len(SIGMA_BINS) - 1)}
         names = list(bins)
@@ -246,7 +248,8 @@ def train(
     `on_export(model_dir, step, last)` runs after each export (the CLI writes preview clips there)."""
     _, _, device = harness.setup_distributed()
     cfg = harness.resolve_config(cfg, Path(out), resume, log)
-    objective = FlowMatching(cfg, device)
+    fresh = not (resume and (Path(out) / "checkpoint" / "state.json").exists())
+    objective = FlowMatching(cfg, device, fresh)
     return harness.run(
         objective, out, resume=resume, max_steps=max_steps, minutes=minutes, log=log, progress=progress,
         on_export=on_export,
