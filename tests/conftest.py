@@ -49,6 +49,20 @@ def tiny_pipeline(seed: int = 0, **model):
     return pipe
 
 
+# a training run small enough for a test: a 64-wide, 2-layer transformer on 32x32, 9-frame world clips
+TINY_RUN = {
+    "model": "tiny",
+    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
+    "text_encoder": "hash",
+    "width": 32,
+    "height": 32,
+    "num_frames": 9,
+    "batch_size": 2,
+    "num_workers": 0,
+    "sample_every": 0,
+}
+
+
 @pytest.fixture
 def pipe():
     return tiny_pipeline()

@@ -9,22 +9,10 @@ import torch
 
 from happyhorse.components import Components
 from happyhorse.train import TrainConfig, train
+from tests.conftest import TINY_RUN
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "device_train.py"
-SMALL = {
-    "model": "tiny",
-    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
-    "text_encoder": "hash",
-    "width": 32,
-    "height": 32,
-    "num_frames": 9,
-    "batch_size": 4,
-    "num_workers": 0,
-    "warmup_steps": 2,
-    "log_every": 1,
-    "sample_every": 0,
-    "precision": "float32",
-}
+SMALL = {**TINY_RUN, "batch_size": 4, "warmup_steps": 2, "log_every": 1, "precision": "float32"}
 
 
 def test_shards_sent_back_assemble_into_the_runs_model(tmp_path):

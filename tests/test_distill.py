@@ -15,19 +15,12 @@ from happyhorse.diffusion.sampling import SamplingConfig
 from happyhorse.distill import DistillConfig, distill, dmd_loss
 from happyhorse.pipeline import HappyHorsePipeline
 from happyhorse.train import TrainConfig, train
+from tests.conftest import TINY_RUN
 
 TEACHER = {
-    "model": "tiny",
-    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
-    "text_encoder": "hash",
-    "width": 32,
-    "height": 32,
-    "num_frames": 9,
-    "batch_size": 2,
-    "num_workers": 0,
+    **TINY_RUN,
     "max_steps": 2,
     "warmup_steps": 1,
-    "sample_every": 0,
     "shift": 2.0,
     "sampling": {"guidance": [{"type": "classifier_free", "scale": 3.0, "audio_scale": 2.0, "interval": [0.0, 0.5]}]},
 }

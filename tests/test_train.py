@@ -20,19 +20,12 @@ from happyhorse.train import TrainConfig, load_config, train
 from happyhorse.train.data import StepBatches
 from happyhorse.train.harness import update_ema
 from happyhorse.train.trainer import build_run_components, prepare_step, step_loss, world_of
+from tests.conftest import TINY_RUN
 
 SMALL = {
-    "model": "tiny",
-    "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
-    "text_encoder": "hash",
-    "width": 32,
-    "height": 32,
-    "num_frames": 9,
-    "batch_size": 2,
-    "num_workers": 0,
+    **TINY_RUN,
     "warmup_steps": 2,
     "log_every": 1,
-    "sample_every": 0,
     "checkpoint_every": 1000,
     "precision": "float32",  # exact comparisons across processes and resumes; bfloat16 has its own test
 }

@@ -15,6 +15,7 @@ from happyhorse.pipeline import HappyHorsePipeline
 from happyhorse.train import TrainConfig, train
 from happyhorse.train.codec import STATS_SEEDS, CodecTrainConfig, clip_batch, reconstruction_loss, train_codec
 from happyhorse.train.trainer import build_run_components
+from tests.conftest import TINY_RUN
 
 # 2 x 2 pixel cells over 2 frames, 32 x 32 clips of 9 frames: seconds on a CPU
 TINY = {
@@ -200,20 +201,7 @@ def test_diffusion_over_a_learned_codec_trains_ships_and_samples(tmp_path):
     fine-tunes onto it: everything but the video projections carries over."""
     codec_cfg = CodecTrainConfig.from_dict({**TINY, "max_steps": 1})
     train_codec(codec_cfg, tmp_path / "codec", log=quiet)
-    small = {
-        "model": "tiny",
-        "model_overrides": {"dim": 64, "depth": 2, "heads": 2, "kv_heads": 1, "mlp_hidden": 128},
-        "text_encoder": "hash",
-        "width": 32,
-        "height": 32,
-        "num_frames": 9,
-        "video_patch": (2, 2, 2),
-        "batch_size": 2,
-        "num_workers": 0,
-        "warmup_steps": 1,
-        "max_steps": 2,
-        "sample_every": 0,
-    }
+    small = {**TINY_RUN, "video_patch": (2, 2, 2), "warmup_steps": 1, "max_steps": 2}
     base = TrainConfig.from_dict(small)
     train(base, tmp_path / "patch", log=quiet)
     cfg = TrainConfig.from_dict(
