@@ -212,9 +212,6 @@ class FlowMatching(harness.Objective):
         tokens = float(len(x.sigma) * sum(lengths))
         return loss, {"loss_by_sigma": bins, "tokens": tokens, "flops": tokens * self.flops_per_token}
 
-    def learning_rate(self, step):
-        return lr_at(self.cfg, step)
-
     def export_due(self, step):
         return self.cfg.sample_every > 0 and step % self.cfg.sample_every == 0
 
@@ -226,11 +223,6 @@ class FlowMatching(harness.Objective):
             out / "model"
         )
         return out / "model", {}
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % of lr at max_steps."""
-    return harness.warmup_cosine_lr(cfg, step)
 
 
 def train(
