@@ -16,7 +16,10 @@ def eval_command(
     clips: Path = typer.Option(None, help="Directory of NAME.mp4 (+ NAME.json sidecars) to evaluate."),
     model: Path = typer.Option(None, help="Model directory: generate the world test prompts, then evaluate."),
     default_model: bool = typer.Option(False, "--default-model", help="Evaluate the embedded default model."),
-    suite: str = typer.Option("all", help="world, temporal or all."),
+    suite: str = typer.Option("all", help="world, temporal, speech or all."),
+    kind: str = typer.Option(
+        "physics", help="With --model: the world clips the test prompts come from: physics, talk or mixed."
+    ),
     out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
     count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
     first: int = typer.Option(0, min=0, max=1_000_000, help="With --model: the first test prompt's number."),
@@ -44,8 +47,13 @@ def eval_command(
             raise typer.BadParameter(str(exc), param_hint="--compare") from None
         console.print(f"wrote {json_path} and {html_path}")
         return
-    if suite not in ("world", "temporal", "all"):
-        raise typer.BadParameter(f"must be world, temporal or all, got {suite!r}", param_hint="--suite")
+    from ..eval.suite import SUITES
+    from ..world.sample import KINDS
+
+    if suite not in SUITES:
+        raise typer.BadParameter(f"must be one of {', '.join(SUITES)}, got {suite!r}", param_hint="--suite")
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}, got {kind!r}", param_hint="--kind")
     chosen = [
         name for name, value in (("--clips", clips), ("--model", model), ("--default-model", default_model)) if value
     ]
@@ -63,9 +71,9 @@ def eval_command(
         )
         if value is not None
     }
-    if clips is not None and (overrides or first or (device, dtype) != ("auto", "auto")):
+    if clips is not None and (overrides or first or kind != "physics" or (device, dtype) != ("auto", "auto")):
         raise typer.BadParameter(
-            "these apply to --model only: --first, --steps, --guidance, --audio-guidance, --device, --dtype",
+            "these apply to --model only: --first, --kind, --steps, --guidance, --audio-guidance, --device, --dtype",
             param_hint="--clips",
         )
     if clips is not None and not clips.is_dir():
@@ -91,6 +99,7 @@ def eval_command(
                     progress=lambda: bar.advance(task),
                     overrides=overrides,
                     first=first,
+                    kind=kind,
                     device=device,
                     dtype=dtype,
                 )

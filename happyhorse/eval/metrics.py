@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import sync, temporal, world
+from . import speech, sync, temporal, world
 from .tracking import track_colours
 
 
@@ -125,6 +125,41 @@ METRICS: dict[str, MetricInfo] = {
         "median |sound onset - visual impact| over floor and wall impacts (no sound within 500 ms counts 500)",
         "share of impacts within one frame",
     ),
+    "lip_sync_offset_ms": MetricInfo(
+        "speech",
+        "ms",
+        "|lag| in +-500 ms that best correlates the speaker's mouth opening (dark area inside the prompted "
+        "face) with the voice-band envelope, near the speech VAD finds",
+        "1 when within one frame, else 0 (the mean: share of clips in sync)",
+    ),
+    "lip_sync_confidence": MetricInfo(
+        "speech", "correlation", "Pearson correlation of mouth opening and envelope at that lag", "max(0, value)"
+    ),
+    "mouth_movement": MetricInfo(
+        "speech",
+        "face share",
+        "standard deviation of the mouth opening (share of the face's area) while speech plays",
+        "min(1, value / 0.01): ground truth moves by 0.013-0.022",
+    ),
+    "speech_presence": MetricInfo(
+        "speech",
+        "fraction",
+        "share of the clip Silero VAD calls speech",
+        "min(1, value / (0.8 x the length eSpeak takes to say the prompted line / clip length))",
+    ),
+    "speech_similarity": MetricInfo(
+        "speech",
+        "fraction",
+        "MFCC DTW distance to eSpeak's prompted line, scaled between the line in another voice (1) and the "
+        "language's other lines (0)",
+        "the value",
+    ),
+    "speech_wer": MetricInfo(
+        "speech",
+        "fraction",
+        "English: word error rate of PocketSphinx decoding constrained to the prompted and the other English lines",
+        "1 - value",
+    ),
     "first_frame_psnr": MetricInfo(
         "fidelity", "dB", "TI2V: PSNR of frame 0 against the given image", "min(1, value / 40 dB)"
     ),
@@ -205,6 +240,46 @@ def world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow) -> dict
     return out, {"offsets_ms": offsets, "frame_ms": 1000 / fps, "tracks": present}
 
 
+def speech_metrics(frames, fps, audio, sample_rate, said: dict) -> tuple[dict, dict]:
+    """Lip sync, movement, presence, similarity and (English) WER of the line `said` (facts["speech"])."""
+    from ..world.speech import speak
+
+    line, language = said["line"], said["language"]
+    spans = speech.speech_spans(audio, sample_rate) if audio is not None else []
+    seconds = len(frames) / fps
+    presence = min(1.0, sum(b - a for a, b in spans) / seconds)
+    expected = speak(line, language, speech.REFERENCE_VOICE, sample_rate or 16000).seconds / seconds
+    mouth = speech.mouth_opening(frames, said["speaker"]["colour"])
+    offset, confidence = (None, None)
+    if audio is not None and spans:
+        offset, confidence = speech.lip_sync(mouth, fps, speech.speech_envelope(audio, sample_rate), spans)
+    times = np.arange(len(frames)) / fps
+    during = np.zeros(len(frames), bool)
+    for a, b in spans:
+        during |= (times >= a) & (times <= b)
+    moving = mouth[during & ~np.isnan(mouth)]
+    movement = float(moving.std()) if moving.size >= 2 else None
+    out = {
+        "lip_sync_offset_ms": _entry(
+            "lip_sync_offset_ms", None if offset is None else abs(offset), offset is not None and abs(offset) <= 1000 / fps
+        ),
+        "lip_sync_confidence": _entry("lip_sync_confidence", confidence, max(0.0, confidence or 0.0)),
+        "mouth_movement": _entry("mouth_movement", movement, (movement or 0.0) / 0.01),
+        "speech_presence": _entry("speech_presence", presence, presence / max(1e-6, 0.8 * expected)),
+        "speech_similarity": _entry(
+            "speech_similarity",
+            v := speech.speech_similarity(audio, sample_rate, line, language, spans) if audio is not None else 0.0,
+            v,
+        ),
+    }
+    heard = None
+    if language == "en" and audio is not None:
+        wer, heard = speech.speech_wer(audio, sample_rate, line)
+        out["speech_wer"] = _entry("speech_wer", wer, 1 - wer)
+    extras = {"mouth": [None if np.isnan(v) else float(v) for v in mouth], "speech_spans": spans, "heard": heard}
+    return out, extras
+
+
 def fidelity_metrics(first_frame: np.ndarray, image: np.ndarray) -> dict:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -229,7 +304,8 @@ def evaluate_clip(
     seconds_to_generate: float | None = None,
     suite: str = "all",
 ) -> tuple[dict, dict]:
-    """(metrics, extras) of one clip; world metrics only when `facts` names objects."""
+    """(metrics, extras) of one clip; world metrics only when `facts` names objects, speech metrics only
+    when it quotes a line (`facts["speech"]`)."""
     metrics, extras = {}, {}
     temporal_out, flow = temporal_metrics(frames)
     if suite in ("temporal", "all"):
@@ -237,6 +313,10 @@ def evaluate_clip(
     if suite in ("world", "all") and facts and facts.get("objects"):
         world_out, extras = world_and_sync_metrics(frames, fps, audio, sample_rate, facts, flow)
         metrics.update(world_out)
+    if suite in ("speech", "all") and facts and facts.get("speech"):
+        speech_out, speech_extras = speech_metrics(frames, fps, audio, sample_rate, facts["speech"])
+        metrics.update(speech_out)
+        extras.update(speech_extras, language=facts["speech"]["language"])
     if image is not None and image.shape == frames[0].shape:
         metrics.update(fidelity_metrics(frames[0], image))
     if seconds_to_generate:

@@ -22,6 +22,7 @@ from .metrics import METRICS, evaluate_clip
 from .world import facts_from_caption
 
 MODES = ("T2V", "TI2V", "TA2V")
+SUITES = ("world", "temporal", "speech", "all")
 
 
 def _clip_facts(sidecar: dict) -> dict | None:
@@ -122,9 +123,12 @@ def evaluate_clips(directory: str | Path, suite: str = "all", workers: int | Non
     by_mode = {
         m: aggregate([c for c in clips if c["mode"] == m]) for m in sorted({c["mode"] for c in clips if c["mode"]})
     }
+    languages = sorted({c["extras"]["language"] for c in clips if c.get("extras", {}).get("language")})
+    by_language = {lang: aggregate([c for c in clips if c["extras"].get("language") == lang]) for lang in languages}
     return {
         "metrics": aggregate(clips),
         "by_mode": by_mode,
+        "by_language": by_language,
         "clips": clips,
         "model": None,
         "settings": {"clips": str(directory), "suite": suite, "count": len(clips)},
@@ -145,6 +149,7 @@ def generate_test_set(
     modes: tuple[str, ...] = MODES,
     device: str | None = None,
     dtype: str | None = None,
+    kind: str = "physics",
 ) -> tuple[Path, Path, dict]:
     """Generate test-split prompts first .. first + count - 1 cycling T2V, TI2V, TA2V (by prompt number);
     write the matching ground truth. Settings chosen on one range can be confirmed on another; `modes`
@@ -152,7 +157,8 @@ def generate_test_set(
 
     `overrides` are request fields every clip takes (`num_inference_steps`, `guidance_scale`,
     `audio_guidance_scale`: generate.GenerateRequest), checked before the first clip.
-    `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32)."""
+    `device` and `dtype` as `load_pipeline` takes them (None: the CPU in float32). `kind`: the world
+    clips (world.sample.KINDS) whose captions, first frames and soundtracks are the prompts."""
     from ..devices import dtype_name
     from ..generate import GenerateRequest, check_request, load_pipeline, run_generate
     from ..world import make_clip, write_sample
@@ -168,7 +174,7 @@ def generate_test_set(
         mode = MODES[i % len(MODES)]
         if mode not in modes:
             continue
-        truth = make_clip(i, "test", config)
+        truth = make_clip(i, "test", config, kind=kind)
         write_sample(truth, truth_dir, f"{i:03d}")
         image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0]) if mode == "TI2V" else None
         sound = save_audio(clips_dir / f"{i:03d}_sound.wav", truth.audio, truth.sample_rate) if mode == "TA2V" else None
@@ -185,6 +191,7 @@ def generate_test_set(
         "first": first,
         "modes": list(modes),
         "split": "test",
+        "kind": kind,
         "sampling": pipe.sampling.with_overrides(
             overrides.get("num_inference_steps"), overrides.get("guidance_scale"), overrides.get("audio_guidance_scale")
         ).to_dict(),
@@ -207,16 +214,21 @@ def evaluate_model(
     modes: tuple[str, ...] = MODES,
     device: str | None = None,
     dtype: str | None = None,
+    kind: str = "physics",
 ) -> dict:
     out = Path(out)
     start = time.perf_counter()
     clips_dir, truth_dir, settings = generate_test_set(
-        model_dir, out, count, progress, overrides, first, modes, device, dtype
+        model_dir, out, count, progress, overrides, first, modes, device, dtype, kind
     )
     generated = time.perf_counter()
     report = evaluate_clips(clips_dir, suite)
     reference = evaluate_clips(truth_dir, suite)
-    report["reference"] = {"metrics": reference["metrics"], "clips": str(truth_dir)}
+    report["reference"] = {
+        "metrics": reference["metrics"],
+        "by_language": reference["by_language"],
+        "clips": str(truth_dir),
+    }
     report["model"] = settings["model"]
     report["settings"] = {**report["settings"], **settings}
     report["timings"].update(generate_s=generated - start, total_s=time.perf_counter() - start)

@@ -30,9 +30,33 @@ def pixels_per_metre(height: int) -> float:
 # ------------------------------------------------------------------------------------ facts
 
 
+def speech_from_caption(caption: str) -> dict | None:
+    """The quoted line, its language and the speaking face's colour in a caption such as
+    `A round green face says "bonjour" in French.`; None when the caption quotes no line or names no
+    supported language or no coloured face."""
+    from ..world.speech import LANGUAGES
+
+    quoted = re.search(r'"([^"]+)"', caption)
+    if not quoted:
+        return None
+    rest = (caption[: quoted.start()] + " " + caption[quoted.end() :]).lower()
+    names = {lang.name.lower(): code for code, lang in LANGUAGES.items()}
+    language = next((names[m] for m in re.findall(r"\b(" + "|".join(names) + r")\b", rest)), None)
+    colour_re = "|".join(COLOURS)
+    # "the green one says", "a round green face speaks", else the only coloured face named
+    speaker = re.search(rf"\b({colour_re})(?: \w+)? (?:face|one) (?:says|speaks)", rest)
+    faces = re.findall(rf"\b({colour_re})(?: \w+)? face\b", rest)
+    colour = speaker.group(1) if speaker else (faces[0] if len(set(faces)) == 1 else None)
+    if language is None or colour is None:
+        return None
+    return {"line": quoted.group(1), "language": language, "speaker": {"colour": colour}}
+
+
 def facts_from_caption(caption: str) -> dict:
-    """Objects (colour, shape, size, motion, direction, bounces) named in a world-style caption."""
-    text = caption.lower()
+    """Objects (colour, shape, size, motion, direction, bounces) named in a world-style caption, and the
+    quoted line (`speech`) where a face says one."""
+    said = speech_from_caption(caption)
+    text = re.sub(r'"[^"]*"', '""', caption.lower())  # a quoted line names no object
     shape_of = {w: s for s, words in SHAPE_WORDS.items() for w in words}
     size_of = {w: s for s, words in SIZE_WORDS.items() for w in words}
     materials = set(MATERIAL_WORDS.values())
@@ -74,7 +98,10 @@ def facts_from_caption(caption: str) -> dict:
     for n, word in NUMBERS.items():
         if re.search(rf"\b{word} (objects|shapes)\b", text):
             count = n
-    return {"count": count, "objects": objects}
+    facts = {"count": count, "objects": objects}
+    if said:
+        facts["speech"] = said
+    return facts
 
 
 # ------------------------------------------------------------------------------------ motion
@@ -270,7 +297,11 @@ def classify_motion(track: Track, others: list[Track], width: int, height: int) 
 
 
 def world_metrics(tracks: dict[str, Track], facts: dict, fps: float, height: int, width: int) -> dict:
-    """Raw values of the physics and prompt-following metrics for one clip."""
+    """Raw values of the physics and prompt-following metrics for one clip (talking faces are not objects)."""
+    faces = {f["colour"] for f in facts.get("faces", [])}
+    if facts.get("speech"):
+        faces.add(facts["speech"]["speaker"]["colour"])
+    tracks = {c: t for c, t in tracks.items() if c not in faces}
     objects = facts["objects"]
     ppm = pixels_per_metre(height)
     found = {o["colour"]: tracks[o["colour"]].visible.mean() >= 0.5 for o in objects}

@@ -86,7 +86,7 @@ def _noun(o: dict, rng: np.random.Generator, material: bool) -> str:
     return " ".join(words)
 
 
-def _article(noun: str) -> str:
+def with_article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
@@ -118,7 +118,7 @@ def captions(
     for k in range(n * 4):
         material = bool(rng.random() < 0.6)
         nouns = [_noun(o, rng, material) for o in objs]
-        clauses = [f"{_article(nouns[i])} {_motion(o, rng)}" for i, o in enumerate(objs)]
+        clauses = [f"{with_article(nouns[i])} {_motion(o, rng)}" for i, o in enumerate(objs)]
         if len(objs) == 1:
             sound = str(rng.choice(SOUND_WORDS[MATERIALS[objs[0]["material"]].sound]))
             forms = [

@@ -82,7 +82,12 @@ MATERIAL_LOOK = {
 
 
 def render(
-    scene: Scene, positions: np.ndarray, width: int, height: int, coverage: bool = False
+    scene: Scene,
+    positions: np.ndarray,
+    width: int,
+    height: int,
+    coverage: bool = False,
+    backdrop: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Frames uint8 [T, H, W, 3] for object centres `positions` [T, N, 2] in metres.
 
@@ -90,10 +95,11 @@ def render(
     blended into a canvas padded by S on every side so windows never need clipping. With `coverage`,
     also the share of each pixel that objects cover, float32 [T, H, W] in [0, 1] (the exact object
     mask: training can weight its loss by it, since objects are all a prompt is about).
+    `backdrop` (float32 [T, H, W, 3]) replaces the static room behind the objects (talking faces on the wall).
     """
     cam = Camera(width, height, scene.height_m)
     n_frames = positions.shape[0]
-    base = background(scene, width, height)
+    base = background(scene, width, height) if backdrop is None else backdrop
     centres = cam.to_pixels(positions).astype(np.float32)  # (T, N, 2) column, row
     pad = int(max((o.radius for o in scene.objects), default=0) * cam.ppm * 2 + 4)
     canvas = np.zeros((n_frames, height + 2 * pad, width + 2 * pad, 3), np.float32)

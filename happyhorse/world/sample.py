@@ -10,13 +10,16 @@ import numpy as np
 
 from ..media import Clip, save_video, write_json_atomic
 from .caption import captions, scene_facts
-from .physics import SimulationError, simulate
-from .render import Camera, render
-from .scene import sample_scene
+from .physics import SimulationError, Trajectory, simulate
+from .render import Camera, background, render
+from .scene import SPLITS, sample_scene
 from .sound import soundtrack
+from .talk import draw_faces, mouth_curve, sample_talk, speech_track, talk_caption, talk_facts, talk_record
 
 MAX_ATTEMPTS = 16  # scenes whose simulation is ill-posed are redrawn (deterministically)
 FIRST_CONTACT_S = 0.25  # objects that collide sooner never show the motion their caption states
+BACKGROUND_GAIN = 0.4  # level of a mixed scene's impacts and ambience under its voice
+KINDS = ("physics", "talk", "mixed")  # objects moving; faces saying a line; one face in a corner of a physics scene
 
 
 @dataclass(frozen=True)
@@ -60,33 +63,51 @@ def make_clip(
     split: str = "train",
     config: WorldConfig | None = None,
     *,
+    kind: str = "physics",
     ground_truth: bool = True,
     object_coverage: bool = False,
 ) -> Clip:
-    """The clip of (seed, split): identical bytes for identical arguments.
+    """The clip of (seed, split, kind): identical bytes for identical arguments.
 
+    `kind` is one of KINDS; a physics clip is the same whether or not other kinds exist, and a talk or
+    mixed clip draws its faces and line from a generator of its own.
     `ground_truth=False` skips the per-frame JSON-ready records (faster, for training batches).
     `object_coverage=True` adds meta["object_coverage"]: uint8 [T, H, W], the share of each pixel the
-    objects cover (255 = all), for losses weighted towards the objects.
+    objects and faces cover (255 = all), for losses weighted towards what a prompt is about.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
     config = config or WorldConfig()
     seconds = config.num_frames / config.fps
-    for attempt in range(MAX_ATTEMPTS):
-        scene = sample_scene(seed if attempt == 0 else seed + attempt * 1_000_003, split, config.width, config.height)
-        try:
-            trajectory = simulate(scene, seconds)
-        except SimulationError:
-            continue
-        if not any(e["kind"] == "collision" and e["time"] < FIRST_CONTACT_S for e in trajectory.events):
-            break
+    if kind == "talk":  # the room only: no objects, no ambience under the voice
+        scene = sample_scene(seed, split, config.width, config.height)
+        scene.objects, scene.ambience, scene.ambience_level = [], None, 0.0
+        trajectory = Trajectory(np.zeros(1), np.zeros((1, 0, 6)), [])
     else:
-        raise SimulationError(f"seed {seed}: no well-posed scene in {MAX_ATTEMPTS} attempts")
+        scene, trajectory = _physics(seed, split, config, seconds)
     scene.seed = int(seed)
     times = np.arange(config.num_frames) / config.fps
     positions, velocities = trajectory.at(times)
-    frames = render(scene, positions, config.width, config.height, coverage=object_coverage)
+    talk = backdrop = None
+    if kind != "physics":
+        talk = sample_talk(
+            np.random.default_rng([int(seed), 11, SPLITS[split]]),
+            split,
+            config.width,
+            config.height,
+            seconds,
+            config.sample_rate,
+            corner=kind == "mixed",
+            avoid_colours=tuple(o.colour for o in scene.objects),
+        )
+        opening = mouth_curve(talk.speech, talk.start, times)
+        backdrop = np.repeat(background(scene, config.width, config.height)[None], config.num_frames, axis=0)
+        faces_cover = draw_faces(backdrop, talk, times, opening)
+    frames = render(scene, positions, config.width, config.height, coverage=object_coverage, backdrop=backdrop)
     if object_coverage:
         frames, covered = frames
+        if talk is not None:
+            covered = np.maximum(covered, faces_cover)
     rng = np.random.default_rng([int(seed), 7, 0 if split == "train" else 1])
     audio, onsets = soundtrack(
         scene,
@@ -96,13 +117,25 @@ def make_clip(
         config.channels,
         rng,
     )
-    texts = captions(scene, trajectory.events, rng, seconds=seconds)
-    meta = {"seed": int(seed), "split": split, "captions": texts}
+    texts = captions(scene, trajectory.events, rng, seconds=seconds) if kind != "talk" else []
+    if talk is not None:
+        speech, first_sample = speech_track(talk, config.num_samples)
+        # the speaker is the foreground: objects sound further away, as a camera on the face hears them
+        audio = BACKGROUND_GAIN * audio + speech[None] * (1.0 if config.channels == 1 else np.sqrt(0.5))
+        peak = np.abs(audio).max()
+        if peak > 0.98:
+            audio *= 0.98 / peak
+        said = talk_caption(talk, rng)
+        texts = said if kind == "talk" else [p[:-1] + "; " + t[0].lower() + t[1:] for p, t in zip(texts, said)]
+    meta = {"seed": int(seed), "split": split, "kind": kind, "captions": texts}
     if object_coverage:
         meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)
     if ground_truth:
         meta.update(_ground_truth(scene, trajectory.events, onsets, positions, velocities, times, config))
         meta["facts"] = scene_facts(scene, trajectory.events, seconds)
+        if talk is not None:
+            meta["talk"] = talk_record(talk, first_sample, times, opening)
+            meta["facts"].update(talk_facts(talk))
     return Clip(
         frames=frames,
         fps=config.fps,
@@ -111,6 +144,19 @@ def make_clip(
         caption=texts[0],
         meta=meta,
     )
+
+
+def _physics(seed: int, split: str, config: WorldConfig, seconds: float):
+    """The scene of (seed, split) and its simulation; ill-posed scenes are redrawn deterministically."""
+    for attempt in range(MAX_ATTEMPTS):
+        scene = sample_scene(seed if attempt == 0 else seed + attempt * 1_000_003, split, config.width, config.height)
+        try:
+            trajectory = simulate(scene, seconds)
+        except SimulationError:
+            continue
+        if not any(e["kind"] == "collision" and e["time"] < FIRST_CONTACT_S for e in trajectory.events):
+            return scene, trajectory
+    raise SimulationError(f"seed {seed}: no well-posed scene in {MAX_ATTEMPTS} attempts")
 
 
 def _ground_truth(scene, events, onsets, positions, velocities, times, config: WorldConfig) -> dict:
