@@ -27,6 +27,7 @@ from .diffusion.sampling import SamplingConfig
 from .media import read_audio, read_image, resample
 from .model import SingleStreamTransformer
 from .model.positions import sequence_positions
+from .world.speech import spoken_line
 
 MAX_PROMPT_CHARS = 2000
 MAX_SECONDS = 20.0
@@ -157,6 +158,7 @@ class HappyHorsePipeline:
         for p in prompts:
             if len(p) > MAX_PROMPT_CHARS:
                 raise ValueError(f"prompt: at most {MAX_PROMPT_CHARS} characters, got {len(p)}")
+            spoken_line(p)  # a quoted line in a language the world speaks, in its script, of a sayable length
         if seconds is not None and not (
             isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS
         ):

@@ -302,6 +302,25 @@ def test_clip_repeats_show_each_clip_at_several_noise_levels():
         TrainConfig(**{**SMALL, "batch_size": 4, "clip_repeats": 3})
 
 
+def test_world_kinds_mix_talking_clips_into_the_batches_deterministically():
+    """A mix of scene kinds draws each clip's kind from its seed: the same steps give the same clips, the
+    talk share is near its weight, and a bad mix is refused by name."""
+    cfg = TrainConfig(**{**SMALL, "batch_size": 4, "world_kinds": {"physics": 1, "talk": 1}})
+    data = StepBatches(world_of(cfg), 4, cfg.seed, 0, 6, kinds=cfg.world_kinds)
+    first, again = list(data), list(StepBatches(world_of(cfg), 4, cfg.seed, 0, 6, kinds=cfg.world_kinds))
+    captions = [c for b in first for c in b["captions"]]
+    assert captions == [c for b in again for c in b["captions"]]
+    talking = sum('"' in c for c in captions)
+    assert 6 <= talking <= 18, captions  # 24 clips at weight 1/2
+    assert not any('"' in c for b in batches(TrainConfig(**SMALL), 0, 3) for c in b["captions"])
+    for kinds, needle in [
+        ({"song": 1}, "keys must be among physics, talk, mixed"),
+        ({"talk": -1}, "weights must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            TrainConfig(**{**SMALL, "world_kinds": kinds})
+
+
 def test_config_files_and_presets(tmp_path):
     from pathlib import Path
 

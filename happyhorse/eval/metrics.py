@@ -261,7 +261,9 @@ def speech_metrics(frames, fps, audio, sample_rate, said: dict) -> tuple[dict, d
     movement = float(moving.std()) if moving.size >= 2 else None
     out = {
         "lip_sync_offset_ms": _entry(
-            "lip_sync_offset_ms", None if offset is None else abs(offset), offset is not None and abs(offset) <= 1000 / fps
+            "lip_sync_offset_ms",
+            None if offset is None else abs(offset),
+            offset is not None and abs(offset) <= 1000 / fps,
         ),
         "lip_sync_confidence": _entry("lip_sync_confidence", confidence, max(0.0, confidence or 0.0)),
         "mouth_movement": _entry("mouth_movement", movement, (movement or 0.0) / 0.01),

@@ -148,7 +148,9 @@ def speech_spans(audio: np.ndarray, sample_rate: int) -> list[tuple[float, float
 def _mfcc(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     import librosa
 
-    m = librosa.feature.mfcc(y=wave.astype(np.float32), sr=sample_rate, n_mfcc=14, hop_length=int(0.01 * sample_rate))[1:]
+    m = librosa.feature.mfcc(y=wave.astype(np.float32), sr=sample_rate, n_mfcc=14, hop_length=int(0.01 * sample_rate))[
+        1:
+    ]
     m = m - m.mean(axis=1, keepdims=True)  # cepstral mean normalisation: channel and voice colour
     return m / (m.std(axis=1, keepdims=True) + 1e-6)
 

@@ -32,24 +32,25 @@ def pixels_per_metre(height: int) -> float:
 
 def speech_from_caption(caption: str) -> dict | None:
     """The quoted line, its language and the speaking face's colour in a caption such as
-    `A round green face says "bonjour" in French.`; None when the caption quotes no line or names no
-    supported language or no coloured face."""
-    from ..world.speech import LANGUAGES
+    `A round green face says "bonjour" in French.`; None when the caption quotes no line in a language
+    the world speaks, or names no coloured face."""
+    from ..world.speech import spoken_line
 
-    quoted = re.search(r'"([^"]+)"', caption)
-    if not quoted:
+    try:
+        said = spoken_line(caption)
+    except ValueError:
         return None
-    rest = (caption[: quoted.start()] + " " + caption[quoted.end() :]).lower()
-    names = {lang.name.lower(): code for code, lang in LANGUAGES.items()}
-    language = next((names[m] for m in re.findall(r"\b(" + "|".join(names) + r")\b", rest)), None)
+    if said is None:
+        return None
+    rest = re.sub(r'"[^"]*"', '""', caption.lower())
     colour_re = "|".join(COLOURS)
     # "the green one says", "a round green face speaks", else the only coloured face named
     speaker = re.search(rf"\b({colour_re})(?: \w+)? (?:face|one) (?:says|speaks)", rest)
     faces = re.findall(rf"\b({colour_re})(?: \w+)? face\b", rest)
     colour = speaker.group(1) if speaker else (faces[0] if len(set(faces)) == 1 else None)
-    if language is None or colour is None:
+    if colour is None:
         return None
-    return {"line": quoted.group(1), "language": language, "speaker": {"colour": colour}}
+    return {"line": said[0], "language": said[1], "speaker": {"colour": colour}}
 
 
 def facts_from_caption(caption: str) -> dict:

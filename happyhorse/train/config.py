@@ -117,6 +117,8 @@ class TrainConfig(RunConfig):
     num_frames: int = 25
     sample_rate: int = 16000
     channels: int = 1
+    # the mix of world scene kinds (world.sample.KINDS) by weight: physics, talk (faces saying a line), mixed
+    world_kinds: dict = field(default_factory=lambda: {"physics": 1.0})
     # optimisation
     batch_size: int = 16  # per process
     clip_repeats: int = 1  # samples per rendered clip, each at its own noise (rendering bounds a GPU run)
@@ -162,6 +164,9 @@ class TrainConfig(RunConfig):
         for name in ("text_dropout", "p_image", "p_audio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        from .data import check_kinds
+
+        check_kinds(self.world_kinds)
         self.sampling_config()  # refused here, by name, rather than at the first export
 
     @property

@@ -11,6 +11,26 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..world import WorldConfig, make_clip
+from ..world.sample import KINDS
+
+
+def check_kinds(kinds: dict[str, float]) -> dict[str, float]:
+    """A mix of world scene kinds {kind: weight}, normalised to sum 1; a ValueError names what is wrong."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise ValueError(f"world_kinds: keys must be among {', '.join(KINDS)}, got {sorted(kinds) or 'none'}")
+    if any(not w >= 0 for w in kinds.values()) or sum(kinds.values()) <= 0:
+        raise ValueError(f"world_kinds: weights must be >= 0 with a positive sum, got {dict(kinds)}")
+    total = float(sum(kinds.values()))
+    return {k: float(w) / total for k, w in kinds.items()}
+
+
+def clip_kind(clip_seed: int, kinds: dict[str, float]) -> str:
+    """The scene kind of a training clip: a pure function of its world seed and the mix."""
+    names = sorted(kinds)
+    if len(names) == 1:
+        return names[0]
+    return str(np.random.default_rng([clip_seed, 13]).choice(names, p=[kinds[k] for k in names]))
 
 
 def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
@@ -31,6 +51,7 @@ class StepBatches(IterableDataset):
     takes one batch from each worker in turn, so steps still arrive in order, each once. With
     `clip_repeats` R, sample i shows clip i // R (its noise, noise level and conditions are still its
     own): rendering is what limits a GPU run, and a clip seen at R noise levels is not R clips' cost.
+    `kinds` mixes the world's scene kinds ({"physics": 1} when None: the clips runs always saw).
     """
 
     def __init__(
@@ -43,8 +64,10 @@ class StepBatches(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         clip_repeats: int = 1,
+        kinds: dict[str, float] | None = None,
     ):
         self.world, self.batch_size, self.seed, self.clip_repeats = world, batch_size, seed, clip_repeats
+        self.kinds = check_kinds(kinds or {"physics": 1.0})
         self.start, self.end, self.rank, self.world_size = start, end, rank, world_size
 
     def __iter__(self):
@@ -57,7 +80,8 @@ class StepBatches(IterableDataset):
             for i in indices:
                 if i // r not in clips:
                     seed = clip_seed(self.seed, step, i // r, b * self.world_size // r)
-                    clips[i // r] = make_clip(seed, "train", self.world, ground_truth=False)
+                    kind = clip_kind(seed, self.kinds)
+                    clips[i // r] = make_clip(seed, "train", self.world, kind=kind, ground_truth=False)
             shown = [clips[i // r] for i in indices]
             yield {
                 "step": step,

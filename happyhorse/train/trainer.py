@@ -195,7 +195,9 @@ class FlowMatching(harness.Objective):
 
     def batches(self, start, end, rank, world_size):
         cfg = self.cfg
-        data = StepBatches(world_of(cfg), cfg.batch_size, cfg.seed, start, end, rank, world_size, cfg.clip_repeats)
+        data = StepBatches(
+            world_of(cfg), cfg.batch_size, cfg.seed, start, end, rank, world_size, cfg.clip_repeats, cfg.world_kinds
+        )
         return loader(data, cfg.num_workers, pin_memory=self.device.type == "cuda")
 
     def loss(self, net, batch):

@@ -126,7 +126,9 @@ def make_clip(
         if peak > 0.98:
             audio *= 0.98 / peak
         said = talk_caption(talk, rng)
-        texts = said if kind == "talk" else [p[:-1] + "; " + t[0].lower() + t[1:] for p, t in zip(texts, said)]
+        texts = (
+            said if kind == "talk" else [p[:-1] + "; " + t[0].lower() + t[1:] for p, t in zip(texts, said, strict=True)]
+        )
     meta = {"seed": int(seed), "split": split, "kind": kind, "captions": texts}
     if object_coverage:
         meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)

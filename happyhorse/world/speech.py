@@ -1,21 +1,22 @@
 """Speech by eSpeak NG: a line in one of several languages -> waveform, phoneme and word times.
 
-eSpeak NG is called through its C API (`espeak_Synth` in synchronous mode) from the library and data
-that the `espeakng-loader` wheel ships, so the install stays `pip install`. Why ctypes and not a
-package: the Python packages around eSpeak (phonemizer, pyttsx3, espeakng) either phonemize only,
-speak through the sound card, or run the `espeak-ng` program, and none returns the phoneme events with
-their sample positions, which is what makes the world's lip-sync ground truth exact.
-
-eSpeak keeps one global state per process; `speak` holds a lock around it, so threads may share it.
+eSpeak NG is called through its C API (espeak_engine.py) from the library and data that the
+`espeakng-loader` wheel ships, so the install stays `pip install`; `_render` says why each utterance is
+rendered by a fresh process and cached.
 """
 
 from __future__ import annotations
 
-import ctypes
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -123,86 +124,80 @@ def check_line(line: str, language: str) -> str:
     return text
 
 
-class _Event(ctypes.Structure):
-    class _Id(ctypes.Union):
-        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
-        ("id", _Id),
-    ]
+_QUOTE = re.compile(r'"([^"]*)"')
+_NAMED = (  # where a prompt names the language of its quoted line
+    re.compile(r'"[^"]*"\s+in\s+([A-Za-z]+)'),  # says "..." in French
+    re.compile(r"\bspeaks\s+([A-Za-z]+)\s*:"),  # speaks French: "..."
+    re.compile(r"(?:^|[;:.]\s*)[Ii]n\s+([A-Za-z]+)\s*,"),  # In French, a face says "..."
+)
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
-_EVENT_END, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7  # espeakEVENT_LIST_TERMINATED, _WORD, _PHONEME
-_SYNCHRONOUS, _PHONEME_EVENTS, _DONT_EXIT = 2, 0x0001, 0x8000
-_RATE, _PITCH, _CHARS_UTF8 = 1, 3, 1
+def spoken_line(prompt: str) -> tuple[str, str] | None:
+    """(line, language code) of a prompt that quotes a line and names its language, checked; None when
+    it quotes none or names no language. A ValueError starting "prompt:" names an unsupported language
+    (a capitalised name in a language's place: "in Klingon"; listing the supported ones), a line in
+    another script, or an empty or over-long line."""
+    quoted = _QUOTE.search(prompt)
+    if quoted is None:
+        return None
+    known = {name for lang in LANGUAGES.values() for name in (lang.code, lang.name.lower())}
+    named = None
+    for pattern in _NAMED:
+        m = pattern.search(prompt)
+        if m and (m.group(1).lower() in known or m.group(1)[0].isupper()):
+            named = m.group(1)
+            break
+    if named is None:
+        return None
+    try:
+        lang = language_of(named)
+        return check_line(quoted.group(1), lang.code), lang.code
+    except ValueError as exc:
+        raise ValueError(f"prompt: {exc}") from None
+
+
 _LOCK = threading.Lock()
+_RENDERED: dict[str, tuple[np.ndarray, list, int]] = {}
+ENGINE = Path(__file__).with_name("espeak_engine.py")
 
 
-class _Engine:
-    """The loaded library, initialised once per process, with the callback that collects one utterance."""
-
-    def __init__(self):
-        import espeakng_loader
-
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        data = espeakng_loader.get_data_path().encode()
-        self.rate = self.lib.espeak_Initialize(_SYNCHRONOUS, 0, data, _PHONEME_EVENTS | _DONT_EXIT)
-        if self.rate <= 0:
-            raise RuntimeError(f"eSpeak NG failed to initialise from {data.decode()}")
-        self.chunks: list[np.ndarray] = []
-        self.events: list[tuple[int, str, int]] = []
-        self.callback = _CALLBACK(self._collect)  # kept referenced: eSpeak calls it after this returns
-        self.lib.espeak_SetSynthCallback(self.callback)
-
-    def _collect(self, wav, n, events) -> int:
-        if n > 0:
-            self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
-        k = 0
-        while events[k].type != _EVENT_END:
-            e = events[k]
-            if e.type == _EVENT_PHONEME:
-                self.events.append((e.type, e.id.string.decode("utf-8", "replace"), e.sample))
-            elif e.type == _EVENT_WORD:
-                self.events.append((e.type, "", e.sample))
-            k += 1
-        return 0
-
-    def synth(self, text: str, espeak_voice: str, pitch: int, rate: int) -> tuple[np.ndarray, list]:
-        self.chunks, self.events = [], []
-        if self.lib.espeak_SetVoiceByName(espeak_voice.encode()) != 0:
-            raise ValueError(f"voice: eSpeak NG has no voice {espeak_voice!r}")
-        self.lib.espeak_SetParameter(_RATE, rate, 0)
-        self.lib.espeak_SetParameter(_PITCH, pitch, 0)
-        raw = text.encode("utf-8")
-        if self.lib.espeak_Synth(raw, len(raw) + 1, 0, 1, 0, _CHARS_UTF8, None, None) != 0:
-            raise RuntimeError(f"eSpeak NG could not speak {text!r}")
-        audio = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
-        return audio, self.events
+def _cache_dir() -> Path:
+    return Path(os.environ.get("HAPPYHORSE_CACHE", Path.home() / ".cache" / "happyhorse")) / "speech"
 
 
-@lru_cache(maxsize=1)
-def _engine() -> _Engine:
-    return _Engine()
+def _render(text: str, espeak_voice: str, pitch: int, rate: int) -> tuple[np.ndarray, list, int]:
+    """eSpeak's int16 samples, its (kind, phoneme, sample) events and its sample rate for one utterance.
+
+    eSpeak NG keeps state from one utterance to the next (its pitch flutter and jitter advance), which
+    `espeak_Initialize` does not reset: the same call gives other samples after other calls. So each
+    utterance is rendered by a fresh process (espeak_engine.py, ~0.1 s), whose first call is always the
+    same, and kept in memory and on disk (HAPPYHORSE_CACHE, default ~/.cache/happyhorse/speech): world
+    clips are identical bytes whatever was spoken before them, in any process."""
+    import espeakng_loader
+
+    version = Path(espeakng_loader.get_library_path()).resolve().name
+    key = hashlib.sha256(json.dumps([version, text, espeak_voice, pitch, rate]).encode()).hexdigest()[:32]
+    with _LOCK:
+        if key in _RENDERED:
+            return _RENDERED[key]
+        path = _cache_dir() / f"{key}.npz"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            done = subprocess.run(
+                [sys.executable, str(ENGINE), str(path), espeak_voice, str(pitch), str(rate)],
+                input=text.encode("utf-8"),
+                capture_output=True,
+                timeout=60,
+            )
+            if done.returncode == 2:
+                raise ValueError(f"voice: eSpeak NG has no voice {espeak_voice!r}")
+            if done.returncode != 0:
+                raise RuntimeError(f"eSpeak NG could not speak {text!r}: {done.stderr.decode(errors='replace')}")
+        with np.load(path) as data:
+            events = json.loads(str(data["events"]))
+            rendered = (data["audio"], [tuple(e) for e in events], int(data["rate"]))
+        _RENDERED[key] = rendered
+        return rendered
 
 
 def speak(line: str, language: str, voice: str | Voice = "bright", sample_rate: int = 16000) -> Speech:
@@ -212,10 +207,7 @@ def speak(line: str, language: str, voice: str | Voice = "bright", sample_rate: 
     v = voice if isinstance(voice, Voice) else VOICES.get(voice)
     if v is None:
         raise ValueError(f"voice: {voice!r} is not one of {', '.join(VOICES)}")
-    with _LOCK:
-        engine = _engine()
-        raw, events = engine.synth(text, f"{lang.espeak}+{v.variant}", v.pitch, v.rate)
-        native = engine.rate
+    raw, events, native = _render(text, f"{lang.espeak}+{v.variant}", v.pitch, v.rate)
     wave = raw.astype(np.float32) / 32768.0
     loud = np.flatnonzero(np.abs(wave) > 0.01)
     if loud.size == 0:
@@ -229,10 +221,10 @@ def speak(line: str, language: str, voice: str | Voice = "bright", sample_rate: 
         return float(min(max((sample - first) / native, 0.0), seconds))
 
     marks = [(kind, sym, clock(s)) for kind, sym, s in events]
-    phones = [(sym, t) for kind, sym, t in marks if kind == _EVENT_PHONEME]
+    phones = [(sym, t) for kind, sym, t in marks if kind == "phoneme"]
     phonemes = tuple(
         (sym, t, phones[i + 1][1] if i + 1 < len(phones) else seconds) for i, (sym, t) in enumerate(phones)
     )
-    starts = [t for kind, _, t in marks if kind == _EVENT_WORD]
+    starts = [t for kind, _, t in marks if kind == "word"]
     words = tuple((t, starts[i + 1] if i + 1 < len(starts) else seconds) for i, t in enumerate(starts))
     return Speech(audio, sample_rate, phonemes, words)
