@@ -81,6 +81,33 @@ def trajectory_overlays(clips: list[dict], count: int = 4) -> list[tuple[str, st
     return out
 
 
+def lip_sync_plots(clips: list[dict], count: int = 4) -> list[tuple[str, str]]:
+    """For a few clips that quote a line: the speaker's mouth opening per frame against the voice-band
+    envelope, the speech the VAD found shaded, and the lip-sync offset measured."""
+    from .speech import ENVELOPE_RATE, speech_envelope
+
+    plt = _plt()
+    out = []
+    for clip in [c for c in clips if c.get("extras", {}).get("mouth")][:count]:
+        video = read_video(clip["path"])
+        mouth = np.array([np.nan if v is None else v for v in clip["extras"]["mouth"]], dtype=float)
+        fig, ax = plt.subplots(figsize=(6, 2.2))
+        for a, b in clip["extras"]["speech_spans"]:
+            ax.axvspan(a, b, color="0.9")
+        ax.plot(np.arange(len(mouth)) / video.fps, mouth, "-o", ms=3, color="tab:red", label="mouth opening")
+        ax.set_ylabel("mouth / face area")
+        ax.set_xlabel("seconds")
+        if video.audio is not None:
+            envelope = speech_envelope(video.audio, video.sample_rate)
+            twin = ax.twinx()
+            twin.plot(np.arange(len(envelope)) / ENVELOPE_RATE, envelope, color="tab:blue", lw=1, label="envelope")
+            twin.set_ylabel("voice envelope")
+        offset = clip["metrics"].get("lip_sync_offset_ms", {}).get("value")
+        ax.set_title("lip-sync offset: " + ("none found" if offset is None else f"{offset:.0f} ms (absolute)"), fontsize=9)
+        out.append((clip["prompt"] or Path(clip["path"]).name, _png(fig)))
+    return out
+
+
 def frame_strips(clips: list[dict], count: int = 4, every: int = 4) -> list[tuple[str, str]]:
     plt = _plt()
     out = []
@@ -140,6 +167,18 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     by_mode = report.get("by_mode", {})
     for mode, metrics in by_mode.items() if len(by_mode) > 1 else ():
         parts.append(f"<h3>{html.escape(mode)}</h3>" + _table(metrics, None))
+    by_language = report.get("by_language", {})
+    reference_by_language = (report.get("reference") or {}).get("by_language", {})
+    for language, metrics in by_language.items():
+        speech = {k: v for k, v in metrics.items() if METRICS.get(k) and METRICS[k].family == "speech"}
+        ref = {k: v for k, v in reference_by_language.get(language, {}).items() if k in speech}
+        parts.append(f"<h3>Speech in {html.escape(language)}</h3>" + _table(speech, ref or None))
+    plots = lip_sync_plots(report["clips"])
+    if plots:
+        parts.append(
+            "<h2>Lip sync: mouth opening against the voice</h2>"
+            + "".join(f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in plots)
+        )
     hist = sync_histogram(report["clips"])
     if hist:
         parts.append(f"<h2>Audio-video sync</h2><img src='{hist}'>")
