@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .conditioning import Condition
 from .media import save_video, write_json_atomic
 from .pipeline import HappyHorsePipeline
 
@@ -42,12 +43,24 @@ class GenerateRequest:
     guidance_scale: float | None = None
     audio_guidance_scale: float | None = None
     seed: int = 0
+    last_image: str | Path | None = None  # the clip's last frame (first + last frame: with image)
+    keyframes: tuple[tuple[float, str | Path], ...] = ()  # (seconds into the clip, image) it passes through
+    references: tuple[str | Path, ...] = ()  # images of the subject on its own (reference-to-video)
 
-    def call_arguments(self) -> dict:
-        """The pipeline's keyword arguments: the fields, paths as strings."""
+    def call_arguments(self, fps: float) -> dict:
+        """The pipeline's keyword arguments: the fields, paths as strings, and the frames and references as
+        `conditions` (a keyframe at t seconds is frame round(t x fps), `fps` the clip's)."""
         args = asdict(self)
         for name in ("image", "audio"):
             args[name] = str(args[name]) if args[name] is not None else None
+        conditions = [Condition(image=str(args.pop("last_image")), frame_index=-1)] if self.last_image else []
+        args.pop("last_image", None)
+        for t, path in args.pop("keyframes"):
+            if not (isinstance(t, int | float) and t >= 0):
+                raise ValueError(f"keyframes: a keyframe's time must be >= 0 seconds, got {t!r}")
+            conditions.append(Condition(image=str(path), frame_index=round(t * fps)))
+        conditions += [Condition(image=str(path), reference=True) for path in args.pop("references")]
+        args["conditions"] = conditions or None
         return args
 
     @classmethod
@@ -63,17 +76,32 @@ def load_pipeline(
     return HappyHorsePipeline.from_pretrained(model, device, dtype)
 
 
+def call_arguments(pipe: HappyHorsePipeline, request: GenerateRequest) -> dict:
+    """The request as the pipeline's arguments at the clip's frame rate; a keyframe outside the clip (of
+    the request's or the model's length) is refused by name."""
+    fps = float(request.fps or pipe.defaults["fps"])
+    args = request.call_arguments(fps)
+    if request.keyframes and (request.seconds is not None or request.audio is None):
+        seconds = request.seconds if request.seconds is not None else pipe.defaults["seconds"]
+        num_frames = pipe.video_codec.num_frames(max(1, round(seconds * fps)))
+        for t, _ in request.keyframes:
+            if isinstance(t, int | float) and round(t * fps) >= num_frames:
+                raise ValueError(f"keyframes: {t} s is outside the clip (0 .. {(num_frames - 1) / fps:.2f} s)")
+    return args
+
+
 def check_request(pipe: HappyHorsePipeline, request: GenerateRequest) -> None:
     """Refuse a request before any work (ValueError naming the field): the pipeline's own checks."""
-    args = request.call_arguments()
-    pipe.check_inputs(*(args[k] for k in ("prompt", "image", "audio", "seconds", "height", "width", "fps", "seed")))
+    args = call_arguments(pipe, request)
+    names = ("prompt", "image", "audio", "seconds", "height", "width", "fps", "seed")
+    pipe.check_inputs(*(args[k] for k in names), conditions=args["conditions"])
     pipe.sampling.with_overrides(args["num_inference_steps"], args["guidance_scale"], args["audio_guidance_scale"])
 
 
 def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str | Path, callback=None) -> dict:
     """Generate one clip and write it with its sidecar; returns the sidecar's content."""
     start = time.perf_counter()
-    args = request.call_arguments()
+    args = call_arguments(pipe, request)
     result = pipe(args.pop("prompt"), args.pop("image"), args.pop("audio"), **args, callback=callback)
     output = Path(output)
     t0 = time.perf_counter()
@@ -86,6 +114,9 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         "model": pipe.name,
         "image": str(request.image) if request.image else None,
         "audio": str(request.audio) if request.audio else None,
+        "last_image": str(request.last_image) if request.last_image else None,
+        "keyframes": [[t, str(path)] for t, path in request.keyframes],
+        "references": [str(path) for path in request.references],
         "settings": result.settings,
         "timings": timings,
     }

@@ -20,6 +20,15 @@ import torch
 
 from .codecs import Codec, PatchAudioCodec, TextEncoder
 from .components import DEFAULT_MODEL_DIR, Components, check_guide, default_settings
+from .conditioning import (
+    Condition,
+    frame_time,
+    prefix_latent_frames,
+    reference_time,
+    resolve_frame,
+    still_positions,
+    still_tokens,
+)
 from .devices import dtype_name, resolve_device, resolve_dtype
 from .diffusion import sample
 from .diffusion.noise import initial_noise
@@ -148,7 +157,17 @@ class HappyHorsePipeline:
     # ------------------------------------------------------------------------------ inputs
 
     def check_inputs(
-        self, prompt, image=None, audio=None, seconds=None, height=None, width=None, fps=None, seed=0, output_type="np"
+        self,
+        prompt,
+        image=None,
+        audio=None,
+        seconds=None,
+        height=None,
+        width=None,
+        fps=None,
+        seed=0,
+        output_type="np",
+        conditions=None,
     ) -> list[str]:
         """Fail early, naming the argument, the value and what is allowed; returns the prompts as a list.
         The sampling settings a call may override are checked by `SamplingConfig.with_overrides`."""
@@ -179,6 +198,12 @@ class HappyHorsePipeline:
             raise ValueError(
                 f"audio: must be a path or an (array [C, N], sample_rate) tuple, got {type(audio).__name__}"
             )
+        if conditions is not None:
+            if not isinstance(conditions, list | tuple) or not all(isinstance(c, Condition) for c in conditions):
+                raise ValueError("conditions: must be a list of happyhorse.Condition")
+            starts = [c for c in conditions if c.video is not None or (c.frame_index == 0 and not c.reference)]
+            if len(starts) + (image is not None) > 1:
+                raise ValueError("conditions: the first frame is given twice (image, a frame_index 0 image or a video)")
         return prompts
 
     def _prepare_image(self, image, height: int, width: int) -> torch.Tensor:
@@ -195,6 +220,34 @@ class HappyHorsePipeline:
         )
         left, top = (resized.width - width) // 2, (resized.height - height) // 2
         return torch.from_numpy(np.asarray(resized.crop((left, top, left + width, top + height))).copy())
+
+    def _prepare_conditions(self, conditions, num_frames: int, height: int, width: int):
+        """(stills, prefix): stills as (time, uint8 image [H, W, 3], output frame or None for a reference),
+        and the frames [F, H, W, 3] the clip continues from (None if none), at the output size."""
+        stills, prefix, references = [], None, 0
+        for c in conditions:
+            if c.video is not None:
+                video = np.asarray(c.video)
+                if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or len(video) < 1:
+                    raise ValueError(
+                        f"conditions: a video must be uint8 [F, H, W, 3], got {video.dtype} {list(video.shape)}"
+                    )
+                m = prefix_latent_frames(len(video), self.video_codec.patch_t)
+                if m >= self.video_codec.latent_shape(num_frames, height, width)[0]:
+                    raise ValueError(
+                        f"conditions: {len(video)} given frames leave nothing to make in {num_frames} frames; "
+                        "give fewer frames or more seconds"
+                    )
+                used = 1 + (m - 1) * self.video_codec.patch_t  # whole latent frames only
+                prefix = torch.stack([self._prepare_image(f, height, width) for f in video[len(video) - used :]])
+            elif c.reference:
+                stills.append((reference_time(references), self._prepare_image(c.image, height, width), None))
+                references += 1
+            else:
+                f = resolve_frame(int(c.frame_index), num_frames)
+                image = self._prepare_image(c.image, height, width)
+                stills.append((frame_time(f, self.video_codec.patch_t), image, f))
+        return stills, prefix
 
     def _prepare_audio(self, audio) -> np.ndarray:
         """Path or (array, rate) -> float32 [C, N] at the codec's rate and channel count."""
@@ -225,6 +278,7 @@ class HappyHorsePipeline:
         image: Any = None,
         audio: Any = None,
         *,
+        conditions: list[Condition] | None = None,
         seconds: float | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -239,11 +293,12 @@ class HappyHorsePipeline:
     ) -> HappyHorseOutput:
         """One clip per prompt, with sound. `image` (path or uint8 [H, W, 3]) is the first frame; `audio`
         (path or (array [C, N], sample_rate)) the soundtrack, whose length is the clip's unless `seconds`
-        is given. None takes the model's default (`self.defaults`, `self.sampling`). `callback(step,
+        is given. `conditions` (happyhorse.Condition) give other frames, a clip to continue and subject
+        references. None takes the model's default (`self.defaults`, `self.sampling`). `callback(step,
         steps)` after each sampler step; `progress` shows a bar."""
         start = time.perf_counter()
         # 1. check inputs; the sampling settings as the model stores them, with this call's overrides
-        prompts = self.check_inputs(prompt, image, audio, seconds, height, width, fps, seed, output_type)
+        prompts = self.check_inputs(prompt, image, audio, seconds, height, width, fps, seed, output_type, conditions)
         sampling = self.sampling.with_overrides(num_inference_steps, guidance_scale, audio_guidance_scale)
         given_audio = self._prepare_audio(audio) if audio is not None else None
         if seconds is None:
@@ -259,7 +314,22 @@ class HappyHorsePipeline:
         num_samples = round(num_frames / fps * ac.sample_rate)
         grid = vc.latent_shape(num_frames, height, width)  # latent (t, h, w)
         num_video, num_audio = grid[0] * grid[1] * grid[2], ac.num_tokens(num_samples)
-        mode = "T" + ("I" if image is not None else "") + ("A" if audio is not None else "") + "2V"
+        stills, prefix = self._prepare_conditions(conditions or [], num_frames, height, width)
+        mode = (
+            "T"
+            + "".join(
+                letter
+                for letter, given in (
+                    ("V", prefix is not None),
+                    ("I", image is not None or any(f == 0 for _, _, f in stills)),
+                    ("K", any(f not in (None, 0) for _, _, f in stills)),
+                    ("R", any(f is None for _, _, f in stills)),
+                    ("A", audio is not None),
+                )
+                if given
+            )
+            + "2V"
+        )
         # 2. encode the conditions; with guidance the empty prompt is the unconditional branch, and one
         # call pads all prompts alike
         cfg = sampling.classifier_free
@@ -272,6 +342,27 @@ class HappyHorsePipeline:
             mask = torch.zeros(batch, num_video, dtype=torch.bool)
             mask[:, : grid[1] * grid[2]] = True  # latent frame 0
             clean[0] = (mask, z)
+        if prefix is not None:  # continue a clip: its whole latent frames are given in place
+            frames = torch.zeros(num_frames, height, width, 3, dtype=torch.uint8)
+            frames[: len(prefix)] = prefix
+            z = vc.encode(frames[None].expand(batch, -1, -1, -1, -1)).reshape(batch, num_video, -1)
+            mask = torch.zeros(batch, num_video, dtype=torch.bool)
+            mask[:, : prefix_latent_frames(len(prefix), vc.patch_t) * grid[1] * grid[2]] = True
+            clean[0] = (mask, z)
+        extra_positions = None
+        if stills:  # other frames and references: extra clean tokens at their own times
+            images = torch.stack([image for _, image, _ in stills])[None].expand(batch, -1, -1, -1, -1)
+            extra = still_tokens(vc, images)
+            mask, z = clean[0] or (
+                torch.zeros(batch, num_video, dtype=torch.bool),
+                torch.zeros(batch, num_video, extra.shape[-1]),
+            )
+            clean[0] = (
+                torch.cat([mask, torch.ones(batch, extra.shape[1], dtype=torch.bool)], 1),
+                torch.cat([z, extra], 1),
+            )
+            extra_positions = still_positions([t for t, _, _ in stills], grid[1:])
+        num_extra = 0 if extra_positions is None else len(extra_positions)
         if given_audio is not None:
             wave = torch.zeros(batch, ac.channels, num_samples)
             n = min(num_samples, given_audio.shape[1])
@@ -279,12 +370,12 @@ class HappyHorsePipeline:
             mask = torch.zeros(batch, num_audio, dtype=torch.bool)
             mask[:, : n // ac.patch] = True  # only whole patches of given sound are kept clean
             clean[1] = (mask, ac.encode(wave))
-        positions = sequence_positions(grid, num_audio, text.shape[1], vc, ac, fps).to(self.device)
+        positions = sequence_positions(grid, num_audio, text.shape[1], vc, ac, fps, extra_positions).to(self.device)
         timings = {"encode_s": time.perf_counter() - start}
         # 3. noise, from a seeded CPU generator so a seed gives the same clip on every device
         gen = torch.Generator().manual_seed(int(seed))
         rho = sampling.noise_correlation
-        noise = initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen)
+        noise = _with_extra(initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen), num_extra)
         denoise = self._denoiser(sampling, text, text_mask, positions, clean)
         # 4. sample
         t0 = time.perf_counter()
@@ -299,7 +390,9 @@ class HappyHorsePipeline:
                     callback(i, n)
 
             def fresh_noise(xs):  # what re-noising draws: noise like the starting noise
-                return initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen)
+                return _with_extra(
+                    initial_noise(batch, grid, vc.latent_dim, num_audio, ac.latent_dim, rho, gen), num_extra
+                )
 
             video_lat, audio_lat = sample(denoise, noise, sigmas, sampling.sampler, clean, gen, on_step, fresh_noise)
         finally:
@@ -308,9 +401,14 @@ class HappyHorsePipeline:
         timings["denoise_s"] = time.perf_counter() - t0
         # 5. decode; given media are the output's, exactly
         t0 = time.perf_counter()
-        frames = vc.decode(video_lat.reshape(batch, *grid, -1)).numpy()
+        frames = vc.decode(video_lat[:, :num_video].reshape(batch, *grid, -1)).numpy()
         if image is not None:
             frames[:, 0] = first.numpy()
+        if prefix is not None:
+            frames[:, : len(prefix)] = prefix.numpy()
+        for _, still, f in stills:
+            if f is not None:
+                frames[:, f] = still.numpy()
         sound = ac.decode(audio_lat, num_samples).numpy().astype(np.float32)
         if given_audio is not None:
             n = min(num_samples, given_audio.shape[1])
@@ -328,6 +426,8 @@ class HappyHorsePipeline:
             "guidance_scale": cfg.scale if cfg is not None else 1.0,
             "audio_guidance_scale": cfg.audio_scale if cfg is not None else 1.0,
             "seed": int(seed),
+            "conditions": [{"reference": True} if f is None else {"frame_index": f} for _, _, f in stills]
+            + ([{"video_frames": len(prefix)}] if prefix is not None else []),
             "sampling": sampling.to_dict(),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),
@@ -378,6 +478,14 @@ class HappyHorsePipeline:
             return x0
 
         return denoise
+
+
+def _with_extra(noise: list[torch.Tensor], num_extra: int) -> list[torch.Tensor]:
+    """Video noise with `num_extra` slots appended for clean still tokens (imposed before any step)."""
+    if not num_extra:
+        return noise
+    video = noise[0]
+    return [torch.cat([video, video.new_zeros(video.shape[0], num_extra, video.shape[2])], 1), *noise[1:]]
 
 
 def _progress_bar(total: int):

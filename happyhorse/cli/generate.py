@@ -22,6 +22,13 @@ def generate_command(
     prompt: str = typer.Argument(None, help="What to generate (omit with --prompts-file)."),
     image: Path = typer.Option(None, help="First frame (PNG/JPEG): image-to-video."),
     audio: Path = typer.Option(None, help="Soundtrack (WAV/MP3/MP4): the video follows the sound."),
+    last_image: Path = typer.Option(None, help="Last frame (PNG/JPEG); with --image: first + last frame."),
+    keyframes: list[str] = typer.Option(
+        None, "--keyframe", help="T=PATH: the clip shows image PATH at T seconds (repeatable)."
+    ),
+    references: list[Path] = typer.Option(
+        None, "--reference", help="An image of the subject on its own: the clip shows it (repeatable)."
+    ),
     model: Path = typer.Option(None, help="Model directory (default: the embedded default model)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same clip."),
     num_inference_steps: int = STEPS,
@@ -40,7 +47,18 @@ def generate_command(
 
     if (prompt is None) == (prompts_file is None):
         raise typer.BadParameter("give exactly one of PROMPT or --prompts-file", param_hint="PROMPT")
-    for name, path in (("--image", image), ("--audio", audio), ("--prompts-file", prompts_file)):
+    keyed = []
+    for text in keyframes or []:
+        time, sep, path = text.partition("=")
+        try:
+            keyed.append((float(time), Path(path)))
+        except ValueError:
+            sep = ""
+        if not sep or not path:
+            raise typer.BadParameter(f"expected T=PATH with T in seconds, got {text!r}", param_hint="--keyframe")
+    given = [("--image", image), ("--audio", audio), ("--prompts-file", prompts_file), ("--last-image", last_image)]
+    given += [("--keyframe", p) for _, p in keyed] + [("--reference", p) for p in references or []]
+    for name, path in given:
         if path is not None and not path.is_file():
             raise typer.BadParameter(f"no such file: {path}", param_hint=name)
     if output.suffix.lower() != ".mp4":
@@ -54,7 +72,8 @@ def generate_command(
         outputs = [output.with_name(f"{output.stem}_{k:03d}.mp4") for k in range(len(prompts))]
     else:
         prompts, outputs = [prompt], [output]
-    fields = dict(seed=seed, seconds=seconds, height=height, width=width, fps=fps)
+    fields = dict(seed=seed, seconds=seconds, height=height, width=width, fps=fps, last_image=last_image)
+    fields.update(keyframes=tuple(keyed), references=tuple(references or ()))
     fields.update(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale)
     requests = [
         GenerateRequest(text, image, audio, audio_guidance_scale=audio_guidance_scale, **fields) for text in prompts

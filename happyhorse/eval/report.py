@@ -103,7 +103,9 @@ def lip_sync_plots(clips: list[dict], count: int = 4) -> list[tuple[str, str]]:
             twin.plot(np.arange(len(envelope)) / ENVELOPE_RATE, envelope, color="tab:blue", lw=1, label="envelope")
             twin.set_ylabel("voice envelope")
         offset = clip["metrics"].get("lip_sync_offset_ms", {}).get("value")
-        ax.set_title("lip-sync offset: " + ("none found" if offset is None else f"{offset:.0f} ms (absolute)"), fontsize=9)
+        ax.set_title(
+            "lip-sync offset: " + ("none found" if offset is None else f"{offset:.0f} ms (absolute)"), fontsize=9
+        )
         out.append((clip["prompt"] or Path(clip["path"]).name, _png(fig)))
     return out
 
@@ -177,7 +179,9 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     if plots:
         parts.append(
             "<h2>Lip sync: mouth opening against the voice</h2>"
-            + "".join(f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in plots)
+            + "".join(
+                f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in plots
+            )
         )
     hist = sync_histogram(report["clips"])
     if hist:

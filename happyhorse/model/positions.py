@@ -22,11 +22,13 @@ def audio_positions(num_tokens: int, seconds_per_token: float, fps: float, patch
     return torch.stack([centre, torch.full_like(centre, (h - 1) / 2), torch.full_like(centre, (w - 1) / 2)], -1)
 
 
-def sequence_positions(grid, num_audio, num_text, video_codec, audio_codec, fps) -> torch.Tensor:
-    """Positions of the packed [video | audio | text] sequence; text rows are zero (not rotated)."""
+def sequence_positions(grid, num_audio, num_text, video_codec, audio_codec, fps, extra=None) -> torch.Tensor:
+    """Positions of the packed [video | audio | text] sequence; text rows are zero (not rotated). `extra`
+    [K, 3]: rows of clean still tokens appended after the clip's video tokens (happyhorse/conditioning.py)."""
     return torch.cat(
         [
             video_positions(grid, video_codec.patch_t),
+            torch.zeros(0, 3) if extra is None else extra,
             audio_positions(num_audio, audio_codec.seconds_per_token, fps, video_codec.patch_t, grid[1:]),
             torch.zeros(num_text, 3),
         ]

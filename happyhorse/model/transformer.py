@@ -272,6 +272,7 @@ class SingleStreamTransformer(nn.Module):
         video_clean: torch.Tensor | None = None,  # [B, Nv] bool: given (conditioning) tokens
         audio_clean: torch.Tensor | None = None,  # [B, Na] bool
         sigma: torch.Tensor | None = None,  # [B, Nv + Na] per-token noise level; ablation only
+        video_mask: torch.Tensor | None = None,  # [B, Nv] bool, False for padding slots (never attended to)
     ) -> TransformerOutput:
         cfg = self.cfg
         b, nv, na, nt = video.shape[0], video.shape[1], audio.shape[1], text.shape[1]
@@ -294,8 +295,9 @@ class SingleStreamTransformer(nn.Module):
             emb = self.sigma_mlp(sigma_embedding(sigma, 256).to(x.dtype))  # (B, Nv + Na, dim)
             x = x + F.pad(emb, (0, 0, 0, nt))
         angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, hd/2)
-        keep = torch.cat([torch.ones(b, nv + na, dtype=torch.bool, device=x.device), text_mask], dim=1)
-        attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded text tokens are never attended to
+        real_video = torch.ones(b, nv, dtype=torch.bool, device=x.device) if video_mask is None else video_mask
+        keep = torch.cat([real_video, torch.ones(b, na, dtype=torch.bool, device=x.device), text_mask], dim=1)
+        attn_mask = keep[:, None, None, :]  # (B, 1, 1, N): padded video slots and text are never attended to
         for block in self.blocks:
             x = block(x, lengths, angles, attn_mask)
         out_v = self.video_out(self.video_norm(x[:, :nv]))

@@ -39,6 +39,13 @@ def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def condition_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of a sample's further conditions (a clip to continue, other frames), apart from
+    `sample_generator`'s stream so that adding them moves nothing a run drew before; index -1: the step's."""
+    state = np.random.SeedSequence([seed, step, index + 1, 43]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 def clip_seed(seed: int, step: int, index: int, clips_per_step: int) -> int:
     """World seed of a training clip: every (step, index) sees a new clip, for 2^31 clips."""
     return (seed * 7919 + step * clips_per_step + index) % (2**31)

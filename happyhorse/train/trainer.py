@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from ..components import Components, build_components
+from ..conditioning import frame_time, still_positions, still_tokens
 from ..diffusion import add_noise, flow_loss, shift_sigma
 from ..model import SingleStreamTransformer
 from ..model.positions import sequence_positions
 from ..world import WorldConfig
 from . import harness
 from .config import TrainConfig
-from .data import StepBatches, loader, sample_generator
+from .data import StepBatches, condition_generator, loader, sample_generator
 
 SIGMA_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the loss is also logged per noise-level bin (minRF)
 VIDEO_PROJECTIONS = ("video_in.weight", "video_in.bias", "video_out.weight", "video_out.bias")
@@ -43,6 +44,7 @@ class StepInputs:
     text: torch.Tensor  # [B, L, D]
     text_mask: torch.Tensor  # [B, L] bool
     positions: torch.Tensor  # [Nv + Na + L, 3]
+    video_keep: torch.Tensor | None = None  # [B, Nv] bool: False for still slots a sample is not given
 
 
 def world_of(cfg: TrainConfig) -> WorldConfig:
@@ -78,6 +80,21 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
             vclean[k, : grid[1] * grid[2]] = True  # latent frame 0 is the given first image
         if u[2] < cfg.p_audio:
             aclean[k] = True
+    # a clip to continue, its last frame, a keyframe (issue 43): drawn from streams of their own, so that
+    # a run without them keeps its curve
+    still_frames = step_stills(cfg, batch["step"], batch["video"].shape[1])
+    keep = torch.ones(b, len(still_frames), dtype=torch.bool)
+    for k, index in enumerate(batch["indices"]):
+        c = condition_generator(cfg.seed, batch["step"], index)
+        v = torch.rand(4, generator=c)
+        if v[0] < cfg.p_prefix and grid[0] > 2:  # the first m latent frames (and, half the time, their sound)
+            m = int(torch.randint(2, grid[0], (1,), generator=c))
+            vclean[k, : m * grid[1] * grid[2]] = True
+            if v[1] < 0.5:
+                seconds = (1 + (m - 1) * vc.patch_t) / cfg.fps
+                aclean[k, : int(seconds * ac.sample_rate) // ac.patch] = True
+        if still_frames:
+            keep[k] = torch.rand(len(still_frames), generator=c) < 0.5
     sigma = shift_sigma(torch.cat(sigmas), cfg.shift).to(device)
     vclean, aclean = vclean.to(device), aclean.to(device)
     vnoise, anoise = torch.stack(vnoise), torch.stack(anoise)
@@ -85,9 +102,31 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
     video_t = torch.where(vclean[..., None], video_x0, add_noise(video_x0, vnoise, s))
     audio_t = torch.where(aclean[..., None], audio_x0, add_noise(audio_x0, anoise, s))
     text, text_mask = parts.text_encoder.encode(prompts)
-    positions = sequence_positions(grid, na, text.shape[1], vc, ac, cfg.fps)
+    extra, video_keep = None, None
+    if still_frames:  # the given frames as clean still tokens after the clip's; slots a sample lacks are masked
+        stills = still_tokens(vc, batch["video"][:, still_frames].to(device)).to(video_x0.dtype)
+        per = grid[1] * grid[2]
+        video_x0, video_t = torch.cat([video_x0, stills], 1), torch.cat([video_t, stills], 1)
+        vnoise = torch.cat([vnoise, torch.zeros_like(stills)], 1)
+        vclean = torch.cat([vclean, torch.ones(b, stills.shape[1], dtype=torch.bool, device=device)], 1)
+        video_keep = torch.cat([torch.ones(b, nv, dtype=torch.bool), keep.repeat_interleave(per, dim=1)], 1)
+        extra = still_positions([frame_time(f, vc.patch_t) for f in still_frames], grid[1:])
+    positions = sequence_positions(grid, na, text.shape[1], vc, ac, cfg.fps, extra)
     tensors = (video_x0, audio_x0, video_t, audio_t, vnoise, anoise, sigma, vclean, aclean, text, text_mask, positions)
-    return StepInputs(*(t.to(device) for t in tensors))
+    inputs = StepInputs(*(t.to(device) for t in tensors))
+    inputs.video_keep = None if video_keep is None else video_keep.to(device)
+    return inputs
+
+
+def step_stills(cfg: TrainConfig, step: int, num_frames: int) -> list[int]:
+    """The frames given as stills in a step: none, or (in a share p_keyframes of steps) the last frame and
+    one keyframe drawn for the step; each sample is then given each of them with probability 1/2."""
+    if cfg.p_keyframes <= 0:
+        return []
+    g = condition_generator(cfg.seed, step, -1)
+    if float(torch.rand(1, generator=g)) >= cfg.p_keyframes:
+        return []
+    return [num_frames - 1, int(torch.randint(1, num_frames - 1, (1,), generator=g))]
 
 
 def token_sigmas(x: StepInputs) -> torch.Tensor:
@@ -101,7 +140,15 @@ def step_loss(model, x: StepInputs, cfg: TrainConfig) -> tuple[torch.Tensor, dic
     autocast = harness.autocasts(cfg.precision, x.video_t.device)
     with torch.autocast(x.video_t.device.type, torch.bfloat16, enabled=autocast):
         out = model(
-            x.video_t, x.audio_t, x.text, x.text_mask, x.positions, x.video_clean, x.audio_clean, token_sigmas(x)
+            x.video_t,
+            x.audio_t,
+            x.text,
+            x.text_mask,
+            x.positions,
+            x.video_clean,
+            x.audio_clean,
+            token_sigmas(x),
+            video_mask=x.video_keep,
         )
     s = x.sigma[:, None, None]
     loss_v = flow_loss(out.video.float(), x.video_x0, x.video_noise, x.video_t, s, ~x.video_clean)
