@@ -58,7 +58,8 @@ class StepBatches(IterableDataset):
     takes one batch from each worker in turn, so steps still arrive in order, each once. With
     `clip_repeats` R, sample i shows clip i // R (its noise, noise level and conditions are still its
     own): rendering is what limits a GPU run, and a clip seen at R noise levels is not R clips' cost.
-    `kinds` mixes the world's scene kinds ({"physics": 1} when None: the clips runs always saw).
+    `kinds` mixes the world's scene kinds ({"physics": 1} when None: the clips runs always saw);
+    `references` adds each clip's subject rendered on its own (`reference`, uint8 [B, H, W, 3]).
     """
 
     def __init__(
@@ -72,9 +73,11 @@ class StepBatches(IterableDataset):
         world_size: int = 1,
         clip_repeats: int = 1,
         kinds: dict[str, float] | None = None,
+        references: bool = False,
     ):
         self.world, self.batch_size, self.seed, self.clip_repeats = world, batch_size, seed, clip_repeats
         self.kinds = check_kinds(kinds or {"physics": 1.0})
+        self.references = references
         self.start, self.end, self.rank, self.world_size = start, end, rank, world_size
 
     def __iter__(self):
@@ -88,9 +91,16 @@ class StepBatches(IterableDataset):
                 if i // r not in clips:
                     seed = clip_seed(self.seed, step, i // r, b * self.world_size // r)
                     kind = clip_kind(seed, self.kinds)
-                    clips[i // r] = make_clip(seed, "train", self.world, kind=kind, ground_truth=False)
+                    clips[i // r] = make_clip(
+                        seed, "train", self.world, kind=kind, ground_truth=False, references=self.references
+                    )
             shown = [clips[i // r] for i in indices]
+            extra = {}
+            if self.references:  # the subject of each clip on its own (reference-to-video)
+                subjects = [c.meta["references"][c.meta["subject"]] for c in shown]
+                extra["reference"] = torch.from_numpy(np.stack(subjects))  # uint8 [B, H, W, 3]
             yield {
+                **extra,
                 "step": step,
                 "indices": list(indices),
                 "video": torch.from_numpy(np.stack([c.frames for c in shown])),  # uint8 [B, T, H, W, 3]

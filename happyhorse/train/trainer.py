@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..components import Components, build_components
-from ..conditioning import frame_time, still_positions, still_tokens
+from ..conditioning import frame_time, reference_time, still_positions, still_tokens
 from ..diffusion import add_noise, flow_loss, shift_sigma
 from ..model import SingleStreamTransformer
 from ..model.positions import sequence_positions
@@ -82,7 +82,7 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
             aclean[k] = True
     # a clip to continue, its last frame, a keyframe (issue 43): drawn from streams of their own, so that
     # a run without them keeps its curve
-    still_frames = step_stills(cfg, batch["step"], batch["video"].shape[1])
+    still_frames = step_stills(cfg, batch["step"], batch["video"].shape[1])  # frame indices; None: the reference
     keep = torch.ones(b, len(still_frames), dtype=torch.bool)
     for k, index in enumerate(batch["indices"]):
         c = condition_generator(cfg.seed, batch["step"], index)
@@ -104,13 +104,15 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
     text, text_mask = parts.text_encoder.encode(prompts)
     extra, video_keep = None, None
     if still_frames:  # the given frames as clean still tokens after the clip's; slots a sample lacks are masked
-        stills = still_tokens(vc, batch["video"][:, still_frames].to(device)).to(video_x0.dtype)
+        images = [batch["reference"] if f is None else batch["video"][:, f] for f in still_frames]
+        stills = still_tokens(vc, torch.stack(images, 1).to(device)).to(video_x0.dtype)
         per = grid[1] * grid[2]
         video_x0, video_t = torch.cat([video_x0, stills], 1), torch.cat([video_t, stills], 1)
         vnoise = torch.cat([vnoise, torch.zeros_like(stills)], 1)
         vclean = torch.cat([vclean, torch.ones(b, stills.shape[1], dtype=torch.bool, device=device)], 1)
         video_keep = torch.cat([torch.ones(b, nv, dtype=torch.bool), keep.repeat_interleave(per, dim=1)], 1)
-        extra = still_positions([frame_time(f, vc.patch_t) for f in still_frames], grid[1:])
+        times = [reference_time(0) if f is None else frame_time(f, vc.patch_t) for f in still_frames]
+        extra = still_positions(times, grid[1:])
     positions = sequence_positions(grid, na, text.shape[1], vc, ac, cfg.fps, extra)
     tensors = (video_x0, audio_x0, video_t, audio_t, vnoise, anoise, sigma, vclean, aclean, text, text_mask, positions)
     inputs = StepInputs(*(t.to(device) for t in tensors))
@@ -118,15 +120,18 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
     return inputs
 
 
-def step_stills(cfg: TrainConfig, step: int, num_frames: int) -> list[int]:
-    """The frames given as stills in a step: none, or (in a share p_keyframes of steps) the last frame and
-    one keyframe drawn for the step; each sample is then given each of them with probability 1/2."""
-    if cfg.p_keyframes <= 0:
-        return []
+def step_stills(cfg: TrainConfig, step: int, num_frames: int) -> list[int | None]:
+    """The stills of a step: in a share p_keyframes of steps the last frame and one keyframe drawn for the
+    step, in a share p_reference the subject's reference (None); each sample is then given each with
+    probability 1/2. Stills are per step so that the batch shares one sequence layout."""
     g = condition_generator(cfg.seed, step, -1)
-    if float(torch.rand(1, generator=g)) >= cfg.p_keyframes:
-        return []
-    return [num_frames - 1, int(torch.randint(1, num_frames - 1, (1,), generator=g))]
+    u = torch.rand(2, generator=g)
+    stills: list[int | None] = []
+    if u[0] < cfg.p_keyframes:
+        stills += [num_frames - 1, int(torch.randint(1, num_frames - 1, (1,), generator=g))]
+    if u[1] < cfg.p_reference:
+        stills.append(None)
+    return stills
 
 
 def token_sigmas(x: StepInputs) -> torch.Tensor:
@@ -243,7 +248,16 @@ class FlowMatching(harness.Objective):
     def batches(self, start, end, rank, world_size):
         cfg = self.cfg
         data = StepBatches(
-            world_of(cfg), cfg.batch_size, cfg.seed, start, end, rank, world_size, cfg.clip_repeats, cfg.world_kinds
+            world_of(cfg),
+            cfg.batch_size,
+            cfg.seed,
+            start,
+            end,
+            rank,
+            world_size,
+            cfg.clip_repeats,
+            cfg.world_kinds,
+            references=cfg.p_reference > 0,
         )
         return loader(data, cfg.num_workers, pin_memory=self.device.type == "cuda")
 

@@ -70,6 +70,38 @@ def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarra
     return np.minimum(np.maximum(0.5 - sd, 0.0), 1.0)
 
 
+def _paint(obj, dx: np.ndarray, dy: np.ndarray, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(colour [..., 3], opacity, coverage) of an object of half-width r pixels at offsets dx, dy (dy up)."""
+    highlight, opacity, grain = MATERIAL_LOOK[obj.material]
+    shape_cover = _coverage(obj.shape, dx, dy, r)
+    alpha = shape_cover * opacity
+    # light from the upper left; metal and glass add a specular spot, wood a grain
+    shade = 1.0 + 0.18 * np.minimum(np.maximum((dy - dx) / max(r, 1e-6), -1), 1)
+    if grain:
+        shade = shade * (1 - grain * (np.sin(dy * 6.0 / max(r, 1.0)) > 0.6))
+    paint = np.array(COLOURS[obj.colour], dtype=np.float32) * shade[..., None]
+    if highlight:
+        spot = np.exp(-((dx + 0.35 * r) ** 2 + (dy - 0.35 * r) ** 2) / (0.08 * r * r + 0.3))
+        paint = paint + highlight * spot[..., None] * (255 - paint)
+    return np.minimum(paint, 255), alpha, shape_cover
+
+
+REFERENCE_BACKDROP = (200.0, 200.0, 196.0)  # the neutral grey a subject reference stands on
+REFERENCE_FILL = 0.3  # a reference's subject is this share of the frame's smaller side from centre to edge
+
+
+def render_reference(obj, width: int, height: int) -> np.ndarray:
+    """The object on its own, large and centred on a neutral backdrop, uint8 [H, W, 3]: a subject
+    reference (reference-to-video), not a frame of any clip."""
+    r = np.float32(REFERENCE_FILL * min(width, height))
+    dx = np.arange(width, dtype=np.float32)[None, :] + 0.5 - width / 2
+    dy = height / 2 - (np.arange(height, dtype=np.float32)[:, None] + 0.5)
+    paint, alpha, _ = _paint(obj, dx, dy, r)
+    image = np.broadcast_to(np.array(REFERENCE_BACKDROP, np.float32), (height, width, 3)).copy()
+    image += alpha[..., None] * (paint - image)
+    return np.minimum(np.maximum(image + 0.5, 0), 255).astype(np.uint8)
+
+
 # (highlight strength, opacity, grain) per material. Highlights stay faint and glass nearly opaque, so
 # that every object keeps its saturated colour (and its outline) for the colour tracker of `eval`.
 MATERIAL_LOOK = {
@@ -115,18 +147,7 @@ def render(
         r0 = np.clip(np.floor(cy - r - 1).astype(int), -pad, height + pad - size)
         dx = (c0[:, None, None] + grid[None, None, :size] + 0.5) - cx[:, None, None]  # (T, 1, S)
         dy = cy[:, None, None] - (r0[:, None, None] + grid[None, :size, None] + 0.5)  # (T, S, 1)
-        highlight, opacity, grain = MATERIAL_LOOK[obj.material]
-        shape_cover = _coverage(obj.shape, dx, dy, r)  # (T, S, S)
-        alpha = shape_cover * opacity
-        # light from the upper left; metal and glass add a specular spot, wood a grain
-        shade = 1.0 + 0.18 * np.minimum(np.maximum((dy - dx) / max(r, 1e-6), -1), 1)
-        if grain:
-            shade = shade * (1 - grain * (np.sin(dy * 6.0 / max(r, 1.0)) > 0.6))
-        paint = np.array(COLOURS[obj.colour], dtype=np.float32) * shade[..., None]  # (T, S, S, 3)
-        if highlight:
-            spot = np.exp(-((dx + 0.35 * r) ** 2 + (dy - 0.35 * r) ** 2) / (0.08 * r * r + 0.3))
-            paint = paint + highlight * spot[..., None] * (255 - paint)
-        paint = np.minimum(paint, 255)
+        paint, alpha, shape_cover = _paint(obj, dx, dy, r)
         alpha = alpha[..., None]
         for t in range(n_frames):
             region = canvas[t, r0[t] + pad : r0[t] + pad + size, c0[t] + pad : c0[t] + pad + size]

@@ -8,13 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..media import Clip, save_video, write_json_atomic
+from ..media import Clip, save_image, save_video, write_json_atomic
 from .caption import captions, scene_facts
 from .physics import SimulationError, Trajectory, simulate
-from .render import Camera, background, render
+from .render import REFERENCE_BACKDROP, Camera, background, render, render_reference
 from .scene import SPLITS, sample_scene
 from .sound import soundtrack
-from .talk import draw_faces, mouth_curve, sample_talk, speech_track, talk_caption, talk_facts, talk_record
+from .talk import (
+    draw_faces,
+    mouth_curve,
+    render_face_reference,
+    sample_talk,
+    speech_track,
+    talk_caption,
+    talk_facts,
+    talk_record,
+)
 
 MAX_ATTEMPTS = 16  # scenes whose simulation is ill-posed are redrawn (deterministically)
 FIRST_CONTACT_S = 0.25  # objects that collide sooner never show the motion their caption states
@@ -56,6 +65,7 @@ class WorldConfig:
 
 
 OBJECT_COVERAGE = "object_coverage"  # meta key of the object mask (not JSON: never written to sidecars)
+REFERENCES = "references"  # meta key of the subject references (images: written as NAME_ref_COLOUR.png)
 
 
 def make_clip(
@@ -66,6 +76,7 @@ def make_clip(
     kind: str = "physics",
     ground_truth: bool = True,
     object_coverage: bool = False,
+    references: bool = False,
 ) -> Clip:
     """The clip of (seed, split, kind): identical bytes for identical arguments.
 
@@ -74,6 +85,8 @@ def make_clip(
     `ground_truth=False` skips the per-frame JSON-ready records (faster, for training batches).
     `object_coverage=True` adds meta["object_coverage"]: uint8 [T, H, W], the share of each pixel the
     objects and faces cover (255 = all), for losses weighted towards what a prompt is about.
+    `references=True` adds meta["references"]: {colour: uint8 [H, W, 3]}, each object and face rendered on
+    its own (subject references); meta["subject"] is always the colour of what the caption is about first.
     """
     if kind not in KINDS:
         raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -129,7 +142,13 @@ def make_clip(
         texts = (
             said if kind == "talk" else [p[:-1] + "; " + t[0].lower() + t[1:] for p, t in zip(texts, said, strict=True)]
         )
-    meta = {"seed": int(seed), "split": split, "kind": kind, "captions": texts}
+    subject = talk.faces[talk.speaker].colour if kind == "talk" else scene.objects[0].colour
+    meta = {"seed": int(seed), "split": split, "kind": kind, "captions": texts, "subject": subject}
+    if references:
+        w, h = config.width, config.height
+        meta[REFERENCES] = {o.colour: render_reference(o, w, h) for o in scene.objects}
+        if talk is not None:
+            meta[REFERENCES].update({f.colour: render_face_reference(f, w, h, REFERENCE_BACKDROP) for f in talk.faces})
     if object_coverage:
         meta[OBJECT_COVERAGE] = np.round(covered * 255).astype(np.uint8)
     if ground_truth:
@@ -214,11 +233,17 @@ def _ground_truth(scene, events, onsets, positions, velocities, times, config: W
 
 
 def write_sample(clip: Clip, out_dir: str | Path, name: str) -> tuple[Path, Path]:
-    """Write `name.mp4` (H.264 + AAC) and `name.json` (caption and ground truth) into out_dir."""
+    """Write `name.mp4` (H.264 + AAC), `name.json` (caption and ground truth) and, where the clip has them,
+    its subject references `name_ref_COLOUR.png` into out_dir."""
     out_dir = Path(out_dir)
     mp4 = save_video(out_dir / f"{name}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
-    arrays = (OBJECT_COVERAGE,)  # training inputs: never in the sidecar
+    arrays = (OBJECT_COVERAGE, REFERENCES)  # training inputs and images: never in the sidecar
     sidecar = {"caption": clip.caption, **{k: v for k, v in clip.meta.items() if k not in arrays}}
+    if REFERENCES in clip.meta:
+        sidecar[REFERENCES] = {
+            colour: save_image(out_dir / f"{name}_ref_{colour}.png", image).name
+            for colour, image in clip.meta[REFERENCES].items()
+        }
     path = out_dir / f"{name}.json"
     write_json_atomic(path, json.dumps(sidecar, indent=1))
     return mp4, path

@@ -224,6 +224,16 @@ def draw_faces(frames: np.ndarray, talk: Talk, times: np.ndarray, opening: np.nd
     return covered
 
 
+def render_face_reference(face: Face, width: int, height: int, backdrop: tuple[float, float, float]) -> np.ndarray:
+    """The face on its own, centred, eyes open, mouth at rest, on `backdrop`: a subject reference, uint8."""
+    from .render import REFERENCE_FILL
+
+    alone = Face(face.colour, face.shape, (width / 2, height / 2), REFERENCE_FILL * min(width, height), (), (0, 0, 0))
+    image = np.broadcast_to(np.array(backdrop, np.float32), (1, height, width, 3)).copy()
+    draw_faces(image, Talk([alone], 0, "", "en", "", 0.0), np.zeros(1), np.zeros(1))
+    return np.minimum(np.maximum(image[0] + 0.5, 0), 255).astype(np.uint8)
+
+
 def talk_caption(talk: Talk, rng: np.random.Generator) -> list[str]:
     """Three phrasings: each quotes the line in its own script, names the language and the speaker."""
     lang = LANGUAGES[talk.language].name
