@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from .diffusion.sampling import SamplingConfig
 
         return SamplingConfig
+    if name == "Condition":
+        from .conditioning import Condition
+
+        return Condition
     if name in ("Components", "build_components"):
         from . import components
 
@@ -25,6 +29,7 @@ def __getattr__(name: str):
 __all__ = [
     "Clip",
     "Components",
+    "Condition",
     "HappyHorseOutput",
     "HappyHorsePipeline",
     "MediaError",

@@ -25,6 +25,9 @@ def world_sample(
     seconds: float = typer.Option(2.0, min=0.1, max=60, help="Clip length in seconds."),
     sample_rate: int = typer.Option(16000, min=8000, max=96000, help="Audio sample rate in Hz."),
     stereo: bool = typer.Option(False, help="Stereo sound, panned by where each impact happens."),
+    references: bool = typer.Option(
+        False, help="Also write each object and face on its own as NAME_ref_COLOUR.png (subject references)."
+    ),
     out: Path = typer.Option(Path("samples"), help="Output directory for NAME.mp4 + NAME.json."),
 ) -> None:
     """Write world clips as MP4 (H.264 + AAC) with a JSON sidecar of caption and ground truth."""
@@ -47,7 +50,7 @@ def world_sample(
     with progress() as bar:
         task = bar.add_task(f"world {split}", total=count)
         for k in range(count):
-            clip = make_clip(seed + k, split, config, kind=kind)
+            clip = make_clip(seed + k, split, config, kind=kind, references=references)
             prefix = split if kind == "physics" else f"{split}_{kind}"
             mp4, _ = write_sample(clip, out, f"{prefix}_{seed + k:06d}")
             bar.advance(task)
