@@ -46,6 +46,8 @@ class GenerateRequest:
     last_image: str | Path | None = None  # the clip's last frame (first + last frame: with image)
     keyframes: tuple[tuple[float, str | Path], ...] = ()  # (seconds into the clip, image) it passes through
     references: tuple[str | Path, ...] = ()  # images of the subject on its own (reference-to-video)
+    extend: str | Path | None = None  # an MP4 to continue: the output is it followed by `seconds` more
+    shots: tuple[str, ...] = ()  # one prompt per shot, hard cuts between (each after `prompt`, if any)
 
     def call_arguments(self, fps: float) -> dict:
         """The pipeline's keyword arguments: the fields, paths as strings, and the frames and references as
@@ -61,7 +63,22 @@ class GenerateRequest:
             conditions.append(Condition(image=str(path), frame_index=round(t * fps)))
         conditions += [Condition(image=str(path), reference=True) for path in args.pop("references")]
         args["conditions"] = conditions or None
+        args.pop("extend"), args.pop("shots")
         return args
+
+    def shot_prompts(self) -> list[str]:
+        """The prompt of each shot: `prompt` alone, or each shot after it."""
+        if not self.shots:
+            return [self.prompt]
+        return [" ".join(p for p in (self.prompt, shot) if p) for shot in self.shots]
+
+    def is_long(self, pipe: HappyHorsePipeline) -> bool:
+        """Made in windows (happyhorse/long.py): a clip to continue, several shots, or longer than a window."""
+        from .long import window_frames
+
+        fps = float(self.fps or pipe.defaults["fps"])
+        longer = self.seconds is not None and self.seconds > window_frames(pipe, fps) / fps + 1e-9
+        return bool(self.extend or len(self.shots) > 1 or longer)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -91,10 +108,26 @@ def call_arguments(pipe: HappyHorsePipeline, request: GenerateRequest) -> dict:
 
 
 def check_request(pipe: HappyHorsePipeline, request: GenerateRequest) -> None:
-    """Refuse a request before any work (ValueError naming the field): the pipeline's own checks."""
+    """Refuse a request before any work (ValueError naming the field): the pipeline's own checks, and
+    for a clip made in windows (long.py) its length, shots and the clip it continues."""
     args = call_arguments(pipe, request)
     names = ("prompt", "image", "audio", "seconds", "height", "width", "fps", "seed")
-    pipe.check_inputs(*(args[k] for k in names), conditions=args["conditions"])
+    if request.is_long(pipe):
+        from .long import check_long, continued_clip, window_frames
+
+        if request.keyframes or request.last_image or request.references:
+            raise ValueError("keyframes: a clip made in windows (--seconds past one window, --extend, --shot) "
+                             "takes no keyframes, last image or references")  # fmt: skip
+        if request.extend is not None and request.image is not None:
+            raise ValueError("image: a continued clip (--extend) already has its first frame")
+        fps = float(request.fps or pipe.defaults["fps"])
+        seconds = request.seconds if request.seconds is not None else window_frames(pipe, fps) / fps
+        check_long(pipe, seconds, fps, max(1, len(request.shots)))
+        args["seconds"] = window_frames(pipe, fps) / fps
+        if request.extend is not None:
+            continued_clip(pipe, request.extend, fps, 16, 16)  # readable, with frames: refused by name if not
+    for prompt in request.shot_prompts():
+        pipe.check_inputs(prompt, *(args[k] for k in names[1:]), conditions=args["conditions"])
     pipe.sampling.with_overrides(args["num_inference_steps"], args["guidance_scale"], args["audio_guidance_scale"])
 
 
@@ -102,7 +135,29 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
     """Generate one clip and write it with its sidecar; returns the sidecar's content."""
     start = time.perf_counter()
     args = call_arguments(pipe, request)
-    result = pipe(args.pop("prompt"), args.pop("image"), args.pop("audio"), **args, callback=callback)
+    if request.is_long(pipe):
+        from .long import Sampling, make_long
+
+        fps = float(request.fps or pipe.defaults["fps"])
+        sampling = Sampling(
+            args["num_inference_steps"], args["guidance_scale"], args["audio_guidance_scale"], request.seed
+        )
+        seconds = request.seconds if request.seconds is not None else pipe.defaults["seconds"]
+        result = make_long(
+            pipe,
+            request.shot_prompts(),
+            seconds,
+            sampling,
+            image=args["image"],
+            audio=args["audio"],
+            extend=request.extend,
+            height=request.height,
+            width=request.width,
+            fps=fps,
+            callback=callback,
+        )
+    else:
+        result = pipe(args.pop("prompt"), args.pop("image"), args.pop("audio"), **args, callback=callback)
     output = Path(output)
     t0 = time.perf_counter()
     save_video(output, result.frames[0], result.fps, result.audio[0], result.sample_rate)
@@ -117,6 +172,8 @@ def run_generate(pipe: HappyHorsePipeline, request: GenerateRequest, output: str
         "last_image": str(request.last_image) if request.last_image else None,
         "keyframes": [[t, str(path)] for t, path in request.keyframes],
         "references": [str(path) for path in request.references],
+        "extend": str(request.extend) if request.extend else None,
+        "shots": list(request.shots),
         "settings": result.settings,
         "timings": timings,
     }

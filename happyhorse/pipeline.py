@@ -206,7 +206,7 @@ class HappyHorsePipeline:
                 raise ValueError("conditions: the first frame is given twice (image, a frame_index 0 image or a video)")
         return prompts
 
-    def _prepare_image(self, image, height: int, width: int) -> torch.Tensor:
+    def prepare_image(self, image, height: int, width: int) -> torch.Tensor:
         """Path or array -> uint8 [H, W, 3] at the output size: scaled to cover, then centre-cropped."""
         from PIL import Image
 
@@ -239,17 +239,17 @@ class HappyHorsePipeline:
                         "give fewer frames or more seconds"
                     )
                 used = 1 + (m - 1) * self.video_codec.patch_t  # whole latent frames only
-                prefix = torch.stack([self._prepare_image(f, height, width) for f in video[len(video) - used :]])
+                prefix = torch.stack([self.prepare_image(f, height, width) for f in video[len(video) - used :]])
             elif c.reference:
-                stills.append((reference_time(references), self._prepare_image(c.image, height, width), None))
+                stills.append((reference_time(references), self.prepare_image(c.image, height, width), None))
                 references += 1
             else:
                 f = resolve_frame(int(c.frame_index), num_frames)
-                image = self._prepare_image(c.image, height, width)
+                image = self.prepare_image(c.image, height, width)
                 stills.append((frame_time(f, self.video_codec.patch_t), image, f))
         return stills, prefix
 
-    def _prepare_audio(self, audio) -> np.ndarray:
+    def prepare_audio(self, audio) -> np.ndarray:
         """Path or (array, rate) -> float32 [C, N] at the codec's rate and channel count."""
         sr, channels = self.audio_codec.sample_rate, self.audio_codec.channels
         if isinstance(audio, tuple):
@@ -300,7 +300,7 @@ class HappyHorsePipeline:
         # 1. check inputs; the sampling settings as the model stores them, with this call's overrides
         prompts = self.check_inputs(prompt, image, audio, seconds, height, width, fps, seed, output_type, conditions)
         sampling = self.sampling.with_overrides(num_inference_steps, guidance_scale, audio_guidance_scale)
-        given_audio = self._prepare_audio(audio) if audio is not None else None
+        given_audio = self.prepare_audio(audio) if audio is not None else None
         if seconds is None:
             seconds = self.defaults["seconds"]
             if given_audio is not None:
@@ -336,7 +336,7 @@ class HappyHorsePipeline:
         text, text_mask = self.text_encoder.encode(prompts + [""] * batch if cfg is not None else prompts)
         clean = [None, None]  # per modality: (mask [B, N] of given tokens, their clean latents)
         if image is not None:
-            first = self._prepare_image(image, height, width)
+            first = self.prepare_image(image, height, width)
             frames0 = first[None, None].expand(batch, num_frames, -1, -1, -1)
             z = vc.encode(frames0).reshape(batch, num_video, -1)
             mask = torch.zeros(batch, num_video, dtype=torch.bool)

@@ -29,6 +29,12 @@ def generate_command(
     references: list[Path] = typer.Option(
         None, "--reference", help="An image of the subject on its own: the clip shows it (repeatable)."
     ),
+    extend: Path = typer.Option(
+        None, help="An MP4 to continue, video and sound: writes it followed by --seconds more."
+    ),
+    shots: list[str] = typer.Option(
+        None, "--shot", help="One shot's prompt (repeatable): one MP4, hard cuts between, --seconds shared."
+    ),
     model: Path = typer.Option(None, help="Model directory (default: the embedded default model)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same clip."),
     num_inference_steps: int = STEPS,
@@ -45,8 +51,8 @@ def generate_command(
     """Generate a video with sound (MP4: H.264 + AAC) and a JSON sidecar of every setting."""
     from ..generate import GenerateRequest, check_request, load_pipeline, run_generate
 
-    if (prompt is None) == (prompts_file is None):
-        raise typer.BadParameter("give exactly one of PROMPT or --prompts-file", param_hint="PROMPT")
+    if prompt is not None and prompts_file is not None or (prompt is None and prompts_file is None and not shots):
+        raise typer.BadParameter("give exactly one of PROMPT or --prompts-file (or --shot)", param_hint="PROMPT")
     keyed = []
     for text in keyframes or []:
         time, sep, path = text.partition("=")
@@ -57,6 +63,7 @@ def generate_command(
         if not sep or not path:
             raise typer.BadParameter(f"expected T=PATH with T in seconds, got {text!r}", param_hint="--keyframe")
     given = [("--image", image), ("--audio", audio), ("--prompts-file", prompts_file), ("--last-image", last_image)]
+    given.append(("--extend", extend))
     given += [("--keyframe", p) for _, p in keyed] + [("--reference", p) for p in references or []]
     for name, path in given:
         if path is not None and not path.is_file():
@@ -71,9 +78,9 @@ def generate_command(
             raise typer.BadParameter("the file holds no prompt", param_hint="--prompts-file")
         outputs = [output.with_name(f"{output.stem}_{k:03d}.mp4") for k in range(len(prompts))]
     else:
-        prompts, outputs = [prompt], [output]
+        prompts, outputs = [prompt or ""], [output]
     fields = dict(seed=seed, seconds=seconds, height=height, width=width, fps=fps, last_image=last_image)
-    fields.update(keyframes=tuple(keyed), references=tuple(references or ()))
+    fields.update(keyframes=tuple(keyed), references=tuple(references or ()), extend=extend, shots=tuple(shots or ()))
     fields.update(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale)
     requests = [
         GenerateRequest(text, image, audio, audio_guidance_scale=audio_guidance_scale, **fields) for text in prompts
