@@ -53,8 +53,12 @@ def window_frames(pipe: HappyHorsePipeline, fps: float) -> int:
     return pipe.video_codec.num_frames(max(1, round(pipe.defaults["seconds"] * fps)))
 
 
-def overlap_frames(pipe: HappyHorsePipeline) -> int:
-    return 1 + (OVERLAP_LATENT - 1) * pipe.video_codec.patch_t
+def overlap_frames(pipe: HappyHorsePipeline, fps: float) -> int:
+    """Frames a later window is given: OVERLAP_LATENT whole latent frames, fewer in a window too short for
+    them (it must still make one latent frame of its own)."""
+    pt = pipe.video_codec.patch_t
+    latent = 1 + (window_frames(pipe, fps) - 1) // pt
+    return 1 + (max(1, min(OVERLAP_LATENT, latent - 1)) - 1) * pt
 
 
 def check_long(pipe: HappyHorsePipeline, seconds: float, fps: float, shots: int = 1) -> None:
@@ -62,7 +66,7 @@ def check_long(pipe: HappyHorsePipeline, seconds: float, fps: float, shots: int 
     if not 0 < seconds <= MAX_SECONDS:
         raise ValueError(f"seconds: must be in (0, {MAX_SECONDS:g}], got {seconds}")
     window = window_frames(pipe, fps)
-    if window <= overlap_frames(pipe):
+    if window <= overlap_frames(pipe, fps):
         raise ValueError(f"seconds: this model's windows ({window} frames) are too short to continue")
     if shots > MAX_SHOTS:
         raise ValueError(f"shots: at most {MAX_SHOTS}, got {shots}")
@@ -95,7 +99,7 @@ class Stitcher:
     def tail(self, cut: bool) -> tuple[list[Condition], tuple[np.ndarray, int], int]:
         """(conditions, given sound, frames to drop) for the next window: the last frames in place (or, at
         a cut, the last frame as a reference) and the sound under the first part of the overlap."""
-        ov = overlap_frames(self.pipe)
+        ov = overlap_frames(self.pipe, self.fps)
         given = int(self.samples(ov) * GIVEN_SOUND_SHARE)
         sound = self.audio[:, self.audio.shape[1] - self.samples(ov) :][:, :given]
         if cut:
@@ -214,7 +218,7 @@ def make_long(
         "num_frames": total,
         "seed": sampling.seed,
         "windows": stitch.windows,
-        "overlap_frames": overlap_frames(pipe),
+        "overlap_frames": overlap_frames(pipe, fps),
         "seams": [f for f in stitch.seams if f < total],
         "cuts": [f for f in stitch.cuts if f < total],
         "shots": list(shots),
