@@ -16,9 +16,14 @@ def eval_command(
     clips: Path = typer.Option(None, help="Directory of NAME.mp4 (+ NAME.json sidecars) to evaluate."),
     model: Path = typer.Option(None, help="Model directory: generate the world test prompts, then evaluate."),
     default_model: bool = typer.Option(False, "--default-model", help="Evaluate the embedded default model."),
-    suite: str = typer.Option("all", help="world, temporal, speech or all."),
+    suite: str = typer.Option("all", help="world, temporal, speech, control or all."),
     kind: str = typer.Option(
         "physics", help="With --model: the world clips the test prompts come from: physics, talk or mixed."
+    ),
+    modes: list[str] = typer.Option(
+        None,
+        "--mode",
+        help="With --model (repeatable): T2V, TI2V, TA2V (default: all three), or FLF2V, R2V, LONG, SHOTS.",
     ),
     out: Path = typer.Option(Path("eval_out"), help="Where report.json and report.html go."),
     count: int = typer.Option(30, min=1, max=10_000, help="Test prompts to generate with --model."),
@@ -47,7 +52,7 @@ def eval_command(
             raise typer.BadParameter(str(exc), param_hint="--compare") from None
         console.print(f"wrote {json_path} and {html_path}")
         return
-    from ..eval.suite import SUITES
+    from ..eval.suite import MODES, SUITES
     from ..world.sample import KINDS
 
     if suite not in SUITES:
@@ -71,9 +76,10 @@ def eval_command(
         )
         if value is not None
     }
-    if clips is not None and (overrides or first or kind != "physics" or (device, dtype) != ("auto", "auto")):
+    if clips is not None and (overrides or first or modes or kind != "physics" or (device, dtype) != ("auto", "auto")):
         raise typer.BadParameter(
-            "these apply to --model only: --first, --kind, --steps, --guidance, --audio-guidance, --device, --dtype",
+            "these apply to --model only: --first, --kind, --mode, --steps, --guidance, --audio-guidance, "
+            "--device, --dtype",
             param_hint="--clips",
         )
     if clips is not None and not clips.is_dir():
@@ -99,6 +105,7 @@ def eval_command(
                     progress=lambda: bar.advance(task),
                     overrides=overrides,
                     first=first,
+                    modes=tuple(modes) if modes else MODES,
                     kind=kind,
                     device=device,
                     dtype=dtype,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import speech, sync, temporal, world
+from . import control, speech, sync, temporal, world
 from .tracking import track_colours
 
 
@@ -166,6 +166,47 @@ METRICS: dict[str, MetricInfo] = {
     "first_frame_ssim": MetricInfo(
         "fidelity", "fraction", "TI2V: SSIM of frame 0 against the given image", "the value"
     ),
+    "last_frame_psnr": MetricInfo(
+        "control", "dB", "last frame against the image given for it (through the MP4)", "min(1, value / 40 dB)"
+    ),
+    "keyframe_psnr": MetricInfo(
+        "control", "dB", "frames at given keyframes against their images, mean", "min(1, value / 40 dB)"
+    ),
+    "interpolation_direction": MetricInfo(
+        "control",
+        "fraction",
+        "first + last frame given: objects whose progress from the first frame's place towards the last's "
+        "is larger over the clip's second half than its first",
+        "the value",
+    ),
+    "seam_flicker": MetricInfo(
+        "control",
+        "ratio",
+        "long clips: mean frame change across window seams over the mean change within windows",
+        "min(1, 1.2 / value): within 20 % of the windows' own is 1",
+    ),
+    "seam_audio_jump": MetricInfo(
+        "control",
+        "ratio",
+        "long clips: largest sample step within 5 ms of a seam over the 99.9th percentile of the clip's other steps",
+        "min(1, 1 / value): no louder than the clip's own transients is 1",
+    ),
+    "cut_accuracy": MetricInfo(
+        "control",
+        "fraction",
+        "multi-shot: clips whose detected hard cuts (frame change 4x the median and >= 15/255) are the "
+        "requested ones, each within one frame",
+        "the value",
+    ),
+    "subject_across_cuts": MetricInfo(
+        "control", "fraction", "multi-shot: the prompted subject's colour seen in every shot", "the value"
+    ),
+    "reference_colour_accuracy": MetricInfo(
+        "control", "fraction", "reference given: its subject's colour seen in at least half the frames", "the value"
+    ),
+    "reference_shape_accuracy": MetricInfo(
+        "control", "fraction", "reference given: the tracked shape of that colour is the reference's", "the value"
+    ),
     "seconds_per_clip": MetricInfo(
         "speed",
         "s",
@@ -282,6 +323,39 @@ def speech_metrics(frames, fps, audio, sample_rate, said: dict) -> tuple[dict, d
     return out, extras
 
 
+def control_metrics(frames, fps, audio, sample_rate, given: dict, facts: dict | None) -> dict:
+    """Metrics of what was given besides the prompt (`given`: last_image, keyframes [(frame, image)],
+    references [images], seams and cuts [frame indices]), each where it applies."""
+    out = {}
+    if given.get("last_image") is not None and given["last_image"].shape == frames[-1].shape:
+        psnr = control.frame_psnr(frames[-1], given["last_image"])
+        out["last_frame_psnr"] = _entry("last_frame_psnr", psnr, psnr / 40)
+        if given.get("first_image") is not None and given["first_image"].shape == frames[0].shape:
+            v = control.interpolation_direction(frames, given["first_image"], given["last_image"])
+            out["interpolation_direction"] = _entry("interpolation_direction", v, v)
+    keyed = [(f, im) for f, im in given.get("keyframes", []) if 0 <= f < len(frames) and im.shape == frames[f].shape]
+    if keyed:
+        psnr = float(np.mean([control.frame_psnr(frames[f], im) for f, im in keyed]))
+        out["keyframe_psnr"] = _entry("keyframe_psnr", psnr, psnr / 40)
+    if given.get("seams"):
+        v = control.seam_flicker(frames, given["seams"])
+        out["seam_flicker"] = _entry("seam_flicker", v, 1.2 / v if v else None)
+        if audio is not None:
+            v = control.seam_audio_jump(audio, sample_rate, [f / fps for f in given["seams"]])
+            out["seam_audio_jump"] = _entry("seam_audio_jump", v, 1 / v if v else None)
+    if given.get("cuts") is not None and given.get("shots", 1) > 1:
+        v = control.cut_accuracy(frames, given["cuts"])
+        out["cut_accuracy"] = _entry("cut_accuracy", v, v)
+        if facts and facts.get("objects"):
+            v = control.colour_in_every_shot(frames, given["cuts"], facts["objects"][0]["colour"])
+            out["subject_across_cuts"] = _entry("subject_across_cuts", v, v)
+    for reference in given.get("references", [])[:1]:
+        colour, shape = control.reference_match(frames, reference)
+        out["reference_colour_accuracy"] = _entry("reference_colour_accuracy", colour, colour)
+        out["reference_shape_accuracy"] = _entry("reference_shape_accuracy", shape, shape)
+    return out
+
+
 def fidelity_metrics(first_frame: np.ndarray, image: np.ndarray) -> dict:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -305,6 +379,7 @@ def evaluate_clip(
     image: np.ndarray | None = None,
     seconds_to_generate: float | None = None,
     suite: str = "all",
+    given: dict | None = None,
 ) -> tuple[dict, dict]:
     """(metrics, extras) of one clip; world metrics only when `facts` names objects, speech metrics only
     when it quotes a line (`facts["speech"]`)."""
@@ -321,6 +396,8 @@ def evaluate_clip(
         extras.update(speech_extras, language=facts["speech"]["language"])
     if image is not None and image.shape == frames[0].shape:
         metrics.update(fidelity_metrics(frames[0], image))
+    if suite in ("control", "all") and given:
+        metrics.update(control_metrics(frames, fps, audio, sample_rate, {**given, "first_image": image}, facts))
     if seconds_to_generate:
         clip_seconds = len(frames) / fps
         metrics["seconds_per_clip"] = _entry(

@@ -22,7 +22,10 @@ from .metrics import METRICS, evaluate_clip
 from .world import facts_from_caption
 
 MODES = ("T2V", "TI2V", "TA2V")
-SUITES = ("world", "temporal", "speech", "all")
+# first + last frame, subject reference (the prompt without its colour), a 15 s clip, three shots
+CONTROL_MODES = ("FLF2V", "R2V", "LONG", "SHOTS")
+LONG_SECONDS = 15.0
+SUITES = ("world", "temporal", "speech", "control", "all")
 
 
 def _clip_facts(sidecar: dict) -> dict | None:
@@ -30,6 +33,25 @@ def _clip_facts(sidecar: dict) -> dict | None:
         return sidecar["facts"]
     text = sidecar.get("caption") or sidecar.get("prompt")
     return facts_from_caption(text) if text else None
+
+
+def given_media(sidecar: dict, fps: float) -> dict:
+    """What a generation record says was given besides the prompt and first frame, read for the control
+    metrics: last image, keyframes as (frame, image), references, and the seams and cuts of long clips."""
+
+    def image(path):
+        return read_image(path) if path and Path(path).is_file() else None
+
+    settings = sidecar.get("settings") or {}
+    given = {
+        "last_image": image(sidecar.get("last_image")),
+        "keyframes": [(round(t * fps), im) for t, p in sidecar.get("keyframes") or [] if (im := image(p)) is not None],
+        "references": [im for p in sidecar.get("references") or [] if (im := image(p)) is not None],
+        "seams": settings.get("seams") or [],
+        "cuts": settings.get("cuts"),
+        "shots": len(settings.get("shots") or []),
+    }
+    return {k: v for k, v in given.items() if v is not None and not (isinstance(v, list | int) and not v)}
 
 
 def evaluate_path(path: str, suite: str) -> dict:
@@ -43,11 +65,19 @@ def evaluate_path(path: str, suite: str) -> dict:
         image = read_image(sidecar["image"])
     seconds = (sidecar.get("timings") or {}).get("total_s")
     metrics, extras = evaluate_clip(
-        clip.frames, clip.fps, clip.audio, clip.sample_rate, _clip_facts(sidecar), image, seconds, suite
+        clip.frames,
+        clip.fps,
+        clip.audio,
+        clip.sample_rate,
+        _clip_facts(sidecar),
+        image,
+        seconds,
+        suite,
+        given_media(sidecar, clip.fps),
     )
     return {
         "path": str(path),
-        "mode": sidecar.get("mode", "world" if "events" in sidecar else None),
+        "mode": sidecar.get("test_mode") or sidecar.get("mode", "world" if "events" in sidecar else None),
         "prompt": sidecar.get("caption") or sidecar.get("prompt"),
         "metrics": metrics,
         "extras": extras,
@@ -154,6 +184,9 @@ def generate_test_set(
     """Generate test-split prompts first .. first + count - 1 cycling T2V, TI2V, TA2V (by prompt number);
     write the matching ground truth. Settings chosen on one range can be confirmed on another; `modes`
     keeps the prompts of those modes only (a setting that changes one mode is measured on it alone).
+    Modes of CONTROL_MODES (issue 43) cycle in the order given instead: FLF2V gives the ground truth's
+    first and last frames, R2V its subject's reference with the prompt's colour word left out, LONG asks
+    for LONG_SECONDS, SHOTS makes the caption's three phrasings as three shots.
 
     `overrides` are request fields every clip takes (`num_inference_steps`, `guidance_scale`,
     `audio_guidance_scale`: generate.GenerateRequest), checked before the first clip.
@@ -163,25 +196,25 @@ def generate_test_set(
     from ..generate import GenerateRequest, check_request, load_pipeline, run_generate
     from ..world import make_clip, write_sample
 
-    if not modes or not set(modes) <= set(MODES):
-        raise ValueError(f"modes: a non-empty subset of {list(MODES)}, got {list(modes)}")
+    if not modes or not set(modes) <= set(MODES + CONTROL_MODES):
+        raise ValueError(f"modes: a non-empty subset of {list(MODES + CONTROL_MODES)}, got {list(modes)}")
+    cycle = MODES if set(modes) <= set(MODES) else tuple(modes)
     pipe = load_pipeline(model_dir, device, dtype)
     overrides = dict(overrides or {})
     check_request(pipe, GenerateRequest("", **overrides))
     config = pipe.components.world_config()
     clips_dir, truth_dir = out / "clips", out / "ground_truth"
     for i in range(first, first + count):
-        mode = MODES[i % len(MODES)]
+        mode = cycle[i % len(cycle)]
         if mode not in modes:
             continue
-        truth = make_clip(i, "test", config, kind=kind)
+        truth = make_clip(i, "test", config, kind=kind, references=mode == "R2V")
         write_sample(truth, truth_dir, f"{i:03d}")
-        image = save_image(clips_dir / f"{i:03d}_first.png", truth.frames[0]) if mode == "TI2V" else None
-        sound = save_audio(clips_dir / f"{i:03d}_sound.wav", truth.audio, truth.sample_rate) if mode == "TA2V" else None
-        request = GenerateRequest(truth.caption, image, sound, seed=i, **overrides)
+        request = _test_request(mode, truth, clips_dir / f"{i:03d}", i, overrides)
         name = clips_dir / f"{i:03d}_{mode}.mp4"
         sidecar = run_generate(pipe, request, name)
         sidecar["facts"] = truth.meta["facts"]
+        sidecar["test_mode"] = mode  # the test's own name (FLF2V, LONG, ...); `mode` is the pipeline's
         write_json_atomic(name.with_suffix(".json"), json.dumps(sidecar, indent=1))
         if progress:
             progress()
@@ -201,6 +234,31 @@ def generate_test_set(
         "guide_transformer": pipe.guide_transformer is not None,  # what autoguidance steered from
     }
     return clips_dir, truth_dir, settings
+
+
+def _test_request(mode: str, truth, stem: Path, seed: int, overrides: dict):
+    """The request of one test prompt in `mode`, its given media written beside as STEM_*.png / .wav."""
+    import re
+
+    from ..generate import GenerateRequest
+
+    image = save_image(f"{stem}_first.png", truth.frames[0]) if mode in ("TI2V", "FLF2V") else None
+    sound = save_audio(f"{stem}_sound.wav", truth.audio, truth.sample_rate) if mode == "TA2V" else None
+    fields = dict(seed=seed, **overrides)
+    prompt = truth.caption
+    if mode == "FLF2V":
+        fields["last_image"] = save_image(f"{stem}_last.png", truth.frames[-1])
+    elif mode == "R2V":
+        subject = truth.meta["subject"]
+        fields["references"] = (save_image(f"{stem}_reference.png", truth.meta["references"][subject]),)
+        prompt = re.sub(rf"\b{subject} ", "", prompt, count=1)  # the colour must come from the reference
+    elif mode == "LONG":
+        fields["seconds"] = LONG_SECONDS
+    elif mode == "SHOTS":
+        shots = tuple(truth.meta["captions"][:3])
+        fields.update(shots=shots, seconds=len(shots) * (truth.frames.shape[0] / truth.fps + 0.25))
+        prompt = ""
+    return GenerateRequest(prompt, image, sound, **fields)
 
 
 def evaluate_model(
