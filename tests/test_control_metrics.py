@@ -91,3 +91,25 @@ def test_eval_generates_and_scores_the_control_modes(tmp_path):
     from happyhorse.media import read_video
 
     assert len(read_video(long_clip).frames) == 15 * 12
+
+
+def test_multi_shot_world_clips_cut_where_their_ground_truth_says(tmp_path):
+    from happyhorse.media import read_video, save_video
+
+    found = 0
+    for seed in range(12):
+        clip = make_clip(seed, "test", kind="shots")
+        again = make_clip(seed, "test", kind="shots")
+        assert np.array_equal(clip.frames, again.frames) and np.array_equal(clip.audio, again.audio)
+        shots, cuts = clip.meta["shots"], clip.meta["cuts"]
+        assert cuts == [s["start"] for s in shots[1:]] and clip.caption.count("Cut to") == len(cuts)
+        assert clip.frames.shape == (24, 64, 64, 3) and clip.audio.shape == (1, 32000)
+        assert [s["framing"] for s in shots] == ["wide", "close", "wide"][: len(shots)]
+        for s in shots[1:]:  # a close-up frames the subject: its pixel lies inside the frame
+            if s["framing"] == "close":
+                x, y = clip.meta["frames"][s["start"]]["objects"][0]["pixel"]
+                assert 0 <= x < 64 and 0 <= y < 64
+        path = save_video(tmp_path / f"{seed}.mp4", clip.frames, clip.fps, clip.audio, clip.sample_rate)
+        found += detect_cuts(read_video(path).frames) == cuts
+        path.unlink()
+    assert found >= 9  # through H.264; motion in a close-up can look like a cut

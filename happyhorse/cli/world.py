@@ -18,7 +18,7 @@ def world_sample(
     count: int = typer.Option(1, min=1, max=100_000, help="Number of clips."),
     split: str = typer.Option("train", help="train, or test (held-out compositions, lines and voices)."),
     kind: str = typer.Option(
-        "physics", help="physics (objects), talk (faces saying a line), or mixed (both in one scene)."
+        "physics", help="physics (objects), talk (faces saying a line), mixed (both), or shots (2-3 shots, hard cuts)."
     ),
     size: str = typer.Option("64x64", help="Frame size WIDTHxHEIGHT (even, 16..4096 each; any aspect ratio)."),
     fps: float = typer.Option(12.0, min=1, max=120, help="Frames per second."),

@@ -10,8 +10,8 @@ statistics).
   the same within its windows (1: a seam is no jumpier than any other frame pair).
 - `seam_audio_jump`: the largest sample-to-sample step within 5 ms of a seam, against the clip's own
   transients (the 99.9th percentile of its steps elsewhere): above 1, a click louder than the clip's own.
-- `detect_cuts` / `cut_accuracy`: frame pairs whose change stands far out of the clip's (a hard cut),
-  against the cuts requested.
+- `detect_cuts` / `cut_accuracy`: frame pairs whose change is an isolated spike (a hard cut), against
+  the cuts requested.
 - `reference_colour` / `reference_shape`: the subject of a reference image (its largest coloured blob)
   and whether the clip shows it.
 """
@@ -22,8 +22,9 @@ import numpy as np
 
 from .tracking import track_colours
 
-CUT_RATIO = 4.0  # a cut changes a frame by this many times the clip's median change, at least
-MIN_CUT_CHANGE = 15.0  # and by this much (mean absolute, 0..255): fast motion of an object is not a cut
+CUT_RATIO = 3.0  # a cut changes a frame by this many times the changes around it, at least
+MIN_CUT_CHANGE = 2.0  # and by this much (mean absolute, 0..255): H.264's flutter on a still shot is not a cut
+NEIGHBOURS = 3  # frame pairs on each side a cut's change is compared with
 MIN_MOVE_PX = 2.0  # an object that moves less between the given frames implies no direction
 
 
@@ -92,13 +93,19 @@ def seam_audio_jump(
 
 
 def detect_cuts(frames: np.ndarray) -> list[int]:
-    """Frames that start a new shot: their change from the frame before stands CUT_RATIO times above the
-    clip's median change and above MIN_CUT_CHANGE."""
+    """Frames that start a new shot: their change from the frame before is an isolated spike, CUT_RATIO
+    times the larger of the median changes just before and just after it (fast motion changes every
+    pair alike; a cut, even to a later moment of the same framing, changes one), and >= MIN_CUT_CHANGE."""
     changes = frame_changes(frames)
-    if changes.size == 0:
-        return []
-    threshold = max(MIN_CUT_CHANGE, CUT_RATIO * float(np.median(changes)))
-    return [k + 1 for k in np.flatnonzero(changes > threshold)]
+    cuts = []
+    for k, change in enumerate(changes):
+        before, after = changes[max(0, k - NEIGHBOURS) : k], changes[k + 1 : k + 1 + NEIGHBOURS]
+        if not before.size or not after.size:  # a spike needs both sides: the first and last pairs are not cuts
+            continue
+        local = max(float(np.median(before)), float(np.median(after)))
+        if change >= MIN_CUT_CHANGE and change > CUT_RATIO * max(local, 0.25):
+            cuts.append(k + 1)
+    return cuts
 
 
 def cut_accuracy(frames: np.ndarray, requested: list[int], tolerance: int = 1) -> float:

@@ -48,8 +48,8 @@ def given_media(sidecar: dict, fps: float) -> dict:
         "keyframes": [(round(t * fps), im) for t, p in sidecar.get("keyframes") or [] if (im := image(p)) is not None],
         "references": [im for p in sidecar.get("references") or [] if (im := image(p)) is not None],
         "seams": settings.get("seams") or [],
-        "cuts": settings.get("cuts"),
-        "shots": len(settings.get("shots") or []),
+        "cuts": settings.get("cuts", sidecar.get("cuts")),  # a generation's, or a multi-shot world clip's
+        "shots": len(settings.get("shots") or sidecar.get("shots") or []),
     }
     return {k: v for k, v in given.items() if v is not None and not (isinstance(v, list | int) and not v)}
 

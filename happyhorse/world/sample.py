@@ -13,6 +13,7 @@ from .caption import captions, scene_facts
 from .physics import SimulationError, Trajectory, simulate
 from .render import REFERENCE_BACKDROP, Camera, background, render, render_reference
 from .scene import SPLITS, sample_scene
+from .shots import make_shots_clip
 from .sound import soundtrack
 from .talk import (
     draw_faces,
@@ -28,7 +29,8 @@ from .talk import (
 MAX_ATTEMPTS = 16  # scenes whose simulation is ill-posed are redrawn (deterministically)
 FIRST_CONTACT_S = 0.25  # objects that collide sooner never show the motion their caption states
 BACKGROUND_GAIN = 0.4  # level of a mixed scene's impacts and ambience under its voice
-KINDS = ("physics", "talk", "mixed")  # objects moving; faces saying a line; one face in a corner of a physics scene
+# objects moving; faces saying a line; one face in a corner of a physics scene; a physics scene in 2-3 shots
+KINDS = ("physics", "talk", "mixed", "shots")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,10 @@ def make_clip(
         raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
     config = config or WorldConfig()
     seconds = config.num_frames / config.fps
+    if kind == "shots":
+        if object_coverage:
+            raise ValueError("object_coverage: not made for multi-shot clips")
+        return make_shots_clip(seed, split, config, _physics, ground_truth=ground_truth, references=references)
     if kind == "talk":  # the room only: no objects, no ambience under the voice
         scene = sample_scene(seed, split, config.width, config.height)
         scene.objects, scene.ambience, scene.ambience_level = [], None, 0.0
