@@ -139,6 +139,7 @@ class TrainConfig(RunConfig):
     p_prefix: float = 0.0  # chance a sample continues its own first latent frames (and half the time their sound)
     p_keyframes: float = 0.0  # share of steps whose samples may be given their last frame and a keyframe
     p_reference: float = 0.0  # share of steps whose samples may be given their subject's reference image
+    p_audio_span: float = 0.0  # chance a sample is given a random stretch of its soundtrack
     sample_every: int = 500  # preview clips every N steps (the CLI writes them); 0: never
     fsdp: bool = False  # shard parameters across processes (large configs under torchrun)
     # how the exported model samples (a SamplingConfig's fields; its shift defaults to the training shift)
@@ -164,7 +165,7 @@ class TrainConfig(RunConfig):
             raise ValueError(
                 f"clip_repeats must be >= 1 and divide batch_size ({self.batch_size}), got {self.clip_repeats}"
             )
-        for name in ("text_dropout", "p_image", "p_audio", "p_prefix", "p_keyframes", "p_reference"):
+        for name in ("text_dropout", "p_image", "p_audio", "p_prefix", "p_keyframes", "p_reference", "p_audio_span"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         from .data import check_kinds

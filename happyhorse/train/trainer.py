@@ -93,6 +93,9 @@ def prepare_step(cfg: TrainConfig, parts: Components, batch: dict, device) -> St
             if v[1] < 0.5:
                 seconds = (1 + (m - 1) * vc.patch_t) / cfg.fps
                 aclean[k, : int(seconds * ac.sample_rate) // ac.patch] = True
+        if v[2] < cfg.p_audio_span and na > 1:  # any stretch of the soundtrack given (a line, a sound to keep)
+            first = int(torch.randint(0, na - 1, (1,), generator=c))
+            aclean[k, first : int(torch.randint(first + 1, na + 1, (1,), generator=c))] = True
         if still_frames:
             keep[k] = torch.rand(len(still_frames), generator=c) < 0.5
     sigma = shift_sigma(torch.cat(sigmas), cfg.shift).to(device)

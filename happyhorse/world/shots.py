@@ -26,13 +26,17 @@ LATER_JUMP_S = (0.4, 1.0)
 
 
 def plan_shots(rng: np.random.Generator, num_frames: int) -> list[dict]:
-    """Two or three shots covering the frames, each at least MIN_SHOT_FRAMES long, wide and close-up in
+    """Two or three shots covering the frames, each at least MIN_SHOT_FRAMES long (half the clip in a
+    shorter one), wide and close-up in
     turn, each later one a moment later or not."""
-    n = 3 if num_frames >= 3 * MIN_SHOT_FRAMES and rng.random() < 0.3 else 2
+    if num_frames < 4:
+        raise ValueError(f"kind: a multi-shot clip needs at least 4 frames, got {num_frames}")
+    shortest = min(MIN_SHOT_FRAMES, num_frames // 2)  # short clips: shorter shots
+    n = 3 if num_frames >= 3 * shortest and rng.random() < 0.3 else 2
     while True:
-        cuts = sorted(int(c) for c in rng.integers(MIN_SHOT_FRAMES, num_frames - MIN_SHOT_FRAMES + 1, n - 1))
+        cuts = sorted(int(c) for c in rng.integers(shortest, num_frames - shortest + 1, n - 1))
         bounds = [0, *cuts, num_frames]
-        if all(b - a >= MIN_SHOT_FRAMES for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
+        if all(b - a >= shortest for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
             break
     shots, offset = [], 0.0
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
