@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
 import time
 import warnings
@@ -142,6 +143,16 @@ def test_sound_upload_gives_ta2v_with_the_sound_s_length(config, tmp_path):
         assert wait_done(client, video["id"])["status"] == "completed"
 
 
+def test_shots_make_one_clip_with_hard_cuts(config):
+    """A multi-shot request (the studio's shots, a JSON array in the form) makes one MP4 of all shots."""
+    with running(config) as client:
+        form = {"prompt": "", "shots": json.dumps(["a red ball", "a blue box"]), "seconds": "2", "seed": "1"}
+        video = client.post("/v1/videos", data=form).json()
+        assert video["seconds"] == "2" and wait_done(client, video["id"])["status"] == "completed"
+        clip = client.get(f"/v1/videos/{video['id']}/content")
+        assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
+
+
 def test_json_requests_with_data_urls(config):
     import base64
 
@@ -178,7 +189,10 @@ BAD_REQUESTS = [
     ("size bound", {"data": {"prompt": "a", "size": "4096x8"}}, 400, "size"),
     ("pixels bound", {"data": {"prompt": "a", "size": "1280x1280"}}, 400, "size"),
     ("seconds text", {"data": {"prompt": "a", "seconds": "four"}}, 400, "seconds"),
-    ("seconds bound", {"data": {"prompt": "a", "seconds": "13"}}, 400, "seconds"),
+    ("seconds bound", {"data": {"prompt": "a", "seconds": "16"}}, 400, "seconds"),
+    ("shots text", {"data": {"prompt": "a", "shots": "two shots"}}, 400, "shots"),
+    ("shots empty", {"json": {"prompt": "a", "shots": ["a", " "]}}, 400, "shots"),
+    ("shots short", {"data": {"prompt": "a", "shots": '["a", "b"]', "seconds": "1"}}, 400, "shots"),
     ("seconds nan", {"json": {"prompt": "a", "seconds": "nan"}}, 400, "seconds"),
     ("seed", {"data": {"prompt": "a", "seed": "-1"}}, 400, "seed"),
     ("seed type", {"data": {"prompt": "a", "seed": "1.5"}}, 400, "seed"),

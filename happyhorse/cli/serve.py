@@ -24,7 +24,7 @@ def serve_command(
         None, envvar="HAPPYHORSE_ADMIN_KEY", help="Bearer token for /v1/admin (default: admin routes off)."
     ),
     price_per_hour: float = typer.Option(2.0, min=0, help="Price of one hour of worker compute, for job costs."),
-    max_seconds: float = typer.Option(12.0, min=0.1, max=20, help="Longest clip a request may ask for."),
+    max_seconds: float = typer.Option(15.0, min=0.1, max=60, help="Longest clip a request may ask for."),
     max_jobs_per_client: int = typer.Option(8, min=1, help="Unfinished jobs one client may have."),
     max_queued: int = typer.Option(256, min=1, help="Jobs waiting in all; beyond it requests get 429."),
     keep_hours: float = typer.Option(

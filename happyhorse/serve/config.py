@@ -32,7 +32,7 @@ class ServeConfig:
     max_body_bytes: int = 16 * 1024 * 1024  # whole request, uploads included
     max_prompt_chars: int = MAX_PROMPT_CHARS
     min_seconds: float = 0.1
-    max_seconds: float = 12.0
+    max_seconds: float = 15.0  # HappyHorse 1.1's longest; longer than a window is made in windows
     max_side: int = 1280  # pixels, each of width and height
     max_pixels: int = 1280 * 720  # width x height
     max_steps: int = 100

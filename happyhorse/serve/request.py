@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import tempfile
 import uuid
@@ -53,6 +54,11 @@ class VideoCreateParams(BaseModel):
     audio_guidance_scale: float | None = Field(None, description="Guidance of the sound; default: the model's.")
     input_reference: dict[str, str] | None = Field(None, description='First frame: {"image_url": data URL}.')
     audio_reference: dict[str, str] | None = Field(None, description='Soundtrack: {"audio_url": data URL}.')
+    shots: list[str] | str | None = Field(
+        None,
+        description="Multi-shot: one prompt per shot, hard cuts between, each after `prompt` (which may then "
+        'be empty); a JSON array, in a form as its text, e.g. ["a red ball drops", "it rolls away"].',
+    )
 
 
 def create_request_schema() -> dict:
@@ -195,7 +201,8 @@ def request_fields(params: VideoCreateParams, pipe, model_id: str, defaults: dic
     """`GenerateRequest`'s fields for the parameters (but the prompt and the uploads), checked once by the
     pipeline's validator and then against this server's policy. `defaults` gives `width` and `height`
     when no size is asked for; `seconds` stays None when none is (the soundtrack or the model decides)."""
-    _check_prompt(params.prompt, config)
+    shots = _parse_shots(params.shots)
+    _check_prompt(params.prompt, config, allow_empty=bool(shots))
     if params.model is not None and params.model != model_id:
         raise APIError(
             400, f"model: unknown model {params.model[:80]!r}; this server serves {model_id!r}", param="model"
@@ -210,6 +217,8 @@ def request_fields(params: VideoCreateParams, pipe, model_id: str, defaults: dic
         "guidance_scale": params.guidance_scale,
         "audio_guidance_scale": params.audio_guidance_scale,
     }
+    if shots:
+        fields["shots"] = shots
     try:
         check_request(pipe, GenerateRequest(params.prompt, **fields))
     except ValueError as exc:
@@ -221,8 +230,22 @@ def request_fields(params: VideoCreateParams, pipe, model_id: str, defaults: dic
     return fields
 
 
-def _check_prompt(prompt: str, config: ServeConfig) -> None:
-    if not prompt.strip():
+def _parse_shots(value: list[str] | str | None) -> tuple[str, ...]:
+    """The shots' prompts: a JSON array of strings (a form sends its text); each non-empty."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise APIError(400, 'shots: must be a JSON array of strings, e.g. ["a", "b"]', param="shots") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise APIError(400, "shots: must be a list of non-empty strings", param="shots")
+    return tuple(value)
+
+
+def _check_prompt(prompt: str, config: ServeConfig, allow_empty: bool = False) -> None:
+    if not prompt.strip() and not allow_empty:
         raise APIError(400, "prompt: must not be empty", param="prompt")
     try:
         prompt.encode("utf-8")
@@ -290,4 +313,6 @@ def job_request(job: Job, data_dir: Path) -> GenerateRequest:
     for key in ("image", "audio"):
         if fields.get(key):
             fields[key] = data_dir / fields[key]
+    if "shots" in fields:
+        fields["shots"] = tuple(fields["shots"])
     return GenerateRequest(prompt=job.prompt, **fields)

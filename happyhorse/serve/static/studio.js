@@ -78,6 +78,8 @@ async function submit(event) {
   for (const id of ["size", "seconds", "seed", "steps"]) {
     if ($(id).value.trim()) form.append($(id).name, $(id).value.trim());
   }
+  const shots = $("shots").value.split("\n").map((s) => s.trim()).filter((s) => s);
+  if (shots.length) form.append("shots", JSON.stringify(shots));
   if ($("image").files[0]) form.append("input_reference", $("image").files[0]);
   if ($("audio").files[0]) form.append("audio_reference", $("audio").files[0]);
   $("generate").disabled = true;
