@@ -207,6 +207,12 @@ METRICS: dict[str, MetricInfo] = {
     "reference_shape_accuracy": MetricInfo(
         "control", "fraction", "reference given: the tracked shape of that colour is the reference's", "the value"
     ),
+    "seconds_per_output_second": MetricInfo(
+        "speed",
+        "s/s",
+        "wall time to generate the clip over its length: long clips against one window's",
+        "min(1, 1 / value): real time or faster is 1",
+    ),
     "seconds_per_clip": MetricInfo(
         "speed",
         "s",
@@ -404,4 +410,6 @@ def evaluate_clip(
         metrics["seconds_per_clip"] = _entry(
             "seconds_per_clip", seconds_to_generate, clip_seconds / seconds_to_generate
         )
+        per = seconds_to_generate / clip_seconds
+        metrics["seconds_per_output_second"] = _entry("seconds_per_output_second", per, 1 / per)
     return metrics, extras
