@@ -147,6 +147,16 @@ STYLE = (
 )
 
 
+def _figures(title: str, figures: list[tuple[str, str]]) -> str:
+    """A section of captioned images; empty without images."""
+    if not figures:
+        return ""
+    items = "".join(
+        f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in figures
+    )
+    return f"<h2>{html.escape(title)}</h2>{items}"
+
+
 def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     """Write out/report.json (the contract of DESIGN.md section 7) and out/report.html."""
     out = Path(out)
@@ -175,32 +185,12 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
         speech = {k: v for k, v in metrics.items() if METRICS.get(k) and METRICS[k].family == "speech"}
         ref = {k: v for k, v in reference_by_language.get(language, {}).items() if k in speech}
         parts.append(f"<h3>Speech in {html.escape(language)}</h3>" + _table(speech, ref or None))
-    plots = lip_sync_plots(report["clips"])
-    if plots:
-        parts.append(
-            "<h2>Lip sync: mouth opening against the voice</h2>"
-            + "".join(
-                f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in plots
-            )
-        )
+    parts.append(_figures("Lip sync: mouth opening against the voice", lip_sync_plots(report["clips"])))
     hist = sync_histogram(report["clips"])
     if hist:
         parts.append(f"<h2>Audio-video sync</h2><img src='{hist}'>")
-    overlays = trajectory_overlays(report["clips"])
-    if overlays:
-        parts.append(
-            "<h2>Tracked trajectories</h2>"
-            + "".join(
-                f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>" for t, src in overlays
-            )
-        )
-    parts.append(
-        "<h2>Frames</h2>"
-        + "".join(
-            f"<figure><img src='{src}'><figcaption>{html.escape(t)}</figcaption></figure>"
-            for t, src in frame_strips(report["clips"])
-        )
-    )
+    parts.append(_figures("Tracked trajectories", trajectory_overlays(report["clips"])))
+    parts.append(_figures("Frames", frame_strips(report["clips"])))
     html_path = out / "report.html"
     write_json_atomic(
         html_path,
