@@ -92,3 +92,26 @@ def test_arena_battles_votes_race_import_and_board(pg_url, tmp_path):
     assert arena.import_votes(csv_path)["duplicates"] == 1
     board = arena.leaderboard("t2v-sound")
     assert board["votes"]["total"] == 8 and {r["codename"] for r in board["rows"]} == {"alpha", "bravo", "charlie"}
+
+
+def test_servers_and_workers_starting_together_on_an_empty_database_all_come_up(pg_url):
+    """Eight job stores and arena stores opened at the same moment on a new database: one creates the
+    tables under the schema lock, the others wait and find them (no UniqueViolation)."""
+    from happyhorse.arena.store import open_engine
+    from happyhorse.serve.store import JobStore
+
+    barrier, errors = threading.Barrier(8), []
+
+    def start(k: int) -> None:
+        barrier.wait()
+        try:
+            JobStore(pg_url).close() if k % 2 else open_engine(pg_url).dispose()
+        except Exception as exc:  # noqa: BLE001 - every failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []

@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from ..database import create_tables
+
 WINNERS = ("model_a", "model_b", "tie", "both_bad")
 SCORE = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "both_bad": 0.5}  # model_a's share of the win
 
@@ -157,7 +159,7 @@ def open_engine(db_url: str) -> Engine:
     engine = create_engine(url, future=True, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    create_tables(engine, Base.metadata)
     return engine
 
 

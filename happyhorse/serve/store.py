@@ -16,6 +16,8 @@ from sqlalchemy import JSON, Float, Integer, String, Text, create_engine, event,
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ..database import create_tables
+
 ACTIVE = ("queued", "in_progress")
 VIDEO_ID = re.compile(r"^video_[0-9a-f]{32}$")  # the ids `create` makes; anything else is no video
 STATUSES = ("queued", "in_progress", "completed", "failed")
@@ -100,7 +102,7 @@ class JobStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Base.metadata)
 
     def close(self) -> None:
         self.engine.dispose()
