@@ -15,7 +15,10 @@ def serve_command(
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
     model: Path = typer.Option(None, help="Model directory (default: the embedded default model)."),
     db: str = typer.Option(None, help="SQLAlchemy URL of the job store (default: sqlite:///DATA/jobs.sqlite)."),
-    data: Path = typer.Option(Path("serve_data"), help="Where clips, thumbnails and uploads are kept."),
+    data: Path = typer.Option(Path("serve_data"), help="The server's folder (SQLite jobs, scratch; clips by default)."),
+    storage: str = typer.Option(
+        None, help="Where clips and uploads are kept: a directory or s3://BUCKET/PREFIX (default: --data)."
+    ),
     workers: int = typer.Option(1, min=1, max=64, help="Generation threads, one model load each."),
     api_key: str = typer.Option(
         None, envvar="HAPPYHORSE_API_KEYS", help="Comma-separated bearer tokens required on /v1 (default: open)."
@@ -58,6 +61,7 @@ def serve_command(
             dtype=dtype,
             data_dir=data,
             db_url=db,
+            storage_url=storage,
             workers=workers,
             api_keys=keys,
             admin_key=admin_key or None,
@@ -69,7 +73,8 @@ def serve_command(
         )
         application = create_app(config)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        hint = "--storage" if str(exc).startswith("storage:") else None
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     except Exception as exc:  # e.g. an unreachable or malformed --db URL
         raise typer.BadParameter(f"{type(exc).__name__}: {exc}", param_hint="--db") from None
     shown = make_url(config.database_url).render_as_string(hide_password=True)

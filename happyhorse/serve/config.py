@@ -24,6 +24,7 @@ class ServeConfig:
     dtype: str | None = None  # auto, float32, bfloat16, float16; None = the device's default
     data_dir: str | os.PathLike = "serve_data"  # clips, thumbnails, uploaded references
     db_url: str | None = None  # SQLAlchemy URL; None = sqlite:///DATA_DIR/jobs.sqlite
+    storage_url: str | None = None  # clips and uploads: a directory or s3://BUCKET/PREFIX; None = DATA_DIR
     workers: int = 1  # generation threads, each with its own model load
     api_keys: tuple[str, ...] = ()  # bearer tokens accepted on /v1; empty = no auth for generation
     admin_key: str | None = None  # bearer token for /v1/admin; None = admin routes disabled

@@ -166,32 +166,36 @@ def _data_url(reference: dict[str, str] | None, key: str, param: str) -> bytes |
         raise APIError(400, f"{param}.{key}: the data URL is not valid base64", param=param) from None
 
 
-def store_reference(data: bytes, kind: str, config: ServeConfig) -> tuple[str, float | None]:
+def store_reference(data: bytes, kind: str, config: ServeConfig, storage) -> tuple[str, float | None]:
     """Decode an uploaded first frame or soundtrack (bounded by media's limits), then store it re-encoded
-    as PNG / WAV: the worker never reads a user's bytes in a format we did not write. Returns the path
-    relative to the data directory and, for audio, its length in seconds."""
+    as PNG / WAV: the worker never reads a user's bytes in a format we did not write. Returns its storage
+    key and, for audio, its length in seconds."""
     folder = config.data_path / "inputs"
     folder.mkdir(parents=True, exist_ok=True)
     param = "input_reference" if kind == "image" else "audio_reference"
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".upload.", delete=False) as tmp:
         tmp.write(data)
+    encoded = Path(f"{tmp.name}.{'png' if kind == 'image' else 'wav'}")
     try:
+        length = None
         if kind == "image":
             array = read_image(tmp.name)
             if min(array.shape[:2]) < 2:
                 raise MediaError(f"image of {array.shape[1]}x{array.shape[0]} pixels; at least 2x2 is needed")
-            name = f"inputs/{uuid.uuid4().hex}.png"
-            save_image(config.data_path / name, array)
-            return name, None
-        audio, rate = read_audio(tmp.name, max_seconds=PIPELINE_MAX_SECONDS)
-        name = f"inputs/{uuid.uuid4().hex}.wav"
-        save_audio(config.data_path / name, audio, rate)
-        return name, audio.shape[1] / rate
+            save_image(encoded, array)
+        else:
+            audio, rate = read_audio(tmp.name, max_seconds=PIPELINE_MAX_SECONDS)
+            save_audio(encoded, audio, rate)
+            length = audio.shape[1] / rate
+        key = f"inputs/{uuid.uuid4().hex}{encoded.suffix}"
+        storage.put_file(key, encoded)
+        return key, length
     except MediaError as exc:
         message = str(exc).replace(tmp.name, "the upload")
         raise APIError(400, f"{param}: {message}", param=param, code="invalid_media") from None
     finally:
         Path(tmp.name).unlink(missing_ok=True)
+        encoded.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------ the request
@@ -306,13 +310,13 @@ def _check_policy(fields: dict, config: ServeConfig) -> None:
         )
 
 
-def job_request(job: Job, data_dir: Path) -> GenerateRequest:
-    """The pipeline's request for a stored job: its params are `GenerateRequest`'s fields by name (the
-    uploads relative to the data directory); `mode`, the API's own, stays behind."""
+def job_request(job: Job, inputs: dict[str, Path]) -> GenerateRequest:
+    """The pipeline's request for a stored job: its params are `GenerateRequest`'s fields by name, the
+    uploads (storage keys) as the local files `inputs` holds; `mode`, the API's own, stays behind."""
     fields = {k: v for k, v in job.params.items() if k in GenerateRequest.field_names()}
     for key in ("image", "audio"):
         if fields.get(key):
-            fields[key] = data_dir / fields[key]
+            fields[key] = inputs[key]
     if "shots" in fields:
         fields["shots"] = tuple(fields["shots"])
     return GenerateRequest(prompt=job.prompt, **fields)

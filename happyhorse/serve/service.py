@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from .config import ServeConfig
 from .errors import APIError
+from .storage import open_storage
 from .store import ACTIVE, Job, JobStore
 from .worker import Worker, remove_outputs
 
@@ -32,8 +33,9 @@ class Service:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.store = JobStore(config.database_url)
+        self.storage = open_storage(config.storage_url, config.data_path)
         self.wake = threading.Event()
-        self.workers = [Worker(self.store, config, self.wake, k) for k in range(config.workers)]
+        self.workers = [Worker(self.store, self.storage, config, self.wake, k) for k in range(config.workers)]
         self.admission = threading.Lock()  # the queue bound and per-client cap are checked and taken at once
         self.pipe = None  # a loaded worker's pipeline: its checks are the request's value checks
         self.model: ModelInfo | None = None
@@ -96,7 +98,7 @@ class Service:
         cutoff, count = (now or time.time()) - self.config.keep_hours * 3600, 0
         while jobs := self.store.finished_before(cutoff):
             for job in jobs:
-                remove_outputs(self.config.data_path, job)  # files first: a crash here leaves a row to retry
+                remove_outputs(self.storage, job)  # files first: a crash here leaves a row to retry
                 self.store.delete(job.id)
                 count += 1
         self.expired += count

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..generate import load_pipeline, run_generate
 from ..media import MediaError, read_video, save_image
 from .config import ServeConfig
 from .request import job_request
+from .storage import Storage, video_keys
 from .store import Job, JobStore
 
 log = logging.getLogger("happyhorse.serve")
@@ -30,22 +32,12 @@ class JobCancelled(Exception):
     """Raised from the progress callback when the job was deleted while it ran."""
 
 
-def output_paths(data_dir: Path, job_id: str) -> dict[str, Path]:
-    folder = data_dir / "videos"
-    return {
-        "video": folder / f"{job_id}.mp4",
-        "sidecar": folder / f"{job_id}.json",
-        "thumbnail": folder / f"{job_id}.thumbnail.png",
-        "spritesheet": folder / f"{job_id}.spritesheet.png",
-    }
-
-
-def remove_outputs(data_dir: Path, job: Job, keep_inputs: bool = False) -> None:
-    for path in output_paths(data_dir, job.id).values():
-        path.unlink(missing_ok=True)
-    for key in () if keep_inputs else ("image", "audio"):
-        if job.params.get(key):
-            (data_dir / job.params[key]).unlink(missing_ok=True)
+def remove_outputs(storage: Storage, job: Job, keep_inputs: bool = False) -> None:
+    """A job's outputs (and, unless kept, its uploaded inputs) from the storage."""
+    keys = list(video_keys(job.id).values())
+    inputs = () if keep_inputs else ("image", "audio")
+    keys += [job.params[k] for k in inputs if job.params.get(k)]
+    storage.delete(keys)
 
 
 def spritesheet(frames: np.ndarray, columns: int = 4, count: int = 16) -> np.ndarray:
@@ -61,9 +53,9 @@ def spritesheet(frames: np.ndarray, columns: int = 4, count: int = 16) -> np.nda
 
 
 class Worker(threading.Thread):
-    def __init__(self, store: JobStore, config: ServeConfig, wake: threading.Event, index: int = 0):
+    def __init__(self, store: JobStore, storage: Storage, config: ServeConfig, wake: threading.Event, index: int = 0):
         super().__init__(name=f"happyhorse-worker-{index}", daemon=True)
-        self.store, self.config, self.wake = store, config, wake
+        self.store, self.storage, self.config, self.wake = store, storage, config, wake
         self.stopping = threading.Event()
         self.ready = threading.Event()  # set once the model load ended, loaded or not
         self.go = threading.Event()  # set by the service once every worker's load is known
@@ -105,9 +97,20 @@ class Worker(threading.Thread):
         self.wake.set()
 
     def run_job(self, job: Job) -> None:
+        """Generate into a scratch folder of this worker's, then put every output into the storage (each
+        whole or absent) before the job is marked completed."""
+        with tempfile.TemporaryDirectory(prefix=f"{job.id}.", dir=self.scratch()) as scratch:
+            self._run_job(job, Path(scratch))
+
+    def scratch(self) -> Path:
+        folder = self.config.data_path / "work"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _run_job(self, job: Job, scratch: Path) -> None:
         start = time.perf_counter()
-        data_dir = self.config.data_path
-        paths = output_paths(data_dir, job.id)
+        keys = video_keys(job.id)
+        paths = {kind: scratch / Path(key).name for kind, key in keys.items()}
 
         def on_step(i: int, n: int) -> None:
             if self.stopping.is_set() or not self.store.set_progress(job.id, SAMPLING_SHARE * i // max(n, 1)):
@@ -117,17 +120,21 @@ class Worker(threading.Thread):
         try:
             if self.pipe is None:
                 raise RuntimeError(f"the model could not be loaded: {self.load_error}")
-            request = job_request(job, data_dir)
+            inputs = {k: self.storage.fetch(job.params[k], scratch / Path(job.params[k]).name)
+                      for k in ("image", "audio") if job.params.get(k)}  # fmt: skip
+            request = job_request(job, inputs)
             result = run_generate(self.pipe, request, paths["video"], callback=on_step)
             clip = read_video(paths["video"])
             save_image(paths["thumbnail"], clip.frames[0])
             save_image(paths["spritesheet"], spritesheet(clip.frames))
+            for kind in ("thumbnail", "spritesheet", "sidecar", "video"):  # the MP4 last: it marks the set whole
+                self.storage.put_file(keys[kind], paths[kind])
         except JobCancelled:
             if self.stopping.is_set():  # a clean shutdown: queued again, no retry used
-                remove_outputs(data_dir, job, keep_inputs=True)
+                remove_outputs(self.storage, job, keep_inputs=True)
                 self.store.release(job.id)
                 return
-            remove_outputs(data_dir, job)
+            remove_outputs(self.storage, job)
             return
         except (ValueError, MediaError) as exc:
             error = ("invalid_request", f"{exc}")
@@ -137,8 +144,7 @@ class Worker(threading.Thread):
         seconds = time.perf_counter() - start
         price = round(seconds / 3600 * self.config.price_per_hour, 8)
         if error is not None:
-            for path in paths.values():
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            with contextlib.suppress(Exception):  # a storage that is gone: the outputs were never all put
+                self.storage.delete(list(keys.values()))
         if not self.store.finish(job.id, compute_seconds=seconds, price=price, result=result, error=error):
-            remove_outputs(data_dir, job)  # deleted while it was being written
+            remove_outputs(self.storage, job)  # deleted while it was being written

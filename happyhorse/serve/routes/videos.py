@@ -13,8 +13,9 @@ from ..deps import client_id, service
 from ..errors import APIError
 from ..request import create_request_schema, parse_params, read_create_body, request_fields, store_reference, uploads
 from ..service import Service
+from ..storage import video_keys
 from ..store import ACTIVE, Job
-from ..worker import output_paths, remove_outputs
+from ..worker import remove_outputs
 
 router = APIRouter(tags=["videos"])
 POLL_AFTER_MS = 250  # told to polling clients (openai-poll-after-ms) while a job is queued or running
@@ -76,9 +77,9 @@ async def create_video(
     job_params = {**fields, "mode": "T" + ("I" if image else "") + ("A" if sound else "") + "2V"}
     try:
         if image:
-            job_params["image"], _ = await run_in_threadpool(store_reference, image, "image", config)
+            job_params["image"], _ = await run_in_threadpool(store_reference, image, "image", config, svc.storage)
         if sound:
-            job_params["audio"], length = await run_in_threadpool(store_reference, sound, "audio", config)
+            job_params["audio"], length = await run_in_threadpool(store_reference, sound, "audio", config, svc.storage)
             if job_params["seconds"] is None:  # as long as the soundtrack, within this server's limits
                 job_params["seconds"] = min(max(length, config.min_seconds), config.max_seconds)
         if job_params["seconds"] is None:
@@ -93,9 +94,7 @@ async def create_video(
             size=f"{job_params['width']}x{job_params['height']}",
         )
     except APIError:  # the stored references of a refused request go too
-        for key in ("image", "audio"):
-            if job_params.get(key):
-                (config.data_path / job_params[key]).unlink(missing_ok=True)
+        svc.storage.delete([job_params[key] for key in ("image", "audio") if job_params.get(key)])
         raise
     svc.wake.set()
     return JSONResponse(video_object(job, config), headers={"openai-poll-after-ms": str(POLL_AFTER_MS)})
@@ -148,10 +147,10 @@ def download_content(
             409, f"video_id: {job.id} is {job.status}; content exists once it is completed", code="not_ready"
         )
     key, media_type, suffix = CONTENT[variant]
-    path = output_paths(svc.config.data_path, job.id)[key]
-    if not path.is_file():
-        raise APIError(404, f"variant: the {variant} of {job.id} is missing on disk", param="variant")
-    return FileResponse(path, media_type=media_type, filename=f"{job.id}.{suffix}")
+    try:
+        return svc.storage.response(video_keys(job.id)[key], media_type, f"{job.id}.{suffix}")
+    except FileNotFoundError:
+        raise APIError(404, f"variant: the {variant} of {job.id} is missing in storage", param="variant") from None
 
 
 @router.delete("/v1/videos/{video_id}")
@@ -159,5 +158,5 @@ def delete_video(video_id: str, client: str = Depends(client_id), svc: Service =
     """Remove a job and its files; a queued job never runs, a running one stops at its next step."""
     job = svc.find(video_id, client)
     svc.store.delete(job.id)
-    remove_outputs(svc.config.data_path, job)
+    remove_outputs(svc.storage, job)
     return {"id": job.id, "object": "video.deleted", "deleted": True}
