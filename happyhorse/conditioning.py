@@ -21,8 +21,9 @@ import torch
 
 @dataclass(frozen=True)
 class Condition:
-    """An image the clip shows at `frame_index` (negative counts from the end: -1 is the last frame), a
-    clip `video` (uint8 [F, H, W, 3]) whose frames the clip starts with, or, with `reference=True`, an
+    """An image the clip shows at `frame_index` (negative counts from the end: -1 is the last frame; frame
+    0 is the first frame, as the pipeline's `image`), a clip `video` (uint8 [F, H, W, 3]) to continue (its
+    last whole latent frames, 1 + pt k of them, are the output's first), or, with `reference=True`, an
     image of the subject on its own (not a frame of the clip) that the clip should show."""
 
     image: Any = None  # a path or uint8 [H, W, 3]

@@ -7,6 +7,7 @@ pipeline's call arguments by the same names; the pipeline checks them, once.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, fields
@@ -58,12 +59,13 @@ class GenerateRequest:
         conditions = [Condition(image=str(args.pop("last_image")), frame_index=-1)] if self.last_image else []
         args.pop("last_image", None)
         for t, path in args.pop("keyframes"):
-            if not (isinstance(t, int | float) and t >= 0):
-                raise ValueError(f"keyframes: a keyframe's time must be >= 0 seconds, got {t!r}")
+            if not (isinstance(t, int | float) and math.isfinite(t) and t >= 0):
+                raise ValueError(f"keyframes: a keyframe's time must be a number of seconds >= 0, got {t!r}")
             conditions.append(Condition(image=str(path), frame_index=round(t * fps)))
         conditions += [Condition(image=str(path), reference=True) for path in args.pop("references")]
         args["conditions"] = conditions or None
         args.pop("extend"), args.pop("shots")
+        args["prompt"] = self.shot_prompts()[0]  # a single --shot is the prompt (after PROMPT, if any)
         return args
 
     def shot_prompts(self) -> list[str]:
@@ -115,11 +117,13 @@ def check_request(pipe: HappyHorsePipeline, request: GenerateRequest) -> None:
     if request.is_long(pipe):
         from .long import check_long, continued_clip, window_frames
 
-        if request.keyframes or request.last_image or request.references:
-            raise ValueError("keyframes: a clip made in windows (--seconds past one window, --extend, --shot) "
-                             "takes no keyframes, last image or references")  # fmt: skip
-        if request.extend is not None and request.image is not None:
-            raise ValueError("image: a continued clip (--extend) already has its first frame")
+        for name in ("keyframes", "last_image", "references"):
+            if getattr(request, name):
+                raise ValueError(f"{name}: a clip made in windows (--seconds past one window, --extend, --shot) "
+                                 "takes no keyframes, last image or references")  # fmt: skip
+        for name in ("image", "audio"):
+            if request.extend is not None and getattr(request, name) is not None:
+                raise ValueError(f"{name}: a continued clip (--extend) brings its own first frame and sound")
         fps = float(request.fps or pipe.defaults["fps"])
         seconds = request.seconds if request.seconds is not None else window_frames(pipe, fps) / fps
         check_long(pipe, seconds, fps, max(1, len(request.shots)))

@@ -94,30 +94,43 @@ class Stitcher:
         return round(frames / self.fps * self.sample_rate)
 
     def start(self, frames: np.ndarray, audio: np.ndarray) -> None:
-        self.frames, self.audio = frames, audio
+        self.frames, self.audio = frames, self._fit(audio, len(frames))
+
+    def _fit(self, audio: np.ndarray, frames: int) -> np.ndarray:
+        """Audio cut or padded to exactly the samples of `frames` frames (sample positions are absolute:
+        frame f starts at sample round(f / fps x rate), so no seam adds or drops a sample)."""
+        n = self.samples(frames)
+        return np.pad(audio, ((0, 0), (0, max(0, n - audio.shape[1]))))[:, :n]
+
+    def overlap(self) -> int:
+        """Frames the next window shares with the clip so far: the overlap, or fewer in a short clip."""
+        return min(overlap_frames(self.pipe, self.fps), len(self.frames))
 
     def tail(self, cut: bool) -> tuple[list[Condition], tuple[np.ndarray, int], int]:
         """(conditions, given sound, frames to drop) for the next window: the last frames in place (or, at
         a cut, the last frame as a reference) and the sound under the first part of the overlap."""
-        ov = overlap_frames(self.pipe, self.fps)
-        given = int(self.samples(ov) * GIVEN_SOUND_SHARE)
-        sound = self.audio[:, self.audio.shape[1] - self.samples(ov) :][:, :given]
+        ov = self.overlap()
+        first = self.samples(len(self.frames) - ov)
+        given = int((self.samples(len(self.frames)) - first) * GIVEN_SOUND_SHARE)
+        sound = self.audio[:, first : first + given]
         if cut:
             return [Condition(image=self.frames[-1], reference=True)], (sound, self.sample_rate), ov
         return [Condition(video=self.frames[-ov:])], (sound, self.sample_rate), ov
 
     def join(self, out: HappyHorseOutput, drop: int, cut: bool) -> None:
-        """Append a window whose first `drop` frames lie under the overlap; cross-fade its sound there."""
+        """Append a window that starts `drop` frames before the clip's end; cross-fade its sound over the part
+        of the overlap it made itself."""
+        start = len(self.frames) - drop
         frames, audio = out.frames[0], out.audio[0]
-        ov_n = self.samples(drop)
+        ov_n = self.samples(start + drop) - self.samples(start)
         given = int(ov_n * GIVEN_SOUND_SHARE)
         fade = ov_n - given
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[None]
-        head = self.audio[:, self.audio.shape[1] - fade :]
-        self.audio[:, self.audio.shape[1] - fade :] = (1 - ramp) * head + ramp * audio[:, given:ov_n]
+        end = self.audio.shape[1]
+        self.audio[:, end - fade :] = (1 - ramp) * self.audio[:, end - fade :] + ramp * audio[:, given:ov_n]
         (self.cuts if cut else self.seams).append(len(self.frames))
         self.frames = np.concatenate([self.frames, frames[drop:]])
-        self.audio = np.concatenate([self.audio, audio[:, ov_n:]], axis=1)
+        self.audio = self._fit(np.concatenate([self.audio, audio[:, ov_n:]], axis=1), len(self.frames))
 
     def trim(self, frames: int) -> None:
         self.frames, self.audio = self.frames[:frames], self.audio[:, : self.samples(frames)]
@@ -139,9 +152,13 @@ def continued_clip(
         clip = read_video(path)
     except MediaError as exc:
         raise ValueError(f"extend: {exc}") from None
-    if len(clip.frames) < 2 or not clip.fps:
-        raise ValueError(f"extend: {path} holds {len(clip.frames)} frame(s); a clip to continue needs 2 or more")
-    count = max(2, round(len(clip.frames) / clip.fps * fps))
+    count = round(len(clip.frames) / clip.fps * fps) if clip.fps else 0
+    needed = overlap_frames(pipe, fps)
+    if count < needed:
+        raise ValueError(
+            f"extend: {path} holds {len(clip.frames)} frame(s) ({count} at {fps:g} fps); "
+            f"a clip to continue needs at least {needed} at the output's rate"
+        )
     picks = np.minimum(np.round(np.arange(count) * clip.fps / fps).astype(int), len(clip.frames) - 1)
     frames = np.stack([pipe.prepare_image(clip.frames[i], height, width).numpy() for i in picks])
     n = round(count / fps * pipe.audio_codec.sample_rate)
@@ -200,9 +217,10 @@ def make_long(
             else:
                 cut = shot_made == 0 and s > 0
                 conditions, sound, drop = stitch.tail(cut)
-                if given_audio is not None:  # the window's span of the given soundtrack
-                    first = stitch.samples(max(0, len(stitch.frames) - base - drop))
-                    sound = (given_audio[:, first : first + stitch.samples(window)], sr)
+                if given_audio is not None:  # the window's span of the given soundtrack (none with extend)
+                    start = len(stitch.frames) - drop
+                    span = given_audio[:, stitch.samples(start) : stitch.samples(start + window)]
+                    sound = (span, sr) if span.shape[1] else None  # past its end the sound is made
                 out = pipe(prompt, None, sound, conditions=conditions, **common, callback=callback)
                 stitch.join(out, drop, cut)
                 shot_made += window - drop

@@ -202,7 +202,7 @@ class HappyHorsePipeline:
             if not isinstance(conditions, list | tuple) or not all(isinstance(c, Condition) for c in conditions):
                 raise ValueError("conditions: must be a list of happyhorse.Condition")
             starts = [c for c in conditions if c.video is not None or (c.frame_index == 0 and not c.reference)]
-            if len(starts) + (image is not None) > 1:
+            if len(starts) + (image is not None) > 1:  # frame indices counted from the end: when resolved
                 raise ValueError("conditions: the first frame is given twice (image, a frame_index 0 image or a video)")
         return prompts
 
@@ -222,9 +222,10 @@ class HappyHorsePipeline:
         return torch.from_numpy(np.asarray(resized.crop((left, top, left + width, top + height))).copy())
 
     def _prepare_conditions(self, conditions, num_frames: int, height: int, width: int):
-        """(stills, prefix): stills as (time, uint8 image [H, W, 3], output frame or None for a reference),
-        and the frames [F, H, W, 3] the clip continues from (None if none), at the output size."""
-        stills, prefix, references = [], None, 0
+        """(stills, prefix, first): stills as (time, uint8 image [H, W, 3], output frame or None for a
+        reference), the frames [F, H, W, 3] the clip continues from and a first frame given as a
+        condition (None if none), at the output size."""
+        stills, prefix, first, references = [], None, None, 0
         for c in conditions:
             if c.video is not None:
                 video = np.asarray(c.video)
@@ -245,9 +246,16 @@ class HappyHorsePipeline:
                 references += 1
             else:
                 f = resolve_frame(int(c.frame_index), num_frames)
+                if f == 0:  # the first frame: given in place, as `image` is
+                    if first is not None:
+                        raise ValueError("conditions: the first frame is given twice")
+                    first = c.image
+                    continue
                 image = self.prepare_image(c.image, height, width)
                 stills.append((frame_time(f, self.video_codec.patch_t), image, f))
-        return stills, prefix
+        if first is not None and prefix is not None:
+            raise ValueError("conditions: the first frame is given twice (an image and a video to continue)")
+        return stills, prefix, first
 
     def prepare_audio(self, audio) -> np.ndarray:
         """Path or (array, rate) -> float32 [C, N] at the codec's rate and channel count."""
@@ -314,14 +322,18 @@ class HappyHorsePipeline:
         num_samples = round(num_frames / fps * ac.sample_rate)
         grid = vc.latent_shape(num_frames, height, width)  # latent (t, h, w)
         num_video, num_audio = grid[0] * grid[1] * grid[2], ac.num_tokens(num_samples)
-        stills, prefix = self._prepare_conditions(conditions or [], num_frames, height, width)
+        stills, prefix, first_given = self._prepare_conditions(conditions or [], num_frames, height, width)
+        if first_given is not None:
+            if image is not None:
+                raise ValueError("conditions: the first frame is given twice (image and a frame_index 0 image)")
+            image = first_given
         mode = (
             "T"
             + "".join(
                 letter
                 for letter, given in (
                     ("V", prefix is not None),
-                    ("I", image is not None or any(f == 0 for _, _, f in stills)),
+                    ("I", image is not None),
                     ("K", any(f not in (None, 0) for _, _, f in stills)),
                     ("R", any(f is None for _, _, f in stills)),
                     ("A", audio is not None),

@@ -129,3 +129,15 @@ def test_training_gives_stills_in_slots_that_a_sample_may_lack():
     assert torch.allclose(masked, step_loss(parts.transformer, bare, cfg)[0], atol=1e-5)
     x.video_keep[:, nv:] = True
     assert not torch.allclose(masked, step_loss(parts.transformer, x, cfg)[0], atol=1e-4)
+
+
+def test_a_frame_index_0_condition_is_the_first_frame_in_place():
+    pipe = tiny_pipeline()
+    first = _images(1)[0]
+    a = pipe("a red ball", first, seed=5)
+    b = pipe("a red ball", seed=5, conditions=[Condition(image=first, frame_index=0)])
+    c = pipe("a red ball", seed=5, conditions=[Condition(image=first, frame_index=-9)])  # 9 frames: also 0
+    assert a.mode == b.mode == c.mode == "TI2V"
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.frames, c.frames)
+    with pytest.raises(ValueError, match="first frame is given twice"):
+        pipe("x", first, conditions=[Condition(image=first, frame_index=-9)])

@@ -85,3 +85,37 @@ def test_shots_are_cut_where_their_shares_end(tmp_path):
     assert bad.exit_code == 2 and "2 shots need at least" in " ".join(bad.output.replace("│", " ").split())
     with pytest.raises(ValueError, match="at most 8"):
         make_long(pipe, ["x"] * 9, 20.0, Sampling())
+
+
+def test_a_soundtrack_through_windows_keeps_every_sample_in_place_and_may_run_out():
+    """Sound positions are absolute: a long clip made from a given soundtrack plays it back exactly (no
+    sample lost or repeated at a seam), and where the soundtrack ends the windows make their own."""
+    pipe = tiny_pipeline()
+    rng = np.random.default_rng(0)
+    sound = rng.uniform(-0.5, 0.5, (1, 48000)).astype(np.float32)
+    out = make_long(pipe, ["a red ball"], 3.0, Sampling(seed=1, num_inference_steps=2), audio=(sound, 16000))
+    assert out.audio.shape[-1] == 48000 and np.allclose(out.audio[0], sound, atol=1e-6)  # cross-fades round
+    short = make_long(
+        pipe, ["a red ball"], 3.0, Sampling(seed=1, num_inference_steps=2), audio=(sound[:, :16000], 16000)
+    )
+    assert short.audio.shape[-1] == 48000 and np.allclose(short.audio[0, :, :16000], sound[:, :16000], atol=1e-6)
+
+
+def test_one_shot_is_the_prompt_and_extend_refuses_what_it_cannot_continue(tmp_path):
+    from happyhorse.generate import GenerateRequest, call_arguments, check_request
+
+    pipe = tiny_pipeline()
+    assert call_arguments(pipe, GenerateRequest("", shots=("a red ball",)))["prompt"] == "a red ball"
+    assert call_arguments(pipe, GenerateRequest("a room:", shots=("a red ball",)))["prompt"] == "a room: a red ball"
+    rng = np.random.default_rng(0)
+    save_video(tmp_path / "short.mp4", rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 12.0)
+    save_video(tmp_path / "ok.mp4", rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), 12.0)
+    save_audio(tmp_path / "s.wav", np.zeros((1, 16000), np.float32), 16000)
+    for request, needle in [
+        (GenerateRequest("x", extend=tmp_path / "short.mp4"), "needs at least 5"),
+        (GenerateRequest("x", extend=tmp_path / "ok.mp4", audio=tmp_path / "s.wav"), "audio: a continued clip"),
+        (GenerateRequest("x", seconds=3.0, references=(tmp_path / "r.png",)), "references: a clip made in windows"),
+        (GenerateRequest("x", keyframes=((float("inf"), tmp_path / "k.png"),)), "a number of seconds >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            check_request(pipe, request)

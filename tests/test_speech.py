@@ -27,7 +27,8 @@ def test_every_language_speaks_its_lines_with_phoneme_and_word_times(language):
     starts = [t0 for _, t0, _ in s.phonemes]
     assert starts == sorted(starts) and all(0 <= t0 <= t1 <= s.seconds for _, t0, t1 in s.phonemes)
     assert len(s.phonemes) >= 3 and len(s.words) >= 1
-    # another voice says the same line differently; the same call gives the same samples
+    # another voice says the same line differently; the same call gives the same samples, also when
+    # rendered afresh after other utterances (eSpeak carries state between calls in one process)
     assert not np.array_equal(speak(lines[0], language, "high").audio, s.audio)
     assert np.array_equal(speak(lines[0], language, "low").audio, s.audio)
 
@@ -46,6 +47,10 @@ def test_bad_lines_and_languages_are_refused_naming_what_is_allowed():
     assert spoken_line('In Japanese, a red face says "こんにちは".') == ("こんにちは", "ja")
     assert spoken_line('A face speaks german: "hallo".') == ("hallo", "de")
     assert spoken_line('A ball "falls" in slow motion.') is None  # no language named: not a line to check
+    assert spoken_line('A neon sign reads "OPEN" in Red letters.') is None  # not a language's name
+    assert spoken_line('In January, a man says "hello".') is None
+    with pytest.raises(ValueError, match="'Russian' is not supported"):
+        spoken_line('A face says "privet" in Russian.')
 
 
 def test_splits_hold_out_lines_and_one_voice_per_language():
@@ -192,3 +197,22 @@ def test_generate_refuses_a_line_the_world_cannot_say_before_any_work(tmp_path):
         text = " ".join(result.output.replace("│", " ").split())
         assert result.exit_code == 2 and "PROMPT" in text.upper() and needle in text, (prompt, result.output)
     assert not out.exists()
+
+
+def test_a_line_sounds_the_same_whatever_was_said_before(tmp_path, monkeypatch):
+    """eSpeak carries state between utterances in one process: each is rendered by a fresh process and
+    cached, so a line's samples do not depend on what was spoken before it, cached or not."""
+    import shutil
+
+    from happyhorse.world import speech
+
+    monkeypatch.setenv("HAPPYHORSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(speech, "_RENDERED", {})
+    first = speak("good morning", "en", "low").audio
+    speech._RENDERED.clear()
+    shutil.rmtree(tmp_path / "speech")
+    speak("hello there", "en", "high")
+    speak("bonjour", "fr", "deep")
+    speech._RENDERED.clear()
+    shutil.rmtree(tmp_path / "speech")
+    assert np.array_equal(speak("good morning", "en", "low").audio, first)

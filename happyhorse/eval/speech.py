@@ -177,8 +177,8 @@ def _references(line: str, language: str, sample_rate: int) -> tuple[np.ndarray,
 
 
 def speech_similarity(audio: np.ndarray, sample_rate: int, line: str, language: str, spans) -> float | None:
-    """1 near the prompted line said by another voice, 0 near a different line (clipped to [0, 1]);
-    None when the clip has no speech."""
+    """1 near the prompted line said by another voice, 0 near a different line (clipped to [0, 1]); 0 when
+    the clip has no speech (nothing of the line is said)."""
     if not spans:
         return 0.0
     mono = np.asarray(audio, np.float64).mean(axis=0)

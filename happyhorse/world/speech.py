@@ -132,11 +132,55 @@ _NAMED = (  # where a prompt names the language of its quoted line
 )
 
 
+# languages a prompt may name that the world does not speak: named, they are refused with the list of
+# those it does; any other word in a language's place ("in Red letters", "In January,") is not a language
+OTHER_LANGUAGES = frozenset(
+    [
+        "arabic",
+        "bengali",
+        "cantonese",
+        "chinese",
+        "czech",
+        "danish",
+        "dutch",
+        "finnish",
+        "greek",
+        "hebrew",
+        "hindi",
+        "hungarian",
+        "indonesian",
+        "korean",
+        "klingon",
+        "latin",
+        "malay",
+        "norwegian",
+        "persian",
+        "polish",
+        "romanian",
+        "russian",
+        "swahili",
+        "swedish",
+        "tagalog",
+        "tamil",
+        "thai",
+        "turkish",
+        "ukrainian",
+        "urdu",
+        "vietnamese",
+        "welsh",
+        "esperanto",
+        "catalan",
+        "basque",
+        "irish",
+    ]
+)
+
+
 def spoken_line(prompt: str) -> tuple[str, str] | None:
     """(line, language code) of a prompt that quotes a line and names its language, checked; None when
-    it quotes none or names no language. A ValueError starting "prompt:" names an unsupported language
-    (a capitalised name in a language's place: "in Klingon"; listing the supported ones), a line in
-    another script, or an empty or over-long line."""
+    it quotes none or names no language. A ValueError starting "prompt:" names a language the world does
+    not speak (OTHER_LANGUAGES; listing the supported ones), a line in another script, or an empty or
+    over-long line."""
     quoted = _QUOTE.search(prompt)
     if quoted is None:
         return None
@@ -144,7 +188,7 @@ def spoken_line(prompt: str) -> tuple[str, str] | None:
     named = None
     for pattern in _NAMED:
         m = pattern.search(prompt)
-        if m and (m.group(1).lower() in known or m.group(1)[0].isupper()):
+        if m and m.group(1).lower() in known | OTHER_LANGUAGES:
             named = m.group(1)
             break
     if named is None:
