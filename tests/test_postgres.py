@@ -115,3 +115,85 @@ def test_servers_and_workers_starting_together_on_an_empty_database_all_come_up(
     for t in threads:
         t.join(60)
     assert errors == []
+
+
+def test_api_servers_and_worker_processes_share_one_queue(pg_url, tmp_path):
+    """Two API-only servers (no model thread) and a `happyhorse worker` process on the same PostgreSQL:
+    jobs posted to either run in the worker, each once, and either server returns them."""
+    import subprocess
+    import sys
+
+    from happyhorse.serve import ServeConfig
+    from happyhorse.serve.queue import wait_for
+    from tests.conftest import tiny_pipeline
+    from tests.test_serve import running
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    shared = dict(model=model, db_url=pg_url, workers=0, storage_url=str(tmp_path / "store"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--model", str(model),
+         "--storage", str(tmp_path / "store"), "--data", str(tmp_path / "w")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with (
+            running(ServeConfig(data_dir=tmp_path / "a", **shared)) as a,
+            running(ServeConfig(data_dir=tmp_path / "b", **shared)) as b,
+        ):
+            ids = [
+                c.post("/v1/videos", data={"prompt": f"a red ball {k}"}).json()["id"] for k, c in enumerate([a, b] * 3)
+            ]
+
+            def done():
+                return all(a.get(f"/v1/videos/{i}").json()["status"] == "completed" for i in ids)
+
+            assert wait_for(done, timeout=120), [a.get(f"/v1/videos/{i}").json() for i in ids]
+            assert all(b.get(f"/v1/videos/{i}/content").status_code == 200 for i in ids)
+    finally:
+        worker.terminate()
+        out = worker.communicate(timeout=60)[0].decode(errors="replace")
+    assert "worker:" in out, out
+
+
+def test_a_killed_workers_job_runs_again_on_another_worker_once(pg_url, tmp_path):
+    """kill -9 of the worker running a job: its heartbeat stops, another worker re-queues the job after
+    STALLED_S and runs it; the job completes once, with one more attempt."""
+    import signal
+    import subprocess
+    import sys
+
+    from happyhorse.serve import ServeConfig
+    from happyhorse.serve.queue import wait_for
+    from tests.test_serve import running
+
+    def start_worker(name):
+        return subprocess.Popen(
+            [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--storage", str(tmp_path / "store"),
+             "--data", str(tmp_path / name)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    config = ServeConfig(data_dir=tmp_path / "api", db_url=pg_url, workers=0, storage_url=str(tmp_path / "store"))
+    first = start_worker("w1")  # the embedded default model: a 15 s clip takes it several seconds
+    second = None
+    try:
+        with running(config) as api:
+            video = api.post("/v1/videos", data={"prompt": "a red ball bounces", "seconds": "15"}).json()
+
+            def status():
+                return api.get(f"/v1/videos/{video['id']}").json()["status"]
+
+            assert wait_for(lambda: status() == "in_progress", timeout=120)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+            second = start_worker("w2")
+            assert wait_for(lambda: status() == "completed", timeout=300), api.get(f"/v1/videos/{video['id']}").json()
+            from happyhorse.serve.store import JobStore
+
+            assert JobStore(pg_url).get(video["id"]).attempts == 2
+            assert api.get(f"/v1/videos/{video['id']}/content").status_code == 200
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import typer
@@ -19,7 +20,9 @@ def serve_command(
     storage: str = typer.Option(
         None, help="Where clips and uploads are kept: a directory or s3://BUCKET/PREFIX (default: --data)."
     ),
-    workers: int = typer.Option(1, min=1, max=64, help="Generation threads, one model load each."),
+    workers: int = typer.Option(
+        1, min=0, max=64, help="Generation threads, one model load each; 0 (PostgreSQL): an API server only."
+    ),
     api_key: str = typer.Option(
         None, envvar="HAPPYHORSE_API_KEYS", help="Comma-separated bearer tokens required on /v1 (default: open)."
     ),
@@ -82,3 +85,47 @@ def serve_command(
     uvicorn.run(
         application, host=host, port=port, log_level="info", proxy_headers=True, forwarded_allow_ips=trusted_proxies
     )
+
+
+@app.command("worker")
+def worker_command(
+    db: str = typer.Option(..., help="The PostgreSQL URL the API servers use (postgresql+psycopg://...)."),
+    model: Path = typer.Option(None, help="Model directory (default: the embedded default model)."),
+    storage: str = typer.Option(None, help="Where clips and uploads are kept: a directory or s3://BUCKET/PREFIX."),
+    data: Path = typer.Option(Path("serve_data"), help="Scratch folder (and the storage when --storage is unset)."),
+    concurrency: int = typer.Option(1, min=1, max=16, help="Jobs at once (each shares the one model load)."),
+    max_attempts: int = typer.Option(2, min=1, max=10, help="Starts a job may take when its workers die."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+) -> None:
+    """Generate the jobs of one model from the shared queue (procrastinate on PostgreSQL), on any machine:
+    loads the model once; SIGTERM finishes the job in hand; a worker that cannot load its model exits."""
+    require_extra("serve")
+    from ..serve import ServeConfig, check_model_dir
+    from ..serve.queue import is_postgres, run_worker
+    from ..serve.storage import open_storage
+    from ..serve.store import JobStore
+    from ..serve.worker import Worker
+
+    try:
+        check_model_dir(model)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    check_device(device, dtype)
+    try:
+        if not is_postgres(db):
+            raise ValueError(f"a shared queue needs PostgreSQL (postgresql+psycopg://...), got {db.split(':')[0]}")
+        config = ServeConfig(model=model, device=device, dtype=dtype, data_dir=data, db_url=db, storage_url=storage)
+        store = JobStore(db)
+        files = open_storage(storage, data)
+    except Exception as exc:  # a malformed or unreachable URL: named, not a traceback
+        raise typer.BadParameter(f"{exc}", param_hint="--db") from None
+    worker = Worker(store, files, config, threading.Event())
+    worker.load()
+    if worker.pipe is None:
+        console.print(f"worker: the model could not be loaded, so no job is taken: {worker.load_error}", markup=False)
+        raise typer.Exit(3)
+    from sqlalchemy.engine import make_url
+
+    console.print(f"worker: {worker.pipe.name} from the queue in {make_url(db).render_as_string(hide_password=True)}")
+    run_worker(db, store, worker, worker.pipe.name, max_attempts, concurrency)

@@ -25,7 +25,7 @@ class ServeConfig:
     data_dir: str | os.PathLike = "serve_data"  # clips, thumbnails, uploaded references
     db_url: str | None = None  # SQLAlchemy URL; None = sqlite:///DATA_DIR/jobs.sqlite
     storage_url: str | None = None  # clips and uploads: a directory or s3://BUCKET/PREFIX; None = DATA_DIR
-    workers: int = 1  # generation threads, each with its own model load
+    workers: int = 1  # generation threads, each with its own model load; 0 on PostgreSQL: an API server only
     api_keys: tuple[str, ...] = ()  # bearer tokens accepted on /v1; empty = no auth for generation
     admin_key: str | None = None  # bearer token for /v1/admin; None = admin routes disabled
     price_per_hour: float = 2.0  # currency units per hour of worker compute, for the cost of each job
@@ -44,7 +44,12 @@ class ServeConfig:
     keep_hours: float | None = None  # finished jobs and their files are deleted this long after; None = kept
 
     def __post_init__(self):
-        for name in ("workers", "max_body_bytes", "max_prompt_chars", "max_side", "max_pixels", "max_steps"):
+        shared = self.db_url is not None and self.db_url.startswith("postgresql")
+        if not isinstance(self.workers, int) or self.workers < (0 if shared else 1):
+            raise ValueError(
+                f"workers: must be >= 1 (0, an API server only, needs a PostgreSQL --db), got {self.workers!r}"
+            )
+        for name in ("max_body_bytes", "max_prompt_chars", "max_side", "max_pixels", "max_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")

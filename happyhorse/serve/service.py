@@ -11,8 +11,10 @@ import time
 
 from pydantic import BaseModel
 
+from ..generate import load_pipeline
 from .config import ServeConfig
 from .errors import APIError
+from .queue import SharedQueue, is_postgres
 from .storage import open_storage
 from .store import ACTIVE, Job, JobStore
 from .worker import Worker, remove_outputs
@@ -34,6 +36,8 @@ class Service:
         self.config = config
         self.store = JobStore(config.database_url)
         self.storage = open_storage(config.storage_url, config.data_path)
+        # PostgreSQL: jobs also go to the shared queue, for `happyhorse worker` processes anywhere
+        self.queue = SharedQueue(config.database_url, self.store) if is_postgres(config.database_url) else None
         self.wake = threading.Event()
         self.workers = [Worker(self.store, self.storage, config, self.wake, k) for k in range(config.workers)]
         self.admission = threading.Lock()  # the queue bound and per-client cap are checked and taken at once
@@ -49,9 +53,14 @@ class Service:
     # ------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.recovered = self.store.recover(self.config.max_attempts)
+        if self.queue is None:  # one server per database: what it left in_progress was interrupted
+            self.recovered = self.store.recover(self.config.max_attempts)
         if any(self.recovered.values()):
             log.warning("restart recovery: %s", self.recovered)
+        if not self.workers:  # an API server only: the model is loaded for the requests' checks
+            self.pipe = load_pipeline(self.config.model, self.config.device, self.config.dtype)
+            self._describe(self.pipe)
+            return self._start_sweeper()
         for worker in self.workers:
             worker.start()
         for worker in self.workers:
@@ -67,7 +76,12 @@ class Service:
         self.workers = loaded
         for worker in loaded:
             worker.go.set()
-        self.pipe = pipe = loaded[0].pipe
+        self.pipe = loaded[0].pipe
+        self._describe(self.pipe)
+        self.wake.set()
+        self._start_sweeper()
+
+    def _describe(self, pipe) -> None:
         self.model = ModelInfo(
             id=pipe.name,
             width=int(pipe.defaults["width"]),
@@ -76,7 +90,8 @@ class Service:
             fps=float(pipe.defaults["fps"]),
             patch=int(max(pipe.video_codec.patch_h, pipe.video_codec.patch_w)),
         )
-        self.wake.set()
+
+    def _start_sweeper(self) -> None:
         if self.config.keep_hours:
             self.expire()
             self.sweeper.start()
@@ -89,6 +104,8 @@ class Service:
             worker.stop()
         for worker in self.workers:
             worker.join(timeout=30)
+        if self.queue is not None:
+            self.queue.close()
         self.store.close()
 
     def expire(self, now: float | None = None) -> int:
@@ -159,4 +176,12 @@ class Service:
         """Admission and the new row under one lock: two requests cannot both take the last place."""
         with self.admission:
             self.admit(client)
-            return self.store.create(client=client, **job)
+            created = self.store.create(client=client, **job)
+        self.enqueue(created)
+        return created
+
+    def enqueue(self, job: Job) -> None:
+        """Tell the workers a job is queued: this server's threads, and the shared queue's workers."""
+        if self.queue is not None:
+            self.queue.defer(job.id, job.model)
+        self.wake.set()

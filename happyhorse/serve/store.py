@@ -229,6 +229,39 @@ class JobStore:
             if claimed.rowcount == 1:
                 return self.get(job_id)
 
+    def claim_id(self, job_id: str) -> Job | None:
+        """Move this queued job to in_progress and return it; None when it is not queued (taken, deleted
+        or finished): the shared queue's task for it then does nothing."""
+        with self._session() as session, session.begin():
+            claimed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "queued")
+                .values(status="in_progress", progress=0, attempts=JobRow.attempts + 1, started_at=time.time())
+            )
+        return self.get(job_id) if claimed.rowcount == 1 else None
+
+    def interrupted(self, job_id: str, max_attempts: int) -> bool:
+        """A job whose worker stopped answering: back to queued (True) if it has started fewer than
+        `max_attempts` times, else failed with the reason (False)."""
+        with self._session() as session, session.begin():
+            again = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "in_progress", JobRow.attempts < max_attempts)
+                .values(status="queued", progress=0)
+            ).rowcount
+            if not again:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == "in_progress")
+                    .values(
+                        status="failed",
+                        completed_at=int(time.time()),
+                        error_code="interrupted",
+                        error_message=f"its worker stopped {max_attempts} time(s); it is not retried again",
+                    )
+                )
+        return again == 1
+
     def set_progress(self, job_id: str, progress: int) -> bool:
         """Record progress; False when the job is gone (deleted), so the worker stops it."""
         with self._session() as session, session.begin():

@@ -39,5 +39,5 @@ def admin_retry(video_id: str, svc: Service = Depends(service)) -> dict:
     job = svc.store.requeue(video_id) if svc.store.is_id(video_id) else None
     if job is None:
         raise APIError(404, f"video_id: no failed video with id {video_id[:80]!r}", param="video_id")
-    svc.wake.set()
+    svc.enqueue(job)
     return video_object(job, svc.config)

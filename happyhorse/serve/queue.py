@@ -1,0 +1,156 @@
+"""The job queue of a shared deployment: procrastinate on PostgreSQL, with `happyhorse worker` processes.
+
+The job table stays the record the API shows (status, progress, result). procrastinate decides who runs
+what: an API server defers one `happyhorse.generate` task per video on the queue of its model, so only
+workers that serve that model take it, at the request's priority. Workers take tasks with PostgreSQL's
+row locks and send heartbeats; a worker whose heartbeat stops (kill -9, machine gone) has its task
+re-queued by any other worker after STALLED_S seconds, until the job has started `max_attempts` times.
+A job runs to completion once: its row is claimed queued -> in_progress by a conditional UPDATE, and a
+task that finds it taken, deleted or finished does nothing.
+
+Why procrastinate: it is a maintained PostgreSQL task queue (locks, retries, priorities, queues,
+cancellation, worker heartbeats and stalled-job detection), so none of that is written here again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from ..database import LOCK_KEY
+from .store import JobStore
+
+log = logging.getLogger("happyhorse.serve")
+TASK = "happyhorse.generate"
+HEARTBEAT_S = 2.0  # a worker's heartbeat
+STALLED_S = 10.0  # a worker silent this long is gone: its tasks run again elsewhere
+
+
+def conninfo(db_url: str) -> str:
+    """The libpq connection string of a SQLAlchemy PostgreSQL URL (postgresql+psycopg://... works)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(
+            f"db: a shared queue needs PostgreSQL (postgresql+psycopg://...), got {url.get_backend_name()}"
+        )
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def is_postgres(db_url: str) -> bool:
+    return make_url(db_url).get_backend_name() == "postgresql"
+
+
+def queue_name(model_id: str) -> str:
+    """The queue of one model: its workers listen there and nowhere else."""
+    return "model." + re.sub(r"[^A-Za-z0-9_.-]", "_", model_id)[:60]
+
+
+def make_app(db_url: str):
+    """A procrastinate App on the database, with the generation task registered."""
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(db_url)))
+
+    @app.task(name=TASK, pass_context=True)
+    def generate(context, job_id: str) -> None:
+        context.additional_context["runner"](job_id)
+
+    return app
+
+
+def apply_schema(app, store: JobStore) -> None:
+    """procrastinate's tables, created once under the schema lock however many processes start together."""
+    with store.engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        if conn.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is None:
+            cursor = conn.connection.cursor()  # the DBAPI's own: the schema's '%' are not placeholders
+            cursor.execute(app.schema_manager.get_schema())
+            cursor.close()
+
+
+class SharedQueue:
+    """What an API server does with the queue: defer a job, cancel one."""
+
+    def __init__(self, db_url: str, store: JobStore):
+        self.app = make_app(db_url)
+        apply_schema(self.app, store)
+        self.app.open()
+
+    def defer(self, job_id: str, model_id: str, priority: int = 0) -> None:
+        self.app.configure_task(TASK, queue=queue_name(model_id), priority=priority).defer(job_id=job_id)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.app.close()
+
+
+def run_worker(db_url: str, store: JobStore, worker, model_id: str, max_attempts: int, concurrency: int = 1) -> None:
+    """Take this model's tasks until SIGINT/SIGTERM (the job in hand finishes first), re-queueing the tasks
+    of stalled workers meanwhile. `worker` is a loaded serve.worker.Worker (its thread not started)."""
+    app = make_app(db_url)
+    apply_schema(app, store)
+
+    def run(job_id: str) -> None:
+        job = store.claim_id(job_id)
+        if job is None:  # deleted, finished, or taken: nothing to do
+            return
+        worker.current = job.id
+        try:
+            worker.run_job(job)
+        finally:
+            worker.current = None
+
+    async def requeue_stalled() -> None:
+        while True:
+            await asyncio.sleep(STALLED_S / 2)
+            try:
+                stalled = await app.job_manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=STALLED_S)
+                for job in stalled:
+                    job_id = job.task_kwargs.get("job_id")
+                    if store.interrupted(job_id, max_attempts):  # back to queued: run it again
+                        await app.job_manager.retry_job(job)
+                    else:  # failed for good (or gone): the task ends
+                        await app.job_manager.finish_job(job, status=_failed(), delete_job=False)
+                    log.warning("worker of job %s stopped answering; %s", job_id, store.get(job_id).status)
+            except Exception:  # the database away: the next round tries again
+                log.exception("stalled-job check failed")
+
+    async def main() -> None:
+        async with app.open_async():
+            reaper = asyncio.create_task(requeue_stalled())
+            try:
+                await app.run_worker_async(
+                    queues=[queue_name(model_id)],
+                    concurrency=concurrency,
+                    additional_context={"runner": run},
+                    update_heartbeat_interval=HEARTBEAT_S,
+                    stalled_worker_timeout=STALLED_S,
+                    shutdown_graceful_timeout=None,  # the job in hand finishes
+                    install_signal_handlers=True,
+                )
+            finally:
+                reaper.cancel()
+
+    asyncio.run(main())
+
+
+def _failed():
+    from procrastinate.jobs import Status
+
+    return Status.FAILED
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    """Poll `predicate` until true or `timeout` seconds pass (drills and tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
