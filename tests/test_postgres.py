@@ -123,16 +123,20 @@ def test_api_servers_and_worker_processes_share_one_queue(pg_url, tmp_path):
     import subprocess
     import sys
 
+    import httpx
+
     from happyhorse.serve import ServeConfig
     from happyhorse.serve.queue import wait_for
     from tests.conftest import tiny_pipeline
+    from tests.s3_server import free_ports
     from tests.test_serve import running
 
     model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
     shared = dict(model=model, db_url=pg_url, workers=0, storage_url=str(tmp_path / "store"))
+    port = free_ports(1)[0]
     worker = subprocess.Popen(
         [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--model", str(model),
-         "--storage", str(tmp_path / "store"), "--data", str(tmp_path / "w")],
+         "--storage", str(tmp_path / "store"), "--data", str(tmp_path / "w"), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -149,6 +153,11 @@ def test_api_servers_and_worker_processes_share_one_queue(pg_url, tmp_path):
 
             assert wait_for(done, timeout=120), [a.get(f"/v1/videos/{i}").json() for i in ids]
             assert all(b.get(f"/v1/videos/{i}/content").status_code == 200 for i in ids)
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text  # the worker's own
+            assert 'happyhorse_worker_jobs_total{outcome="completed"} 6' in metrics, metrics
+            assert (
+                "happyhorse_queue_depth" in metrics and httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+            )
     finally:
         worker.terminate()
         out = worker.communicate(timeout=60)[0].decode(errors="replace")
@@ -197,3 +206,44 @@ def test_a_killed_workers_job_runs_again_on_another_worker_once(pg_url, tmp_path
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=120)
+
+
+def test_the_database_gone_is_a_503_and_back_it_serves_with_no_job_lost(pg_url, tmp_path):
+    """Connections to the job database refused (as when it is down): requests answer 503 in OpenAI's error
+    shape and /health fails, quickly; allowed again, the queued job runs and nothing is lost."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from happyhorse.serve import ServeConfig
+    from tests.conftest import tiny_pipeline
+    from tests.test_serve import running, wait_done
+
+    name = make_url(pg_url).database
+    admin = create_engine(URL, isolation_level="AUTOCOMMIT")
+
+    def allow(on: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(on).lower()}'))
+            if not on:
+                conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    config = ServeConfig(model=model, data_dir=tmp_path / "data", db_url=pg_url)
+    try:
+        with running(config) as client:
+            first = client.post("/v1/videos", data={"prompt": "a red ball"}).json()
+            assert wait_done(client, first["id"])["status"] == "completed"
+            allow(False)
+            for response in (client.post("/v1/videos", data={"prompt": "a blue box"}), client.get("/v1/videos")):
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "service_unavailable"
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["database"].startswith("unavailable")
+            allow(True)
+            assert client.get("/health").status_code == 200
+            second = client.post("/v1/videos", data={"prompt": "a blue box"}).json()
+            assert wait_done(client, second["id"])["status"] == "completed"
+            assert {v["id"] for v in client.get("/v1/videos").json()["data"]} == {first["id"], second["id"]}
+    finally:
+        allow(True)
+        admin.dispose()

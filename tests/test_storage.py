@@ -81,3 +81,16 @@ def test_any_server_returns_what_any_worker_wrote_to_s3(s3_endpoint, tmp_path):
         assert b.delete(f"/v1/videos/{video['id']}").json()["deleted"]
     storage = open_storage(shared["storage_url"], tmp_path)
     assert not storage.exists(f"videos/{video['id']}.mp4")
+
+
+def test_health_fails_when_the_storage_is_gone(tmp_path):
+    from tests.test_serve import running
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    config = ServeConfig(
+        model=model, data_dir=tmp_path / "a", storage_url="s3://happyhorse-x?endpoint=http://127.0.0.1:9"
+    )
+    with running(config) as client:
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["storage"].startswith("unavailable")
+        assert health.json()["database"] == "ok"

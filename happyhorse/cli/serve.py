@@ -95,6 +95,7 @@ def worker_command(
     data: Path = typer.Option(Path("serve_data"), help="Scratch folder (and the storage when --storage is unset)."),
     concurrency: int = typer.Option(1, min=1, max=16, help="Jobs at once (each shares the one model load)."),
     max_attempts: int = typer.Option(2, min=1, max=10, help="Starts a job may take when its workers die."),
+    port: int = typer.Option(0, min=0, max=65535, help="Serve this worker's /health and /metrics here (0: none)."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
@@ -128,4 +129,4 @@ def worker_command(
     from sqlalchemy.engine import make_url
 
     console.print(f"worker: {worker.pipe.name} from the queue in {make_url(db).render_as_string(hide_password=True)}")
-    run_worker(db, store, worker, worker.pipe.name, max_attempts, concurrency)
+    run_worker(db, store, worker, worker.pipe.name, max_attempts, concurrency, port)

@@ -69,10 +69,63 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _too_large(_request: Request, exc: BodyTooLarge):
         return error_response(413, str(exc), None, "request_too_large")
 
+    async def _unavailable(_request: Request, exc: Exception):
+        if (unavailable := as_unavailable(exc)) is None:
+            return await _unexpected(_request, exc)
+        return error_response(503, str(unavailable), None, "service_unavailable", {"Retry-After": "2"})
+
+    from sqlalchemy.exc import DBAPIError
+
+    from .storage import StorageError
+
+    # registered by class: Starlette's catch-all Exception handler answers and then raises again
+    for kind in (Unavailable, DBAPIError, StorageError, *_queue_errors()):
+        app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+class Unavailable(Exception):
+    """What the server depends on (its database, its storage) is unreachable: a 503, never a hang."""
+
+
+def as_unavailable(exc: BaseException) -> Unavailable | None:
+    """The 503 an exception means, if it is the database or the storage being away; None otherwise."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from .storage import StorageError
+
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return Unavailable("the job database is unavailable; try again shortly")
+    if isinstance(exc, StorageError):
+        return Unavailable("the clip storage is unavailable; try again shortly")
+    module = type(exc).__module__ or ""
+    if module.startswith(("psycopg", "procrastinate")):  # the shared queue's connection
+        return Unavailable("the job queue is unavailable; try again shortly")
+    return None
+
+
+def _queue_errors() -> tuple[type[Exception], ...]:
+    """The shared queue's connection errors (psycopg's, procrastinate's), where those are installed."""
+    found = []
+    try:
+        import psycopg
+
+        found.append(psycopg.OperationalError)
+    except ImportError:
+        pass
+    try:
+        from procrastinate.exceptions import ConnectorException
+
+        found.append(ConnectorException)
+    except ImportError:
+        pass
+    return tuple(found)
 
 
 class BodyTooLarge(Exception):

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 
 from sqlalchemy import text
@@ -90,21 +91,99 @@ class SharedQueue:
             self.app.close()
 
 
-def run_worker(db_url: str, store: JobStore, worker, model_id: str, max_attempts: int, concurrency: int = 1) -> None:
+class WorkerStats:
+    """What a worker process reports on its /metrics: jobs by outcome and their seconds."""
+
+    def __init__(self):
+        self.outcomes: dict[str, int] = {"completed": 0, "failed": 0, "skipped": 0}
+        self.seconds = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, outcome: str, seconds: float = 0.0) -> None:
+        with self.lock:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self.seconds += seconds
+
+
+def worker_http(store: JobStore, worker, model_id: str, stats: WorkerStats):
+    """The worker process's own /health (model loaded, database and storage answering: 200, else 503)
+    and /metrics (Prometheus: jobs by outcome, seconds, busy, this model's queue depth)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    app = FastAPI(title="happyhorse worker")
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        problems = {}
+        try:
+            with store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+            problems["database"] = f"unavailable ({type(exc).__name__})"
+        try:
+            worker.storage.check()
+        except Exception as exc:  # noqa: BLE001
+            problems["storage"] = f"unavailable ({exc})"
+        ok = worker.pipe is not None and not problems
+        body = {"status": "ok" if ok else "degraded", "model": model_id, "busy": worker.current, **problems}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        with stats.lock:
+            outcomes, seconds = dict(stats.outcomes), stats.seconds
+        try:
+            depth = str(store.count(status=("queued",), model=model_id))
+        except Exception:  # noqa: BLE001 - the database away: the gauge is absent, the rest still reads
+            depth = "NaN"
+        lines = ["# TYPE happyhorse_worker_jobs_total counter"]
+        lines += [f'happyhorse_worker_jobs_total{{outcome="{k}"}} {v}' for k, v in sorted(outcomes.items())]
+        lines += [
+            "# TYPE happyhorse_worker_job_seconds_total counter",
+            f"happyhorse_worker_job_seconds_total {seconds:.6f}",
+            "# TYPE happyhorse_worker_busy gauge",
+            f"happyhorse_worker_busy {int(worker.current is not None)}",
+            "# TYPE happyhorse_queue_depth gauge",
+            f'happyhorse_queue_depth{{model="{model_id}"}} {depth}',
+        ]
+        return "\n".join(lines) + "\n"
+
+    return app
+
+
+def run_worker(
+    db_url: str, store: JobStore, worker, model_id: str, max_attempts: int, concurrency: int = 1, port: int = 0
+) -> None:
     """Take this model's tasks until SIGINT/SIGTERM (the job in hand finishes first), re-queueing the tasks
-    of stalled workers meanwhile. `worker` is a loaded serve.worker.Worker (its thread not started)."""
+    of stalled workers meanwhile; with `port`, serve /health and /metrics there. `worker` is a loaded
+    serve.worker.Worker (its thread not started)."""
     app = make_app(db_url)
     apply_schema(app, store)
+    stats = WorkerStats()
+    if port:
+        import uvicorn
+
+        server = uvicorn.Server(
+            uvicorn.Config(worker_http(store, worker, model_id, stats), port=port, log_level="warning")
+        )
+        server.install_signal_handlers = lambda: None  # procrastinate's worker takes SIGTERM
+        threading.Thread(target=server.run, name="happyhorse-worker-http", daemon=True).start()
 
     def run(job_id: str) -> None:
         job = store.claim_id(job_id)
         if job is None:  # deleted, finished, or taken: nothing to do
+            stats.add("skipped")
             return
         worker.current = job.id
+        start = time.perf_counter()
         try:
             worker.run_job(job)
         finally:
             worker.current = None
+            final = store.get(job.id)
+            stats.add(final.status if final and final.status in ("completed", "failed") else "skipped",
+                      time.perf_counter() - start)  # fmt: skip
 
     async def requeue_stalled() -> None:
         while True:

@@ -95,7 +95,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # a database that is gone must answer in seconds (a 503), not after TCP's minutes
+    return create_engine(url, pool_pre_ping=True, pool_timeout=5, connect_args={"connect_timeout": 3})
 
 
 class JobStore:
@@ -175,11 +176,13 @@ class JobStore:
             session.delete(row)
             return Job.of(row)
 
-    def count(self, *, status: tuple[str, ...], client: str | None = None) -> int:
+    def count(self, *, status: tuple[str, ...], client: str | None = None, model: str | None = None) -> int:
         with self._session() as session:
             query = select(func.count()).select_from(JobRow).where(JobRow.status.in_(status))
             if client is not None:
                 query = query.where(JobRow.client == client)
+            if model is not None:
+                query = query.where(JobRow.model == model)
             return int(session.scalar(query) or 0)
 
     def counts_by_status(self) -> dict[str, int]:

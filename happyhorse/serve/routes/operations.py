@@ -14,8 +14,11 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/health")
 def health(svc: Service = Depends(service)) -> JSONResponse:
+    """200 when the model is loaded, every worker thread alive, and the database and the storage answer;
+    503 otherwise (a balancer then sends requests elsewhere)."""
     alive = sum(w.is_alive() for w in svc.workers)
-    ok = svc.model is not None and alive == len(svc.workers)
+    database, storage = dependency_problems(svc)
+    ok = svc.model is not None and alive == len(svc.workers) and not database and not storage
     loaded = svc.pipe
     body = {
         "status": "ok" if ok else "degraded",
@@ -24,11 +27,30 @@ def health(svc: Service = Depends(service)) -> JSONResponse:
         "dtype": dtype_name(loaded.dtype) if loaded else None,
         "workers": len(svc.workers),
         "workers_alive": alive,
-        "jobs": svc.store.counts_by_status(),
+        "database": database or "ok",
+        "storage": storage or "ok",
+        "jobs": svc.store.counts_by_status() if not database else None,
         "recovered_at_start": svc.recovered,
         "arena": svc.arena,
     }
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def dependency_problems(svc: Service) -> tuple[str | None, str | None]:
+    """(database problem, storage problem), each None when it answers."""
+    from sqlalchemy import text
+
+    database = storage = None
+    try:
+        with svc.store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+        database = f"unavailable ({type(exc).__name__})"
+    try:
+        svc.storage.check()
+    except Exception as exc:  # noqa: BLE001
+        storage = f"unavailable ({exc})"
+    return database, storage
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
