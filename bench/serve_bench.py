@@ -3,6 +3,8 @@
     python bench/serve_bench.py load --clients 100          # 100 concurrent openai clients, one job each
     python bench/serve_bench.py restart --jobs 20 --kills 3  # kill -9 the server mid-run, restart, count losses
     python bench/serve_bench.py fuzz --max-examples 100      # schemathesis against /openapi.json: any 5xx?
+    python bench/serve_bench.py drill --db postgresql+psycopg://USER:PASS@127.0.0.1/postgres \
+        [--restart-db "pg_ctlcluster 15 main restart"]      # 2 API servers + 3 workers + PostgreSQL, kills
 
 Each starts the real command (`python -m happyhorse serve`) as a child process on a free port, with a
 fresh data directory and SQLite job store, and prints one JSON line of figures (also to --json FILE).
@@ -275,6 +277,158 @@ def fuzz(args, work: Path) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------- drill
+
+
+def start_worker(model: Path, db: str, storage: Path, data: Path, port: int) -> subprocess.Popen:
+    data.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "happyhorse", "worker", "--model", str(model), "--db", db]
+    command += ["--storage", str(storage), "--data", str(data), "--port", str(port)]
+    log = open(data / "worker.log", "ab")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}: {(data / 'worker.log').read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        time.sleep(0.2)
+    raise RuntimeError("worker did not become healthy")
+
+
+def drill(args, work: Path) -> dict:
+    """2 API servers + 3 workers + PostgreSQL on loopback: `--jobs` jobs from `--clients` concurrent clients;
+    kill -9 of a worker (at a quarter of the jobs done) and of an API server (at half), the database
+    restarted (at two thirds, with --restart-db). Every job must complete, once."""
+    import threading
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    sys.path.insert(0, str(ROOT))
+    from happyhorse.serve.store import JobStore
+
+    name = f"hh_drill_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.db, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives a restart
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = make_url(args.db).set(database=name).render_as_string(hide_password=False)
+    model = Path(args.model) if args.model else tiny_model(work)
+    storage = work / "store"
+    apis, workers, events = [], [], {}
+    try:
+        for k in range(args.apis):  # started at the same moment: the schema is created once, under its lock
+            (work / f"api{k}").mkdir()
+        with ThreadPoolExecutor(args.apis) as pool:
+            ports = [free_port() for _ in range(args.apis)]
+            extra = ["--workers", "0", "--db", db, "--storage", str(storage), "--max-jobs-per-client", "1000"]
+            apis = list(pool.map(lambda k: start_server(model, work / f"api{k}", ports[k], *extra), range(args.apis)))
+        bases = [f"http://127.0.0.1:{p}" for p in ports]
+        worker_ports = [free_port() for _ in range(args.workers)]
+        workers = [start_worker(model, db, storage, work / f"w{k}", worker_ports[k]) for k in range(args.workers)]
+        store = JobStore(db)
+        alive = list(range(args.apis))
+        done_at: dict[str, float] = {}
+        failures: list[str] = []
+        lock = threading.Lock()
+
+        def call(method: str, path: str, k: int, **kw):
+            """A request to an API server that is up, the next one on a refused connection or a 503."""
+            for attempt in range(60):
+                base = bases[alive[(k + attempt) % len(alive)]]
+                try:
+                    r = httpx.request(method, base + path, timeout=30, **kw)
+                    if r.status_code != 503:
+                        return r
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            raise RuntimeError(f"{method} {path}: no API server answered")
+
+        def client(k: int) -> None:
+            ids = []
+            for j in range(args.jobs // args.clients):
+                r = call("POST", "/v1/videos", k, data={"prompt": f"client {k} job {j}: a red ball bounces"})
+                ids.append((r.json()["id"], time.monotonic()))
+            for job_id, t0 in ids:
+                while time.monotonic() - t0 < args.timeout:
+                    status = call("GET", f"/v1/videos/{job_id}", k).json()["status"]
+                    if status in ("completed", "failed"):
+                        with lock:
+                            done_at[job_id] = time.monotonic() - t0
+                            if status == "failed":
+                                failures.append(job_id)
+                        break
+                    time.sleep(0.3)
+
+        def chaos(total: int) -> None:
+            def when(share: float) -> None:
+                while len(done_at) < share * total:
+                    time.sleep(0.1)
+
+            when(0.25)
+            busy = httpx.get(f"http://127.0.0.1:{worker_ports[0]}/health", timeout=5).json().get("busy")
+            workers[0].send_signal(signal.SIGKILL)
+            events["worker_killed"] = {"at_done": len(done_at), "job": busy}
+            if busy:  # how long until another worker has taken its job again
+                t0 = time.monotonic()
+                while (job := store.get(busy)) is not None and job.attempts < 2 and job.status != "completed":
+                    time.sleep(0.1)
+                events["worker_killed"]["requeue_s"] = round(time.monotonic() - t0, 2)
+            when(0.5)
+            apis[0].send_signal(signal.SIGKILL)
+            alive.remove(0)
+            events["api_killed"] = {"at_done": len(done_at)}
+            if args.restart_db:
+                when(0.66)
+                t0 = time.monotonic()
+                subprocess.run(args.restart_db, shell=True, check=True)
+                events["database_restarted"] = {"at_done": len(done_at), "restart_s": round(time.monotonic() - t0, 2)}
+
+        start = time.monotonic()
+        total = args.clients * (args.jobs // args.clients)
+        monkey = threading.Thread(target=chaos, args=(total,), daemon=True)
+        monkey.start()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(client, range(args.clients)))
+        wall = time.monotonic() - start
+        jobs = [store.get(i) for i in done_at]
+        attempts = {}
+        for job in jobs:
+            attempts[job.attempts] = attempts.get(job.attempts, 0) + 1
+        missing = [j.id for j in jobs if not (storage / "videos" / f"{j.id}.mp4").is_file()]
+        return {
+            "check": "drill",
+            "api_servers": args.apis,
+            "workers": args.workers,
+            "jobs": total,
+            "completed": sum(j.status == "completed" for j in jobs),
+            "failed": failures,
+            "lost": total - len(done_at),
+            "missing_mp4": missing,
+            "attempts": attempts,  # a job started twice ran on the killed worker first; it completed once
+            "jobs_per_s": round(total / wall, 3),
+            "latency_s": percentiles(list(done_at.values())),
+            "events": events,
+            "wall_s": round(wall, 1),
+        }
+    finally:
+        for process in workers + apis:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers + apis:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(60)
+            if process.poll() is None:
+                process.kill()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
@@ -294,10 +448,19 @@ def main() -> None:
     p.add_argument("--checks", default="not_a_server_error")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=1200)
+    p = sub.add_parser("drill")
+    p.add_argument("--db", required=True, help="A PostgreSQL URL whose role may create databases.")
+    p.add_argument("--jobs", type=int, default=200)
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--apis", type=int, default=2)
+    p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--model", help="Model directory (default: a tiny random one: the drill measures serving).")
+    p.add_argument("--restart-db", help='A command that restarts the database, e.g. "pg_ctlcluster 15 main restart".')
+    p.add_argument("--timeout", type=float, default=900, help="Seconds a job may take before it counts as lost.")
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
-        result = {"load": load, "restart": restart, "fuzz": fuzz}[args.check](args, Path(tmp))
+        result = {"load": load, "restart": restart, "fuzz": fuzz, "drill": drill}[args.check](args, Path(tmp))
     line = json.dumps(result)
     print(line)
     if args.json:
@@ -306,6 +469,7 @@ def main() -> None:
         "load": result.get("completed") == result.get("jobs"),
         "restart": result.get("lost") == 0,
         "fuzz": result.get("server_errors_5xx") == 0,
+        "drill": result.get("lost") == 0 and result.get("completed") == result.get("jobs"),
     }[args.check]
     sys.exit(0 if ok else 1)
 

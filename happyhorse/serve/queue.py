@@ -31,6 +31,7 @@ log = logging.getLogger("happyhorse.serve")
 TASK = "happyhorse.generate"
 HEARTBEAT_S = 2.0  # a worker's heartbeat
 STALLED_S = 10.0  # a worker silent this long is gone: its tasks run again elsewhere
+ORPHAN_S = 30.0  # a queued job with no task this long (its defer failed mid-outage) is deferred again
 
 
 def conninfo(db_url: str) -> str:
@@ -171,7 +172,7 @@ def run_worker(
         threading.Thread(target=server.run, name="happyhorse-worker-http", daemon=True).start()
 
     def run(job_id: str) -> None:
-        job = store.claim_id(job_id)
+        job = worker.durable(store.claim_id, job_id)
         if job is None:  # deleted, finished, or taken: nothing to do
             stats.add("skipped")
             return
@@ -185,9 +186,25 @@ def run_worker(
             stats.add(final.status if final and final.status in ("completed", "failed") else "skipped",
                       time.perf_counter() - start)  # fmt: skip
 
+    orphans = text(
+        "SELECT j.id FROM happyhorse_video_jobs j WHERE j.status = 'queued' AND j.model = :model "
+        "AND j.created_at < :before AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs p "
+        "WHERE p.args->>'job_id' = j.id AND p.status IN ('todo', 'doing'))"
+    )
+
     async def requeue_stalled() -> None:
         while True:
             await asyncio.sleep(STALLED_S / 2)
+            try:  # a job whose task was lost (its server defer failed, its task failed): deferred again
+                with store.engine.connect() as conn:
+                    lost = [
+                        row[0] for row in conn.execute(orphans, {"model": model_id, "before": time.time() - ORPHAN_S})
+                    ]
+                for job_id in lost:
+                    await app.configure_task(TASK, queue=queue_name(model_id)).defer_async(job_id=job_id)
+                    log.warning("job %s had no task; deferred again", job_id)
+            except Exception:  # the database away: the next round tries again
+                log.exception("orphan check failed")
             try:
                 stalled = await app.job_manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=STALLED_S)
                 for job in stalled:

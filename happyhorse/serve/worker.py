@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from ..generate import load_pipeline, run_generate
 from ..media import MediaError, read_video, save_image
@@ -26,6 +27,7 @@ from .store import Job, JobStore
 log = logging.getLogger("happyhorse.serve")
 SAMPLING_SHARE = 95  # progress % reached when the last sampling step ends; decoding and writing take the rest
 STORE_RETRY_S = 1.0  # back-off after a store error (the job it held is retried by restart recovery)
+STORE_PATIENCE_S = 300.0  # how long a finished job waits for the database to come back
 
 
 class JobCancelled(Exception):
@@ -91,6 +93,19 @@ class Worker(threading.Thread):
                 log.exception("worker: store error; retrying in %.1f s", STORE_RETRY_S)
                 self.stopping.wait(STORE_RETRY_S)
 
+    def durable(self, call, *args, **kwargs):
+        """`call` retried while the database is away (a restart, a failover), for up to STORE_PATIENCE_S:
+        a finished clip is recorded when it is back, not lost with its job left running."""
+        deadline = time.monotonic() + STORE_PATIENCE_S
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except DBAPIError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("the database is away; %s retried in %.1f s", call.__name__, STORE_RETRY_S)
+                time.sleep(STORE_RETRY_S)
+
     def stop(self):
         self.stopping.set()
         self.go.set()
@@ -113,8 +128,13 @@ class Worker(threading.Thread):
         paths = {kind: scratch / Path(key).name for kind, key in keys.items()}
 
         def on_step(i: int, n: int) -> None:
-            if self.stopping.is_set() or not self.store.set_progress(job.id, SAMPLING_SHARE * i // max(n, 1)):
+            if self.stopping.is_set():
                 raise JobCancelled(job.id)
+            try:
+                if not self.store.set_progress(job.id, SAMPLING_SHARE * i // max(n, 1)):
+                    raise JobCancelled(job.id)
+            except DBAPIError:  # the database away for a moment: progress is not worth stopping the clip for
+                log.warning("job %s: progress not recorded (the database is away)", job.id)
 
         error, result = None, None
         try:
@@ -132,7 +152,7 @@ class Worker(threading.Thread):
         except JobCancelled:
             if self.stopping.is_set():  # a clean shutdown: queued again, no retry used
                 remove_outputs(self.storage, job, keep_inputs=True)
-                self.store.release(job.id)
+                self.durable(self.store.release, job.id)
                 return
             remove_outputs(self.storage, job)
             return
@@ -146,5 +166,6 @@ class Worker(threading.Thread):
         if error is not None:
             with contextlib.suppress(Exception):  # a storage that is gone: the outputs were never all put
                 self.storage.delete(list(keys.values()))
-        if not self.store.finish(job.id, compute_seconds=seconds, price=price, result=result, error=error):
+        done = self.durable(self.store.finish, job.id, compute_seconds=seconds, price=price, result=result, error=error)
+        if not done:
             remove_outputs(self.storage, job)  # deleted while it was being written
