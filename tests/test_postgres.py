@@ -247,3 +247,37 @@ def test_the_database_gone_is_a_503_and_back_it_serves_with_no_job_lost(pg_url, 
     finally:
         allow(True)
         admin.dispose()
+
+
+def test_a_worker_that_cannot_load_its_model_fails_its_health_check_and_takes_no_job(pg_url, tmp_path):
+    import subprocess
+    import sys
+
+    import httpx
+
+    from happyhorse.serve.queue import wait_for
+    from tests.conftest import tiny_pipeline
+    from tests.s3_server import free_ports
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    (model / "transformer" / "model.safetensors").write_bytes(b"not weights")  # a broken model directory
+    port = free_ports(1)[0]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--model", str(model), "--port", str(port),
+         "--data", str(tmp_path / "w")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def answered():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            except httpx.HTTPError:
+                return None
+
+        assert wait_for(lambda: answered() is not None, timeout=120)
+        health = answered()
+        assert health.status_code == 503 and health.json()["model"].startswith("not loaded")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

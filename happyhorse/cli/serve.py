@@ -125,6 +125,12 @@ def worker_command(
     worker.load()
     if worker.pipe is None:
         console.print(f"worker: the model could not be loaded, so no job is taken: {worker.load_error}", markup=False)
+        if port:  # stay up, failing its health check, so that the orchestrator sees why
+            import uvicorn
+
+            from ..serve.queue import WorkerStats, worker_http
+
+            uvicorn.run(worker_http(store, worker, str(model), WorkerStats()), port=port, log_level="warning")
         raise typer.Exit(3)
     from sqlalchemy.engine import make_url
 

@@ -126,7 +126,9 @@ def worker_http(store: JobStore, worker, model_id: str, stats: WorkerStats):
             worker.storage.check()
         except Exception as exc:  # noqa: BLE001
             problems["storage"] = f"unavailable ({exc})"
-        ok = worker.pipe is not None and not problems
+        if worker.pipe is None:
+            problems["model"] = f"not loaded ({worker.load_error})"
+        ok = not problems
         body = {"status": "ok" if ok else "degraded", "model": model_id, "busy": worker.current, **problems}
         return JSONResponse(body, status_code=200 if ok else 503)
 
