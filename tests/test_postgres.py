@@ -281,3 +281,41 @@ def test_a_worker_that_cannot_load_its_model_fails_its_health_check_and_takes_no
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def test_a_higher_priority_job_runs_first_on_the_shared_queue(pg_url, tmp_path):
+    """Jobs queued while no worker runs: the worker that starts takes the high-priority one first; the
+    openai client talks to an API-only server as to any other."""
+    import subprocess
+    import sys
+
+    from openai import OpenAI
+
+    from happyhorse.serve import ServeConfig
+    from happyhorse.serve.queue import wait_for
+    from happyhorse.serve.store import JobStore
+    from tests.conftest import tiny_pipeline
+    from tests.test_serve import live_server
+
+    model = tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    config = ServeConfig(model=model, data_dir=tmp_path / "api", db_url=pg_url, workers=0)
+    with live_server(config) as base:
+        client = OpenAI(base_url=f"{base}/v1", api_key="x")
+        low = [client.videos.create(prompt=f"a red ball {k}") for k in range(3)]
+        high = client.videos.create(prompt="a blue box", extra_body={"priority": 10})
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--model", str(model),
+             "--storage", str(tmp_path / "api"), "--data", str(tmp_path / "w")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            store = JobStore(pg_url)
+            ids = [v.id for v in low] + [high.id]
+            assert wait_for(lambda: all(store.get(i).status == "completed" for i in ids), timeout=120)
+            started = sorted(ids, key=lambda i: store.get(i).started_at)
+            assert started[0] == high.id
+            assert client.videos.retrieve(high.id).status == "completed"
+            assert client.videos.download_content(high.id).content[4:8] == b"ftyp"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)

@@ -191,6 +191,7 @@ BAD_REQUESTS = [
     ("seconds text", {"data": {"prompt": "a", "seconds": "four"}}, 400, "seconds"),
     ("seconds bound", {"data": {"prompt": "a", "seconds": "16"}}, 400, "seconds"),
     ("shots text", {"data": {"prompt": "a", "shots": "two shots"}}, 400, "shots"),
+    ("priority", {"data": {"prompt": "a", "priority": "1000"}}, 400, "priority"),
     ("shots empty", {"json": {"prompt": "a", "shots": ["a", " "]}}, 400, "shots"),
     ("shots short", {"data": {"prompt": "a", "shots": '["a", "b"]', "seconds": "1"}}, 400, "shots"),
     ("seconds nan", {"json": {"prompt": "a", "seconds": "nan"}}, 400, "seconds"),

@@ -54,6 +54,9 @@ class VideoCreateParams(BaseModel):
     audio_guidance_scale: float | None = Field(None, description="Guidance of the sound; default: the model's.")
     input_reference: dict[str, str] | None = Field(None, description='First frame: {"image_url": data URL}.')
     audio_reference: dict[str, str] | None = Field(None, description='Soundtrack: {"audio_url": data URL}.')
+    priority: int | None = Field(
+        None, ge=-100, le=100, description="On a shared queue (PostgreSQL): higher runs first; default 0."
+    )
     shots: list[str] | str | None = Field(
         None,
         description="Multi-shot: one prompt per shot, hard cuts between, each after `prompt` (which may then "

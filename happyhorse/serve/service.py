@@ -183,5 +183,5 @@ class Service:
     def enqueue(self, job: Job) -> None:
         """Tell the workers a job is queued: this server's threads, and the shared queue's workers."""
         if self.queue is not None:
-            self.queue.defer(job.id, job.model)
+            self.queue.defer(job.id, job.model, int(job.params.get("priority", 0)))
         self.wake.set()

@@ -75,6 +75,7 @@ async def create_video(
     image, sound = uploads(params, files)
     await run_in_threadpool(svc.admit, client)  # refuse early, before decoding uploads
     job_params = {**fields, "mode": "T" + ("I" if image else "") + ("A" if sound else "") + "2V"}
+    job_params["priority"] = params.priority or 0
     try:
         if image:
             job_params["image"], _ = await run_in_threadpool(store_reference, image, "image", config, svc.storage)
