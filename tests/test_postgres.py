@@ -319,3 +319,36 @@ def test_a_higher_priority_job_runs_first_on_the_shared_queue(pg_url, tmp_path):
         finally:
             worker.terminate()
             worker.wait(timeout=60)
+
+
+def test_sigterm_lets_a_worker_finish_the_job_in_hand(pg_url, tmp_path):
+    """A graceful shutdown (SIGTERM, as an orchestrator sends) mid-job: the job completes, then the
+    worker exits; nothing is left in progress."""
+    import signal
+    import subprocess
+    import sys
+
+    from happyhorse.serve import ServeConfig
+    from happyhorse.serve.queue import wait_for
+    from tests.test_serve import running
+
+    config = ServeConfig(data_dir=tmp_path / "api", db_url=pg_url, workers=0)  # the embedded default model
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "happyhorse", "worker", "--db", pg_url, "--storage", str(tmp_path / "api"),
+         "--data", str(tmp_path / "w")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with running(config) as api:
+            video = api.post("/v1/videos", data={"prompt": "a red ball bounces", "seconds": "15"}).json()
+
+            def status():
+                return api.get(f"/v1/videos/{video['id']}").json()["status"]
+
+            assert wait_for(lambda: status() == "in_progress", timeout=120)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=300) == 0
+            assert status() == "completed"
+    finally:
+        if worker.poll() is None:
+            worker.kill()

@@ -173,17 +173,21 @@ def run_worker(
         server.install_signal_handlers = lambda: None  # procrastinate's worker takes SIGTERM
         threading.Thread(target=server.run, name="happyhorse-worker-http", daemon=True).start()
 
+    in_hand: set[str] = set()  # this process's jobs: never "stalled", also while it stops heartbeating to shut down
+
     def run(job_id: str) -> None:
         job = worker.durable(store.claim_id, job_id)
         if job is None:  # deleted, finished, or taken: nothing to do
             stats.add("skipped")
             return
         worker.current = job.id
+        in_hand.add(job.id)
         start = time.perf_counter()
         try:
             worker.run_job(job)
         finally:
             worker.current = None
+            in_hand.discard(job.id)
             final = store.get(job.id)
             stats.add(final.status if final and final.status in ("completed", "failed") else "skipped",
                       time.perf_counter() - start)  # fmt: skip
@@ -211,6 +215,8 @@ def run_worker(
                 stalled = await app.job_manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=STALLED_S)
                 for job in stalled:
                     job_id = job.task_kwargs.get("job_id")
+                    if job_id in in_hand:
+                        continue
                     if store.interrupted(job_id, max_attempts):  # back to queued: run it again
                         await app.job_manager.retry_job(job)
                     else:  # failed for good (or gone): the task ends
