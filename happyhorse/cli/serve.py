@@ -10,6 +10,17 @@ import typer
 from .common import DEVICE_HELP, DTYPE_HELP, app, check_device, console, require_extra
 
 
+def _check_model_and_device(model: Path | None, device: str, dtype: str) -> None:
+    """Refuse, by flag, a missing model directory or a device the machine lacks, before anything loads."""
+    from ..serve import check_model_dir
+
+    try:
+        check_model_dir(model)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    check_device(device, dtype)
+
+
 @app.command("serve")
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
@@ -49,13 +60,9 @@ def serve_command(
     import uvicorn
     from sqlalchemy.engine import make_url
 
-    from ..serve import ServeConfig, check_model_dir, create_app
+    from ..serve import ServeConfig, create_app
 
-    try:
-        check_model_dir(model)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--model") from None
-    check_device(device, dtype)
+    _check_model_and_device(model, device, dtype)
     keys = tuple(k.strip() for k in (api_key or "").split(",") if k.strip())
     try:
         config = ServeConfig(
@@ -100,19 +107,16 @@ def worker_command(
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Generate the jobs of one model from the shared queue (procrastinate on PostgreSQL), on any machine:
-    loads the model once; SIGTERM finishes the job in hand; a worker that cannot load its model exits."""
+    loads the model once; SIGTERM finishes the job in hand; a worker that cannot load its model takes no
+    job (with --port it stays up, failing /health; else it exits with 3)."""
     require_extra("serve")
-    from ..serve import ServeConfig, check_model_dir
+    from ..serve import ServeConfig
     from ..serve.queue import is_postgres, run_worker
     from ..serve.storage import open_storage
     from ..serve.store import JobStore
     from ..serve.worker import Worker
 
-    try:
-        check_model_dir(model)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--model") from None
-    check_device(device, dtype)
+    _check_model_and_device(model, device, dtype)
     try:
         if not is_postgres(db):
             raise ValueError(f"a shared queue needs PostgreSQL (postgresql+psycopg://...), got {db.split(':')[0]}")
