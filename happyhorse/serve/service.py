@@ -181,7 +181,9 @@ class Service:
         return created
 
     def enqueue(self, job: Job) -> None:
-        """Tell the workers a job is queued: this server's threads, and the shared queue's workers."""
-        if self.queue is not None:
+        """Tell the workers a job is queued: this server's threads, or (an API server only) the shared
+        queue's workers. A server with threads of its own defers nothing, so no task piles up unread;
+        `happyhorse worker` processes still take its backlog (they defer queued jobs that have no task)."""
+        if self.queue is not None and not self.workers:
             self.queue.defer(job.id, job.model, int(job.params.get("priority", 0)))
         self.wake.set()
