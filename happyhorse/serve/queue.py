@@ -221,7 +221,8 @@ def run_worker(
                         await app.job_manager.retry_job(job)
                     else:  # failed for good (or gone): the task ends
                         await app.job_manager.finish_job(job, status=_failed(), delete_job=False)
-                    log.warning("worker of job %s stopped answering; %s", job_id, store.get(job_id).status)
+                    now = store.get(job_id)
+                    log.warning("worker of job %s stopped answering; %s", job_id, now.status if now else "deleted")
             except Exception:  # the database away: the next round tries again
                 log.exception("stalled-job check failed")
 
